@@ -1,0 +1,36 @@
+# The course's single entry point. `make setup` once, then `make lab` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# pytest exits 5 when it collected no test; that is not a failure here.
+PYTEST = $(PY) -m pytest
+
+.PHONY: setup build test test-unit test-notebooks lab progress sheets benchmark zoo clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+build: setup
+	$(PY) -m course_utils build
+
+test: test-unit test-notebooks
+
+test-unit: setup
+	$(PYTEST) tests || [ $$? -eq 5 ]
+
+test-notebooks: build
+	COURSE_STRICT_CHECKS=1 $(PYTEST) --nbmake --nbmake-timeout=600 build/notebooks/solutions || [ $$? -eq 5 ]
+
+benchmark: build
+	$(PY) benchmarks/run_course.py
+
+zoo: setup
+	$(PY) -m course_utils.zoo
+
+clean:
+	rm -rf build

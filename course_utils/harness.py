@@ -1,0 +1,276 @@
+"""The learner-check harness: run a learner's function and the reference on the same
+real inputs and say, in one line, whether they agree and, if not, what differs.
+
+A chapter's check module (``course_utils.checks.<chapter>``) builds ``Case``s and
+calls :func:`check`. Printing is for the notebook; the returned :class:`CheckResult`
+is for tests (it is truthy only when the check passed). Set the environment variable
+``COURSE_STRICT_CHECKS=1`` to make a failed check raise :class:`CheckFailed`
+(CI does this when it executes the solution notebooks).
+"""
+from __future__ import annotations
+
+import math
+import os
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from transformer_lens import ActivationCache
+
+PASS, FAIL, TODO = "✓", "✗", "…"
+Status = Literal["passed", "failed", "not implemented"]
+
+
+class CheckFailed(AssertionError):
+    """Raised by a failed check in strict mode (``COURSE_STRICT_CHECKS=1``)."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of one check; ``bool(result)`` is True only if it passed."""
+
+    name: str
+    status: Status
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.status == "passed"
+
+    def __str__(self) -> str:
+        return self.message
+
+    def _ipython_display_(self) -> None:
+        """The line was already printed; show nothing more in a notebook."""
+
+
+@dataclass
+class Case:
+    """One set of inputs. ``label`` names it in messages (e.g. ``'prompt "Paris"'``)."""
+
+    label: str
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float = 1e-4
+    rtol: float = 1e-4
+
+
+def describe_difference(
+    actual: Any,
+    expected: Any,
+    tol: Tolerance = Tolerance(),
+    index_names: Sequence[str] | None = None,
+    what: str = "output",
+) -> str | None:
+    """Return None if ``actual`` matches ``expected``, else one phrase saying where it differs.
+
+    Tensors: shape, then kind of dtype (float vs integer vs bool; float32 and float64
+    are both fine), then the worst element. ``index_names`` names the tensor's
+    dimensions (``("layer", "head")``) so the worst element reads ``layer 2, head 3``.
+    Sequences, mappings, numbers and strings are compared element by element.
+    """
+    if isinstance(expected, torch.Tensor):
+        return _tensor_difference(actual, expected, tol, index_names, what)
+    if isinstance(expected, bool) or isinstance(expected, str):
+        return None if actual == expected else f"{what} is {actual!r} but expected {expected!r}"
+    if isinstance(expected, (int, float, np.floating, np.integer)):
+        return _number_difference(actual, expected, tol, what)
+    if isinstance(expected, Mapping):
+        if not isinstance(actual, Mapping):
+            return f"{what} is a {type(actual).__name__}, expected a dict"
+        if set(actual) != set(expected):
+            return f"{what} has keys {sorted(actual)} but expected {sorted(expected)}"
+        for key in expected:
+            diff = describe_difference(actual[key], expected[key], tol, index_names, f"{what}[{key!r}]")
+            if diff:
+                return diff
+        return None
+    if isinstance(expected, (list, tuple)):
+        if isinstance(actual, torch.Tensor) or not isinstance(actual, (list, tuple)):
+            return f"{what} is a {type(actual).__name__}, expected a {type(expected).__name__}"
+        if len(actual) != len(expected):
+            return f"{what} has {len(actual)} items but expected {len(expected)}"
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            diff = describe_difference(a, e, tol, None, f"{what}[{i}]")
+            if diff:
+                return diff
+        return None
+    return None if actual == expected else f"{what} is {actual!r} but expected {expected!r}"
+
+
+def _number_difference(actual: Any, expected: float, tol: Tolerance, what: str) -> str | None:
+    if isinstance(actual, torch.Tensor) and actual.numel() == 1:
+        actual = actual.item()
+    if not isinstance(actual, (int, float, np.floating, np.integer)) or isinstance(actual, bool):
+        return f"{what} is a {type(actual).__name__}, expected a number"
+    if isinstance(expected, (int, np.integer)) and not float(actual).is_integer():
+        return f"{what} is {actual} but expected the whole number {expected}"
+    if math.isclose(float(actual), float(expected), rel_tol=tol.rtol, abs_tol=tol.atol):
+        return None
+    return f"{what} is {float(actual):.4g} but expected {float(expected):.4g}"
+
+
+def _dtype_kind(t: torch.Tensor) -> str:
+    if t.dtype == torch.bool:
+        return "bool"
+    return "float" if t.is_floating_point() else "integer"
+
+
+def _tensor_difference(
+    actual: Any, expected: torch.Tensor, tol: Tolerance, index_names: Sequence[str] | None, what: str
+) -> str | None:
+    if not isinstance(actual, torch.Tensor):
+        return f"{what} is a {type(actual).__name__}, expected a torch.Tensor of shape {tuple(expected.shape)}"
+    if actual.shape != expected.shape:
+        return f"{what} has shape {tuple(actual.shape)} but expected {tuple(expected.shape)}"
+    if _dtype_kind(actual) != _dtype_kind(expected):
+        return f"{what} has dtype {actual.dtype} but expected a {_dtype_kind(expected)} tensor"
+    a, e = actual.detach().cpu(), expected.detach().cpu()
+    if _dtype_kind(expected) != "float":
+        wrong = (a != e).nonzero()
+        if len(wrong) == 0:
+            return None
+        idx = tuple(wrong[0].tolist())
+        return f"{what}{_where(idx, index_names)} is {a[idx].item()} but expected {e[idx].item()} ({len(wrong)} of {e.numel()} elements differ)"
+    a, e = a.double(), e.double()
+    if not torch.isfinite(a).all():
+        idx = tuple((~torch.isfinite(a)).nonzero()[0].tolist())
+        return f"{what}{_where(idx, index_names)} is {a[idx].item()} (not finite)"
+    err = (a - e).abs()
+    bad = err > tol.atol + tol.rtol * e.abs()
+    if not bad.any():
+        return None
+    idx = tuple(np.unravel_index(int(torch.argmax(err * bad)), tuple(e.shape))) if e.dim() else ()
+    return (
+        f"{what}{_where(idx, index_names)} is {a[idx].item():.4g} but expected {e[idx].item():.4g} "
+        f"(max abs error {err.max().item():.3g}; {int(bad.sum())} of {e.numel()} elements differ)"
+    )
+
+
+def _where(idx: tuple[int, ...], index_names: Sequence[str] | None) -> str:
+    if not idx:
+        return ""
+    if index_names and len(index_names) == len(idx):
+        return " at " + ", ".join(f"{n} {i}" for n, i in zip(index_names, idx))
+    return f" at index {list(idx)}"
+
+
+def _fingerprint(value: Any) -> list[torch.Tensor]:
+    """Copies of every tensor inside ``value`` (to detect in-place modification)."""
+    if isinstance(value, torch.Tensor):
+        return [value.detach().clone()]
+    if isinstance(value, ActivationCache):
+        return [v.detach().clone() for v in value.values()]
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _fingerprint(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _fingerprint(v)]
+    return []
+
+
+def _mutated_input(case: Case, before: list[list[torch.Tensor]]) -> str | None:
+    values = list(case.args) + list(case.kwargs.values())
+    names = [f"argument {i + 1}" for i in range(len(case.args))] + [f"`{k}`" for k in case.kwargs]
+    for name, value, old in zip(names, values, before):
+        new = _fingerprint(value)
+        if any(o.shape != n.shape or not torch.equal(o, n) for o, n in zip(old, new)):
+            return f"your function modified its input ({name}) in place — work on a copy (`.clone()`)"
+    return None
+
+
+def _leftover_hooks(case: Case) -> str | None:
+    """Remove hooks the learner left on a model argument, and say which."""
+    for value in list(case.args) + list(case.kwargs.values()):
+        hook_dict = getattr(value, "hook_dict", None)
+        if not isinstance(hook_dict, Mapping):
+            continue
+        left = [name for name, hp in hook_dict.items() if getattr(hp, "_forward_hooks", None)]
+        if left:
+            value.reset_hooks(including_permanent=True)
+            return (
+                f"your function left a hook attached to {left[0]} — use `model.run_with_hooks(...)` "
+                "or `with model.hooks(...):` so hooks are removed after the run"
+            )
+    return None
+
+
+def _error_line(err: BaseException, fn: Callable) -> str:
+    """``'ValueError: ... (line 12: x = y @ z)'``, pointing into the learner's own code."""
+    filename = getattr(getattr(fn, "__code__", None), "co_filename", None)
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == filename]
+    where = f" (line {frames[-1].lineno}: {frames[-1].line.strip()})" if frames and frames[-1].line else ""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}{': ' + text[:200] if text else ''}{where}"
+
+
+def _emit(name: str, status: Status, message: str) -> CheckResult:
+    result = CheckResult(name, status, message)
+    print(message)
+    if status != "passed" and os.environ.get("COURSE_STRICT_CHECKS") == "1":
+        raise CheckFailed(message)
+    return result
+
+
+def check(
+    name: str,
+    learner_fn: Callable,
+    reference_fn: Callable,
+    cases: Sequence[Case],
+    *,
+    tol: Tolerance = Tolerance(),
+    index_names: Sequence[str] | None = None,
+    known_mistakes: Mapping[str, Callable] | None = None,
+    compare: Callable[[Any, Any], str | None] | None = None,
+) -> CheckResult:
+    """Compare ``learner_fn`` with ``reference_fn`` on every case; print and return one line.
+
+    ``known_mistakes`` maps a diagnosis (``"is the final LayerNorm applied twice?"``) to a
+    function implementing that mistake: when the learner's output matches it, the
+    failure line names the diagnosis. ``compare(actual, expected)`` replaces the default
+    :func:`describe_difference` for outputs that need a custom notion of "equal".
+    """
+    compare = compare or (lambda a, e: describe_difference(a, e, tol, index_names))
+    for case in cases:
+        expected = reference_fn(*case.args, **case.kwargs)
+        before = [_fingerprint(v) for v in list(case.args) + list(case.kwargs.values())]
+        try:
+            actual = learner_fn(*case.args, **case.kwargs)
+        except NotImplementedError:
+            _leftover_hooks(case)
+            return _emit(name, "not implemented", f"{TODO} {name} is not implemented yet.")
+        except Exception as err:  # noqa: BLE001 - any learner error becomes one line
+            _leftover_hooks(case)
+            return _emit(name, "failed", f"{FAIL} {name}: on {case.label}, your function raised {_error_line(err, learner_fn)}")
+        problem = _leftover_hooks(case) or _mutated_input(case, before)
+        if problem is None and actual is None and expected is not None:
+            problem = "your function returned None — did you forget `return`?"
+        if problem is None:
+            diff = compare(actual, expected)
+            if diff is None:
+                continue
+            problem = diff + _diagnose(actual, case, known_mistakes or {}, compare)
+        return _emit(name, "failed", f"{FAIL} {name}: on {case.label}, {problem}")
+    n = len(cases)
+    return _emit(name, "passed", f"{PASS} {name}: matches the reference on {n} input{'s' if n != 1 else ''}.")
+
+
+def _diagnose(actual: Any, case: Case, known_mistakes: Mapping[str, Callable], compare: Callable) -> str:
+    for diagnosis, wrong_fn in known_mistakes.items():
+        if compare(actual, wrong_fn(*case.args, **case.kwargs)) is None:
+            return f" — {diagnosis}"
+    return ""
+
+
+def check_answer(name: str, given: Any, accepted: Callable[[Any], bool], hint: str) -> CheckResult:
+    """Check a "check your understanding" answer; ``hint`` is shown when it is wrong."""
+    if given is ...:
+        return _emit(name, "not implemented", f"{TODO} {name} is not answered yet.")
+    if accepted(given):
+        return _emit(name, "passed", f"{PASS} {name}: correct.")
+    return _emit(name, "failed", f"{FAIL} {name}: {given!r} is not right — {hint}")
