@@ -193,8 +193,10 @@ def _leftover_hooks(case: Case) -> str | None:
         left = [name for name, hp in hook_dict.items() if getattr(hp, "_forward_hooks", None)]
         if left:
             value.reset_hooks(including_permanent=True)
+            # The bridge lists each hook point under several names; prefer the familiar one.
+            familiar = [n for n in left if not n.endswith(("hook_in", "hook_out"))] or left
             return (
-                f"your function left a hook attached to {left[0]} — use `model.run_with_hooks(...)` "
+                f"your function left a hook attached to {familiar[0]} — use `model.run_with_hooks(...)` "
                 "or `with model.hooks(...):` so hooks are removed after the run"
             )
     return None

@@ -1,0 +1,103 @@
+"""Time the course: wall time and peak memory of every solution notebook, and the median
+latency of every learner check.
+
+    make benchmark            # or: .venv/bin/python benchmarks/run_course.py [--repeats 5] [chapters…]
+
+Targets (figures to report, not tests): whole course ≤ 5 min on 2 cores, each check
+≤ 1 s median, peak RSS ≤ 3 GB.
+"""
+import argparse
+import contextlib
+import io
+import statistics
+import threading
+import time
+
+import nbformat
+import psutil
+from nbclient import NotebookClient
+
+from course_utils.build import build_chapter
+from course_utils.chapters import BUILD_DIR, available_chapters, checks_module, resolve, solution_module
+
+
+class PeakChildMemory:
+    """Sample the summed RSS of this process's descendants (the notebook kernel) every 50 ms."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.05):
+            total = 0
+            for child in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    total += child.memory_info().rss
+            self.peak = max(self.peak, total)
+
+    def __enter__(self) -> "PeakChildMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def time_notebook(chapter: str) -> tuple[float, int]:
+    """Execute the chapter's solution notebook; return (seconds, peak kernel RSS in bytes)."""
+    _, path = build_chapter(chapter, out_dir=BUILD_DIR / "benchmark")
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    with PeakChildMemory() as memory:
+        start = time.perf_counter()
+        client.execute()
+        seconds = time.perf_counter() - start
+    return seconds, memory.peak
+
+
+def time_checks(chapter: str, repeats: int) -> dict[str, float]:
+    """Median seconds of each learner check, run on the reference solution."""
+    checks, solutions = checks_module(chapter), solution_module(chapter)
+    medians = {}
+    for name in sorted(n for n in dir(checks) if n.startswith("test_")):
+        target = getattr(solutions, name.removeprefix("test_"), None)
+        if target is None:
+            continue
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                getattr(checks, name)(target)
+            times.append(time.perf_counter() - start)
+        medians[name] = statistics.median(times)
+    return medians
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("chapters", nargs="*")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per check (median reported)")
+    args = parser.parse_args()
+    chapters = [resolve(c) for c in args.chapters] or available_chapters()
+    print(f"{'chapter':28} {'wall s':>8} {'peak RSS MB':>12}")
+    total = 0.0
+    for chapter in chapters:
+        seconds, peak = time_notebook(chapter)
+        total += seconds
+        print(f"{chapter:28} {seconds:8.1f} {peak / 2**20:12.0f}", flush=True)
+    print(f"{'whole course':28} {total:8.1f}   (target ≤ 300 s)\n")
+    print(f"{'check (median of ' + str(args.repeats) + ' runs)':52} {'seconds':>8}")
+    slowest = 0.0
+    for chapter in chapters:
+        for name, seconds in time_checks(chapter, args.repeats).items():
+            slowest = max(slowest, seconds)
+            print(f"{chapter[:2]} {name:49} {seconds:8.3f}")
+    print(f"{'slowest check median':52} {slowest:8.3f}   (target ≤ 1 s)")
+
+
+if __name__ == "__main__":
+    main()
