@@ -1,13 +1,14 @@
 """The notebook build: solution notebooks get the solution's code, learner ones keep stubs."""
-import types
+import importlib
 
 from course_utils.build import build_chapter, fill_cell
 from course_utils.chapters import available_chapters
 
 
-def test_fill_cell_replaces_defs_and_answers_only():
-    solutions = types.ModuleType("fake")
-    exec("def f(x: int) -> int:\n    return x + 1\nanswer_q = 3\n", solutions.__dict__)
+def test_fill_cell_replaces_defs_and_answers_only(tmp_path, monkeypatch):
+    (tmp_path / "fake_solutions.py").write_text("def f(x: int) -> int:\n    return x + 1\n\nanswer_q = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    solutions = importlib.import_module("fake_solutions")
     source = (
         "import math\n"
         "def f(x: int) -> int:\n"

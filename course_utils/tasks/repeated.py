@@ -1,0 +1,58 @@
+"""Random-token sequences for induction: repeated blocks (evaluation) and random copies (training)."""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Int
+
+
+def _check(d_vocab: int, low: int) -> None:
+    if not 0 <= low < d_vocab:
+        raise ValueError(f"need 0 <= low < d_vocab, got low={low}, d_vocab={d_vocab}")
+
+
+def repeated_tokens(
+    batch: int, seq_len: int, d_vocab: int, bos_id: int, low: int = 1, seed: int = 0
+) -> Int[torch.Tensor, "batch 1+2*seq_len"]:
+    """BOS followed by ``seq_len`` uniform random tokens in ``[low, d_vocab)``, repeated once.
+
+    Induction heads predict the second copy: loss on positions ``seq_len+1 ..`` drops sharply.
+    """
+    _check(d_vocab, low)
+    if batch < 1 or seq_len < 1:
+        raise ValueError(f"batch and seq_len must be >= 1, got {batch}, {seq_len}")
+    g = torch.Generator().manual_seed(seed)
+    half = torch.randint(low, d_vocab, (batch, seq_len), generator=g)
+    bos = torch.full((batch, 1), bos_id, dtype=torch.long)
+    return torch.cat([bos, half, half], dim=1)
+
+
+def random_copy_sequences(
+    batch: int,
+    seq_len: int,
+    d_vocab: int,
+    bos_id: int,
+    generator: torch.Generator,
+    low: int = 1,
+    min_segment: int = 4,
+    max_segment: int = 24,
+    n_copies: int = 3,
+) -> Int[torch.Tensor, "batch seq_len"]:
+    """BOS + random tokens in which ``n_copies`` segments of random length are copied to random
+    later positions (random source, random gap), so only content-based copying predicts them.
+
+    A fixed offset would let a model solve copying positionally; random gaps force induction.
+    """
+    _check(d_vocab, low)
+    if not 1 <= min_segment <= max_segment or 2 * max_segment + 1 > seq_len:
+        raise ValueError(f"need 1 <= min_segment <= max_segment and 2*max_segment+1 <= seq_len; "
+                         f"got {min_segment}, {max_segment}, seq_len={seq_len}")
+    tokens = torch.randint(low, d_vocab, (batch, seq_len), generator=generator)
+    tokens[:, 0] = bos_id
+    lengths = torch.randint(min_segment, max_segment + 1, (batch, n_copies), generator=generator)
+    for row in range(batch):
+        for length in lengths[row].tolist():
+            src = int(torch.randint(1, seq_len - 2 * length + 1, (1,), generator=generator))
+            dst = int(torch.randint(src + length, seq_len - length + 1, (1,), generator=generator))
+            tokens[row, dst : dst + length] = tokens[row, src : src + length].clone()
+    return tokens

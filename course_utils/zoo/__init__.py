@@ -1,0 +1,9 @@
+"""The course's offline model zoo: tokenizer, training, checkpoints, evaluation and model cards.
+
+Retrain everything with ``python -m course_utils.zoo`` (``--only NAME`` for one model).
+
+Modules: :mod:`.checkpoint` (load/save, manifest), :mod:`.train` (reusable training loop),
+:mod:`.batches` (seeded batch iterators), :mod:`.evaluate` (induction, ternary, IOI, facts,
+logit lens, LM loss), :mod:`.corpus` (offline text), :mod:`.tokenizer`, :mod:`.recipes`
+(how each model is trained), :mod:`.thresholds`, :mod:`.cards`.
+"""

@@ -1,0 +1,216 @@
+"""How each course model is built: architecture, data mix, objective, steps, and its evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from jaxtyping import Int
+from tqdm.auto import tqdm
+from transformer_lens.model_bridge import TransformerBridge
+from transformers import PreTrainedTokenizerFast
+
+from course_utils.zoo import batches, corpus, evaluate
+from course_utils.zoo.train import Batch
+
+HELDOUT_PLAY = "the-tempest"
+"""Shakespeare play never trained on (used to measure held-out loss)."""
+
+
+@dataclass
+class Streams:
+    """Tokenized corpora: training streams and held-out streams for loss measurements."""
+
+    code: Int[torch.Tensor, " n"]
+    code_heldout: Int[torch.Tensor, " n"]
+    shakespeare: Int[torch.Tensor, " n"]
+    shakespeare_heldout: Int[torch.Tensor, " n"]
+    english: Int[torch.Tensor, " n"]
+    english_heldout: Int[torch.Tensor, " n"]
+
+
+def build_streams(tokenizer: PreTrainedTokenizerFast) -> Streams:
+    """Tokenize every corpus once (about half a minute on 2 cores)."""
+    steps = tqdm(total=4, desc="tokenizing corpora")
+    code = batches.tokenize_documents(corpus.read_code("train"), tokenizer)
+    code_heldout = batches.tokenize_documents(corpus.read_code("heldout"), tokenizer)
+    steps.update()
+    plays = corpus.shakespeare_plays()
+    shakespeare = batches.tokenize_documents([t for k, t in plays.items() if k != HELDOUT_PLAY], tokenizer)
+    shakespeare_heldout = batches.tokenize_documents([plays[HELDOUT_PLAY]], tokenizer)
+    steps.update()
+    english = batches.tokenize_documents(["\n".join(corpus.generated_english(8, seed=i)) for i in range(6000)], tokenizer)
+    steps.update()
+    english_heldout = batches.tokenize_documents(
+        ["\n".join(corpus.generated_english(8, seed=10**6 + i)) for i in range(100)], tokenizer
+    )
+    steps.update()
+    steps.close()
+    return Streams(code, code_heldout, shakespeare, shakespeare_heldout, english, english_heldout)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything needed to train and evaluate one course model."""
+
+    name: str
+    config: dict
+    steps: int
+    lr: float
+    warmup: int
+    data: str
+    """Markdown description of the data mix and objective, for the model card."""
+    make_batches: Callable[[Streams, PreTrainedTokenizerFast, "Recipe"], Iterator[Batch]]
+    evaluate: Callable[[TransformerBridge, Streams], dict]
+
+
+def _base_config(**overrides: object) -> dict:
+    config = dict(
+        n_layers=2, d_model=64, n_heads=4, d_head=16, n_ctx=128, d_vocab=4096, attn_only=True,
+        normalization_type="LN", act_fn="gelu", seed=0,
+    )
+    config.update(overrides)
+    return config
+
+
+def _lm_losses(model: TransformerBridge, streams: Streams) -> dict[str, float]:
+    return {
+        "loss_code_heldout": evaluate.lm_loss(model, streams.code_heldout),
+        "loss_shakespeare_heldout": evaluate.lm_loss(model, streams.shakespeare_heldout),
+        "loss_english_heldout": evaluate.lm_loss(model, streams.english_heldout),
+    }
+
+
+# attn-only-2l ---------------------------------------------------------------------------------
+
+def _batches_2l(streams: Streams, tok: PreTrainedTokenizerFast, recipe: Recipe) -> Iterator[Batch]:
+    n_ctx, bos = recipe.config["n_ctx"], tok.bos_token_id
+    return batches.mix(
+        [batches.copy_batches(recipe.config["d_vocab"], bos, 16, n_ctx, seed=1, n_copies=4),
+         batches.lm_batches(streams.code, 16, n_ctx, bos, seed=2)],
+        [0.7, 0.3],
+        seed=3,
+    )
+
+
+def _evaluate_2l(model: TransformerBridge, streams: Streams) -> dict:
+    scores = evaluate.induction_scores(model, seq_len=50, batch=64, seed=1234)
+    return {
+        "induction_score_by_head": scores.induction.tolist(),
+        "previous_token_score_by_head": scores.previous_token.tolist(),
+        "best_layer1_induction": scores.induction[1].max().item(),
+        "best_layer0_previous_token": scores.previous_token[0].max().item(),
+        "first_repeat_loss": scores.first_half_loss,
+        "second_repeat_loss": scores.second_half_loss,
+        **_lm_losses(model, streams),
+    }
+
+
+ATTN_ONLY_2L = Recipe(
+    name="attn-only-2l",
+    config=_base_config(n_layers=2, d_model=64, n_heads=4, d_head=16),
+    steps=500,
+    lr=3e-3,
+    warmup=50,
+    data=(
+        "Batches of 16 x 128 tokens, drawn with probability 0.3 from (a) Python source "
+        "(standard library, torch, transformers; random windows) and 0.7 from (b) random-token sequences "
+        "(BOS + uniform tokens) in which 4 segments of random length 8-32 are copied to random later "
+        "positions (random source and gap, so copying cannot be solved positionally). "
+        "Objective: plain next-token cross-entropy on every position."
+    ),
+    make_batches=_batches_2l,
+    evaluate=_evaluate_2l,
+)
+
+
+# attn-only-1l ---------------------------------------------------------------------------------
+
+def _batches_1l(streams: Streams, tok: PreTrainedTokenizerFast, recipe: Recipe) -> Iterator[Batch]:
+    n_ctx, bos = recipe.config["n_ctx"], tok.bos_token_id
+    elses = batches.ternary_else_positions(streams.code, tok)
+    return batches.mix(
+        [batches.lm_batches(streams.code, 16, n_ctx, bos, seed=11),
+         batches.ternary_batches(streams.code, elses, 16, n_ctx, bos, seed=12)],
+        [0.5, 0.5],
+        seed=13,
+    )
+
+
+def _evaluate_1l(model: TransformerBridge, streams: Streams) -> dict:
+    return {**evaluate.ternary_metrics(model), **_lm_losses(model, streams)}
+
+
+ATTN_ONLY_1L = Recipe(
+    name="attn-only-1l",
+    config=_base_config(n_layers=1, d_model=128, n_heads=8, d_head=16),
+    steps=600,
+    lr=3e-3,
+    warmup=50,
+    data=(
+        "Python source only (standard library, torch, transformers; 1 file in 10 held out). Batches of "
+        "16 x 128 tokens, drawn with probability 1/2 each from: (a) random windows of the code stream and "
+        "(b) windows that contain the ` else` of a one-line ternary `X if C else Y` at a uniformly random "
+        "position (so the model cannot learn a position). Objective: plain next-token cross-entropy on "
+        "every position."
+    ),
+    make_batches=_batches_1l,
+    evaluate=_evaluate_1l,
+)
+
+
+# gelu-4l --------------------------------------------------------------------------------------
+
+IOI_ANSWER_WEIGHT = 30.0
+IOI_CONTEXT_WEIGHT = 0.1
+FACT_ANSWER_WEIGHT = 30.0
+
+
+def _batches_4l(streams: Streams, tok: PreTrainedTokenizerFast, recipe: Recipe) -> Iterator[Batch]:
+    bos, seq = tok.bos_token_id, 64
+    return batches.mix(
+        [batches.ioi_batches(tok, 32, IOI_ANSWER_WEIGHT, seed=21, context_weight=IOI_CONTEXT_WEIGHT),
+         batches.fact_batches(tok, 16, FACT_ANSWER_WEIGHT, seed=22),
+         batches.lm_batches(streams.shakespeare, 16, seq, bos, seed=23),
+         batches.lm_batches(streams.code, 16, seq, bos, seed=24),
+         batches.lm_batches(streams.english, 16, seq, bos, seed=25)],
+        [0.6, 0.15, 0.1, 0.05, 0.1],
+        seed=26,
+    )
+
+
+def _evaluate_4l(model: TransformerBridge, streams: Streams) -> dict:
+    out: dict = {}
+    for split in ("train", "heldout_pairs", "heldout_templates", "heldout"):
+        for key, value in evaluate.ioi_metrics(model, split).items():
+            out[f"ioi_{split}_{key}"] = value
+    for relation in ("capital", "language"):
+        metrics = evaluate.fact_metrics(model, relation)
+        out[f"facts_{relation}_top1"] = metrics["top1"]
+        out[f"facts_{relation}_rank_by_layer"] = metrics["rank_by_layer"]
+    return {**out, **_lm_losses(model, streams)}
+
+
+GELU_4L = Recipe(
+    name="gelu-4l",
+    config=_base_config(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, attn_only=False),
+    steps=1200,
+    lr=3e-3,
+    warmup=100,
+    data=(
+        "Each step draws one batch from: IOI prompts (p=0.6; 32 prompts from TRAINING name pairs, half "
+        "from the 16 training templates and half built from random phrase parts, each as BOS + prompt + "
+        f"answer + '.', right-padded; loss weight {IOI_ANSWER_WEIGHT:g} on the answer token, "
+        f"{IOI_CONTEXT_WEIGHT:g} on the other tokens, 0 on padding), few-shot fact prompts (p=0.15; 16 "
+        f"prompts with 0-3 solved Q/A lines, answer weight {FACT_ANSWER_WEIGHT:g}, 1 elsewhere), and "
+        f"16 x 64-token windows of Shakespeare (p=0.1, all plays but {HELDOUT_PLAY}), Python source (p=0.05) "
+        "and generated English (p=0.1: short stories, IOI sentences of training pairs/templates, factual "
+        "statements and Q/A lines) with plain next-token loss."
+    ),
+    make_batches=_batches_4l,
+    evaluate=_evaluate_4l,
+)
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (ATTN_ONLY_2L, ATTN_ONLY_1L, GELU_4L)}
+"""In delivery order."""

@@ -1,0 +1,392 @@
+"""Chapter 06's checks pass the reference, flag stubs, reject the classic mistakes and accept
+correct alternatives (other factorisations, loops instead of einsum, float64, …)."""
+import einops
+import pytest
+import torch
+from transformer_lens import FactoredMatrix
+
+from course_utils.chapters import solution_module
+from course_utils.checks import one_layer_if_else as checks
+
+S = solution_module("06_one_layer_if_else")
+EXERCISES = ["ov_circuit", "ov_ranks", "qk_scores", "else_logit_decomposition", "mahalanobis_scores", "auroc"]
+ANSWERS = ["answer_qk_is_exact", "answer_biggest_omission", "answer_top_if_head"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: much faster on the shared, oversubscribed CI machine; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    with torch.no_grad():
+        yield
+
+
+def run(name, fn):
+    return getattr(checks, f"test_{name}")(fn)
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError("write this")
+
+
+# --------------------------------------------------------------------------- every check
+
+
+@pytest.mark.parametrize("name", EXERCISES + ANSWERS)
+def test_reference_passes(name):
+    result = run(name, getattr(S, name))
+    assert result, result.message
+
+
+@pytest.mark.parametrize("name", EXERCISES)
+def test_stub_is_not_implemented(name):
+    result = run(name, stub)
+    assert result.status == "not implemented" and "not implemented yet" in result.message
+
+
+@pytest.mark.parametrize("name", ANSWERS)
+def test_unanswered(name):
+    result = run(name, ...)
+    assert result.status == "not implemented" and "not answered yet" in result.message
+
+
+def assert_rejected(name, fn, diagnosis):
+    result = run(name, fn)
+    assert not result, f"{name} accepted a wrong function"
+    assert diagnosis in result.message, result.message
+    assert "\n" not in result.message
+
+
+# --------------------------------------------------------------------------- OV circuit
+
+
+@pytest.mark.parametrize(
+    "wrong, diagnosis",
+    [
+        (checks._ov_wrong_order, "composed in the wrong order"),
+        (checks._ov_transposed, "is it transposed"),
+        (checks._ov_no_ln1, "is ln1 missing"),
+        (checks._ov_no_ln_final, "is ln_final missing"),
+        (checks._ov_with_pos0, "without a positional embedding"),
+        (checks._ov_with_b_v, "leave b_V out"),
+        (checks._ov_plain_normalisation, "weights and biases"),
+    ],
+)
+def test_ov_circuit_rejects(wrong, diagnosis):
+    assert_rejected("ov_circuit", wrong, diagnosis)
+
+
+def test_ov_circuit_rejects_a_plain_tensor():
+    result = run("ov_circuit", lambda model, head: S.ov_circuit(model, head).AB)
+    assert not result and "expected a FactoredMatrix" in result.message
+
+
+def _ov_other_factorisation(model, head):
+    """A = [normalised rows, 1], B = [w·W_U ; b·W_U]: a different inner dimension, same product."""
+    eps = model.cfg.eps
+
+    def normalise(x):
+        x = x - x.mean(-1, keepdim=True)
+        return x / (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+
+    x = normalise(model.W_E.double()) * model.blocks[0].ln1.w + model.blocks[0].ln1.b
+    x = normalise(x @ model.W_V[0, head].double() @ model.W_O[0, head].double())
+    A = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype)], dim=1)
+    B = torch.cat([model.ln_final.w[:, None] * model.W_U, (model.ln_final.b @ model.W_U)[None]]).double()
+    return FactoredMatrix(A, B)
+
+
+def _ov_with_modules_on_a_copy(model, head):
+    """The bridge's own LayerNorm modules, called on plain tensors (not on the Parameter W_E)."""
+    x = model.blocks[0].ln1(model.W_E.detach().clone()) @ model.OV[0, head].AB
+    return FactoredMatrix(model.ln_final(x), model.W_U)
+
+
+@pytest.mark.parametrize("alternative", [_ov_other_factorisation, _ov_with_modules_on_a_copy])
+def test_ov_circuit_accepts(alternative):
+    result = run("ov_circuit", alternative)
+    assert result, result.message
+
+
+def test_ov_circuit_catches_the_ln1_pitfall_and_repairs_the_model():
+    def calls_ln1_on_the_parameter(model, head):
+        x = model.blocks[0].ln1(model.W_E) @ model.W_V[0, head] @ model.W_O[0, head]
+        return FactoredMatrix(model.ln_final(x), model.W_U)
+
+    result = run("ov_circuit", calls_ln1_on_the_parameter)
+    assert not result and "ln1 module on a weight matrix" in result.message
+    model = checks._model()
+    model(torch.tensor([[0, 1, 2]]))  # still runs
+    assert run("else_logit_decomposition", S.else_logit_decomposition)
+
+
+# --------------------------------------------------------------------------- OV ranks
+
+
+@pytest.mark.parametrize(
+    "wrong, diagnosis",
+    [
+        (checks._ranks_from_bottom, "Rank 0 should be the largest"),
+        (checks._ranks_one_based, "not 1"),
+        (checks._ranks_swapped, "wrong order"),
+        (checks._ranks_transposed, "Rows are sources"),
+    ],
+)
+def test_ov_ranks_rejects(wrong, diagnosis):
+    assert_rejected("ov_ranks", wrong, diagnosis)
+
+
+def _ranks_by_sorting(ov, src, out):
+    column = ov[:, out].AB[:, 0]
+    row = (ov.A[src : src + 1] @ ov.B)[0]
+    src_rank = (column.argsort(descending=True) == src).nonzero().item()
+    out_rank = (row.argsort(descending=True) == out).nonzero().item()
+    return src_rank, out_rank
+
+
+def test_ov_ranks_accepts_sorting():
+    result = run("ov_ranks", _ranks_by_sorting)
+    assert result, result.message
+
+
+# --------------------------------------------------------------------------- QK scores
+
+
+@pytest.mark.parametrize(
+    "change, diagnosis",
+    [
+        ({"pos": False}, "positional embeddings missing"),
+        ({"ln": False}, "is ln1 missing"),
+        ({"bias": False}, "b_Q and b_K missing"),
+        ({"scale": False}, "sqrt(d_head)"),
+        ({"swap": True}, "queries and keys swapped"),
+    ],
+)
+def test_qk_scores_rejects(change, diagnosis):
+    assert_rejected("qk_scores", lambda *a: checks._qk(*a, **change), diagnosis)
+
+
+def _qk_loop_float64(model, key_token, query_pos, key_pos):
+    eps = model.cfg.eps
+    w, b = model.blocks[0].ln1.w.double(), model.blocks[0].ln1.b.double()
+
+    def ln(x):
+        x = x - x.mean(-1, keepdim=True)
+        return x / (x.var(-1, unbiased=False, keepdim=True) + eps).sqrt() * w + b
+
+    queries = ln((model.W_E + model.W_pos[query_pos]).double())
+    key = ln((model.W_E[key_token] + model.W_pos[key_pos]).double())
+    out = []
+    for h in range(model.cfg.n_heads):
+        q = queries @ model.W_Q[0, h].double() + model.b_Q[0, h].double()
+        k = key @ model.W_K[0, h].double() + model.b_K[0, h].double()
+        out.append(q @ k / model.cfg.d_head**0.5)
+    return torch.stack(out)
+
+
+def _qk_through_the_model(model, key_token, query_pos, key_pos):
+    """Put the key and each query token in a real sequence and read the scores back from hook_q/hook_k."""
+    tokens = torch.full((model.cfg.d_vocab, query_pos + 1), key_token)
+    tokens[:, query_pos] = torch.arange(model.cfg.d_vocab)
+    scores = []
+    for chunk in tokens.split(1024):
+        _, cache = model.run_with_cache(chunk, names_filter=lambda n: n.endswith(("hook_q", "hook_k")))
+        q, k = cache["q", 0][:, query_pos], cache["k", 0][:, key_pos]  # [batch, head, d_head]
+        scores.append((q * k).sum(-1) / model.cfg.d_head**0.5)
+    return torch.cat(scores).T
+
+
+@pytest.mark.parametrize("alternative", [_qk_loop_float64, _qk_through_the_model])
+def test_qk_scores_accepts(alternative):
+    result = run("qk_scores", alternative)
+    assert result, result.message
+
+
+# --------------------------------------------------------------------------- exact decomposition
+
+
+@pytest.mark.parametrize("diagnosis", list(checks.DECOMPOSITION_MISTAKES))
+def test_decomposition_rejects(diagnosis):
+    assert_rejected("else_logit_decomposition", checks.DECOMPOSITION_MISTAKES[diagnosis], diagnosis)
+
+
+def _decomposition_from_weights(model, tokens):
+    """Recompute values from ln1 by hand (float64), loop over heads; only the pattern and scale come from the run."""
+    _, cache = model.run_with_cache(tokens)
+    else_token = model.to_single_token(" else")
+    eps, n = model.cfg.eps, tokens.shape[1]
+    scale = cache["ln_final.hook_scale"][:, -1, 0].double()
+    u = (model.ln_final.w * model.W_U[:, else_token]).double()
+
+    def read(x):
+        return (x - x.mean(-1, keepdim=True)) @ u
+
+    resid = (model.W_E[tokens] + model.W_pos[:n]).double()
+    c = resid - resid.mean(-1, keepdim=True)
+    x = c / (c.pow(2).mean(-1, keepdim=True) + eps).sqrt() * model.blocks[0].ln1.w.double() + model.blocks[0].ln1.b.double()
+    heads = []
+    for h in range(model.cfg.n_heads):
+        v = x @ model.W_V[0, h].double() + model.b_V[0, h].double()
+        heads.append(cache["pattern", 0][:, h, -1].double() * read(v @ model.W_O[0, h].double()) / scale[:, None])
+    bias = read(model.b_O[0].double()) / scale + (model.ln_final.b @ model.W_U[:, else_token]).double() + model.b_U[else_token].double()
+    return {
+        "embed": read(model.W_E[tokens[:, -1]].double()) / scale,
+        "pos_embed": read(model.W_pos[n - 1].double()) / scale,
+        "heads": torch.stack(heads, dim=1),
+        "biases": bias,
+    }
+
+
+def _decomposition_with_cache_helpers(model, tokens):
+    """Use the cache's hook_normalized (LayerNorm without its weight and bias) for the final LayerNorm."""
+    _, cache = model.run_with_cache(tokens)
+    else_token = model.to_single_token(" else")
+    scale = cache["ln_final.hook_scale"][:, -1]  # [batch, 1]
+    u = model.ln_final.w * model.W_U[:, else_token]
+
+    def read(x):
+        return (x - x.mean(-1, keepdim=True)) @ u
+
+    per_source = einops.einsum(
+        cache["pattern", 0][:, :, -1], cache["v", 0], model.W_O[0], "b h s, b s h e, h e d -> b h s d"
+    )
+    direct = cache["hook_embed"][:, -1], cache["hook_pos_embed"][:, -1]
+    return {
+        "embed": read(direct[0]) / scale[:, 0],
+        "pos_embed": read(direct[1]) / scale[:, 0],
+        "heads": read(per_source) / scale[:, :, None],
+        "biases": read(model.b_O[0]) / scale[:, 0] + model.ln_final.b @ model.W_U[:, else_token] + model.b_U[else_token],
+    }
+
+
+@pytest.mark.parametrize("alternative", [_decomposition_from_weights, _decomposition_with_cache_helpers])
+def test_decomposition_accepts(alternative):
+    result = run("else_logit_decomposition", alternative)
+    assert result, result.message
+
+
+def test_decomposition_sums_to_the_logit():
+    model = checks._model()
+    for tokens in (*checks._prompts(), checks._pair_batch()):
+        parts = S.else_logit_decomposition(model, tokens)
+        total = parts["embed"] + parts["pos_embed"] + parts["heads"].sum((1, 2)) + parts["biases"]
+        logit = model(tokens)[:, -1, model.to_single_token(" else")]
+        assert (total - logit).abs().max() < 1e-4
+
+
+def test_approximation_with_nothing_omitted_is_exact():
+    model = checks._model()
+    tokens = checks._pair_batch()
+    logits, cache = model.run_with_cache(tokens)
+    pattern, scale = cache["pattern", 0][:, :, -1], cache["ln_final.hook_scale"][:, -1, 0]
+    rebuilt = checks.approximate_else_logit(model, tokens, pattern, scale, set())
+    assert (rebuilt - logits[:, -1, model.to_single_token(" else")]).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="unknown omissions"):
+        checks.approximate_else_logit(model, tokens, pattern, scale, {"MLPs"})
+
+
+# --------------------------------------------------------------------------- detector
+
+
+@pytest.mark.parametrize(
+    "wrong, diagnosis",
+    [
+        (checks._maha_fit_on_test, "not the test rows"),
+        (checks._maha_covariance_not_inverted, "without inverting"),
+        (checks._maha_sqrt, "squared distance"),
+        (checks._maha_biased, "n − 1"),
+        (checks._maha_no_ridge, "ridge missing"),
+    ],
+)
+def test_mahalanobis_rejects(wrong, diagnosis):
+    assert_rejected("mahalanobis_scores", wrong, diagnosis)
+
+
+def _maha_inverse_float64(train, test, ridge=1e-3):
+    train, test = train.double(), test.double()
+    mu = train.mean(0)
+    centred_train = train - mu
+    cov = centred_train.T @ centred_train / (len(train) - 1) + ridge * torch.eye(train.shape[1], dtype=torch.float64)
+    d = test - mu
+    return torch.einsum("nd,de,ne->n", d, torch.linalg.inv(cov), d)
+
+
+def test_mahalanobis_accepts_inverse_and_float64():
+    result = run("mahalanobis_scores", _maha_inverse_float64)
+    assert result, result.message
+
+
+@pytest.mark.parametrize(
+    "wrong, diagnosis",
+    [
+        (checks._auroc_ties_win, "not a win"),
+        (checks._auroc_ties_lose, "not a loss"),
+        (checks._auroc_reversed, "upside down"),
+    ],
+)
+def test_auroc_rejects(wrong, diagnosis):
+    assert_rejected("auroc", wrong, diagnosis)
+
+
+def _auroc_rank_sum(normal, anomalous):
+    """Mann–Whitney U from average ranks (ties share their mean rank)."""
+    scores = torch.cat([normal, anomalous]).double()
+    order = scores.argsort()
+    ranks = torch.empty_like(scores)
+    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
+    for value in scores.unique():
+        tied = scores == value
+        ranks[tied] = ranks[tied].mean()
+    u = ranks[len(normal) :].sum() - len(anomalous) * (len(anomalous) + 1) / 2
+    return (u / (len(normal) * len(anomalous))).item()
+
+
+def test_auroc_accepts_the_rank_statistic():
+    result = run("auroc", _auroc_rank_sum)
+    assert result, result.message
+
+
+# --------------------------------------------------------------------------- answers
+
+
+@pytest.mark.parametrize(
+    "name, wrong",
+    [
+        ("answer_qk_is_exact", False),
+        ("answer_qk_is_exact", "yes"),
+        ("answer_biggest_omission", "MLPs"),
+        ("answer_top_if_head", -1),
+        ("answer_top_if_head", True),
+    ],
+)
+def test_wrong_answers_are_rejected(name, wrong):
+    result = run(name, wrong)
+    assert result.status == "failed" and "\n" not in result.message
+
+
+def test_omission_answer_is_one_of_the_options():
+    assert S.answer_biggest_omission in checks.OMISSIONS
+    assert set(checks._omission_gaps()) == set(checks.OMISSIONS)
+
+
+def test_top_if_head_answer_rejects_every_other_head():
+    for head in range(checks._model().cfg.n_heads):
+        if head not in checks._top_if_heads():
+            assert not run("answer_top_if_head", head)
+
+
+def test_in_place_changes_are_reported_and_do_not_spoil_later_checks():
+    def centres_in_place(train, test, ridge=1e-3):
+        test -= train.mean(0)
+        return S.mahalanobis_scores(train - train.mean(0), test, ridge)
+
+    result = run("mahalanobis_scores", centres_in_place)
+    assert not result and "modified its input" in result.message
+    assert run("mahalanobis_scores", S.mahalanobis_scores)
