@@ -161,27 +161,33 @@ def _where(idx: tuple[int, ...], index_names: Sequence[str] | None) -> str:
     return f" at index {list(idx)}"
 
 
-def _fingerprint(value: Any) -> list[torch.Tensor]:
-    """Copies of every tensor inside ``value`` (to detect in-place modification)."""
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """Every tensor inside ``value`` (tensors, caches, mappings, sequences)."""
     if isinstance(value, torch.Tensor):
-        return [value.detach().clone()]
+        return [value]
     if isinstance(value, ActivationCache):
-        return [v.detach().clone() for v in value.values()]
+        return list(value.values())
     if isinstance(value, Mapping):
-        return [t for v in value.values() for t in _fingerprint(v)]
+        return [t for v in value.values() for t in _tensors(v)]
     if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _fingerprint(v)]
+        return [t for v in value for t in _tensors(v)]
     return []
 
 
 def _mutated_input(case: Case, before: list[list[torch.Tensor]]) -> str | None:
+    """Say which input the learner modified in place, and put its values back."""
     values = list(case.args) + list(case.kwargs.values())
     names = [f"argument {i + 1}" for i in range(len(case.args))] + [f"`{k}`" for k in case.kwargs]
+    problem = None
     for name, value, old in zip(names, values, before):
-        new = _fingerprint(value)
-        if any(o.shape != n.shape or not torch.equal(o, n) for o, n in zip(old, new)):
-            return f"your function modified its input ({name}) in place — work on a copy (`.clone()`)"
-    return None
+        for live, saved in zip(_tensors(value), old):
+            if live.shape == saved.shape and torch.equal(live, saved):
+                continue
+            problem = problem or f"your function modified its input ({name}) in place — work on a copy (`.clone()`)"
+            if live.shape == saved.shape:
+                with torch.no_grad():
+                    live.copy_(saved)
+    return problem
 
 
 def _leftover_hooks(case: Case) -> str | None:
@@ -240,7 +246,7 @@ def check(
     compare = compare or (lambda a, e: describe_difference(a, e, tol, index_names))
     for case in cases:
         expected = reference_fn(*case.args, **case.kwargs)
-        before = [_fingerprint(v) for v in list(case.args) + list(case.kwargs.values())]
+        before = [[t.detach().clone() for t in _tensors(v)] for v in list(case.args) + list(case.kwargs.values())]
         try:
             actual = learner_fn(*case.args, **case.kwargs)
         except NotImplementedError:

@@ -102,3 +102,9 @@ def test_check_answer():
     assert check_answer("q1", 3, lambda a: a == 3, "count again")
     assert not check_answer("q1", 4, lambda a: a == 3, "count again")
     assert check_answer("q1", ..., lambda a: a == 3, "count again").status == "not implemented"
+
+
+def test_modified_input_is_restored_for_the_next_check():
+    x = torch.arange(1.0, 7.0)
+    assert not check("double", lambda x: x.mul_(2), ref, [Case("a tensor", (x,))])
+    assert torch.equal(x, torch.arange(1.0, 7.0))

@@ -1,0 +1,527 @@
+"""Chapter 01 (hooks basics): every check passes the solution, flags stubs, rejects the classic
+mistakes (naming them), and accepts correct alternatives."""
+import functools
+import math
+import statistics
+import time
+
+import pytest
+import torch
+
+from course_utils.build import read_source
+from course_utils.chapters import solution_module
+from course_utils.checks import hooks_basics as checks
+
+S = solution_module("01_hooks_basics")
+
+
+@pytest.fixture(autouse=True)
+def _lenient_checks(monkeypatch):
+    monkeypatch.delenv("COURSE_STRICT_CHECKS", raising=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One torch thread: on a busy 2-core machine, two threads run several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return checks._model()
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError("write this function")
+
+
+def rejected(result, *phrases):
+    """The check failed, in one line, and the message names every phrase."""
+    assert not result, f"accepted a wrong answer: {result.message}"
+    assert result.status == "failed"
+    assert "\n" not in result.message
+    for phrase in phrases:
+        assert phrase in result.message, f"{phrase!r} not in {result.message!r}"
+    return True
+
+
+# ----------------------------------------------------------------- the references agree with the library
+
+
+def test_reference_recomputations_match_the_models_cache(model):
+    cache = checks._cache()
+    for layer in range(model.cfg.n_layers):
+        q, k, v, z = (cache[name, layer] for name in ("q", "k", "v", "z"))
+        pattern = S.attention_pattern(q, k)
+        torch.testing.assert_close(pattern, cache["pattern", layer], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(S.attention_scores(q, k).softmax(-1), cache["pattern", layer], atol=1e-5, rtol=1e-5)
+        for head, pos in [(0, 0), (model.cfg.n_heads - 1, -1), (1, 5)]:
+            torch.testing.assert_close(S.head_z(pattern, v, head, pos), z[:, pos, head], atol=1e-5, rtol=1e-5)
+        out = S.attn_out_from_z(z, model.W_O[layer], model.b_O[layer])
+        torch.testing.assert_close(out, cache["attn_out", layer], atol=1e-4, rtol=1e-4)
+
+
+def test_reference_loss_and_counts_agree_with_a_direct_computation(model):
+    tokens = model.to_tokens(checks.CODE_TEXT)
+    logits = model(tokens)
+    n_correct, n_total = S.count_correct_predictions(model, checks.CODE_TEXT)
+    assert n_total == tokens.shape[1] - 1 and 0 <= n_correct <= n_total
+    assert n_correct == sum(int(logits[0, i].argmax()) == int(tokens[0, i + 1]) for i in range(n_total))
+    clean = torch.nn.functional.cross_entropy(logits[0, :-1], tokens[0, 1:]).item()
+    assert math.isclose(model(tokens, return_type="loss").item(), clean, rel_tol=1e-5)
+    # ablating a head through its values (z = pattern @ v) gives the same loss as through z
+    def zero_v(v, hook):
+        v[:, :, 2] = 0.0
+    via_v = model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[("blocks.1.attn.hook_v", zero_v)]).item()
+    assert math.isclose(S.head_ablation_loss(model, tokens, 1, 2), via_v, rel_tol=1e-5)
+    assert not model.list_hooks()
+
+
+def test_previous_token_reference_matches_the_cache(model):
+    cache = checks._cache()
+    table = S.previous_token_attention(model, checks._batch_tokens())
+    for layer in range(model.cfg.n_layers):
+        pattern = cache["pattern", layer]
+        for head in range(model.cfg.n_heads):
+            expected = torch.stack([pattern[:, head, q, q - 1] for q in range(1, pattern.shape[-1])]).mean()
+            assert math.isclose(table[layer, head].item(), expected.item(), rel_tol=1e-5, abs_tol=1e-6)
+
+
+# ----------------------------------------------------------------- every check: solution passes, stub is flagged
+
+ALL = [
+    ("count_correct_predictions", checks.test_count_correct_predictions),
+    ("attention_scores", checks.test_attention_scores),
+    ("attention_pattern", checks.test_attention_pattern),
+    ("head_z", checks.test_head_z),
+    ("attn_out_from_z", checks.test_attn_out_from_z),
+    ("previous_token_attention", checks.test_previous_token_attention),
+    ("head_ablation_loss", checks.test_head_ablation_loss),
+]
+
+
+@pytest.mark.parametrize("name, test", ALL)
+def test_solution_passes(name, test, capsys):
+    result = test(getattr(S, name))
+    assert result, result.message
+    assert capsys.readouterr().out.startswith(f"✓ {name}: matches the reference")
+
+
+@pytest.mark.parametrize("name, test", ALL)
+def test_stub_is_not_implemented(name, test):
+    result = test(stub)
+    assert result.status == "not implemented"
+    assert result.message == f"… {name} is not implemented yet."
+
+
+# ----------------------------------------------------------------- count_correct_predictions
+
+
+def test_counts_reject_bos_counted_as_a_prediction():
+    def counts_bos(model, text):
+        tokens = model.to_tokens(text)
+        predictions = model(tokens)[0, :-1].argmax(-1)
+        return int((predictions == tokens[0, 1:]).sum()), tokens.shape[1]  # BOS counted
+
+    rejected(checks.test_count_correct_predictions(counts_bos), "n_total is", "is BOS counted?")
+
+
+@pytest.mark.parametrize(
+    "compare, phrase",
+    [
+        (lambda p, t: (p[:-1] == t[:-1]), "the logits at position i predict token i + 1"),
+        (lambda p, t: (p[1:] == t[1:]), "the logits at position i predict token i + 1"),
+        (lambda p, t: (p[1:] == t[:-1]), "shifted the wrong way"),
+    ],
+)
+def test_counts_reject_off_by_one(compare, phrase):
+    def off_by_one(model, text):
+        tokens = model.to_tokens(text)
+        predictions = model(tokens)[0].argmax(-1)
+        return int(compare(predictions, tokens[0]).sum()), tokens.shape[1] - 1
+
+    rejected(checks.test_count_correct_predictions(off_by_one), "n_correct is", phrase)
+
+
+def test_counts_reject_missing_bos():
+    def no_bos(model, text):
+        tokens = model.to_tokens(text, prepend_bos=False)
+        predictions = model(tokens)[0, :-1].argmax(-1)
+        return int((predictions == tokens[0, 1:]).sum()), tokens.shape[1] - 1
+
+    rejected(checks.test_count_correct_predictions(no_bos), "Keep the default BOS")
+
+
+def test_counts_reject_a_tensor_instead_of_a_tuple():
+    def as_tensor(model, text):
+        return torch.tensor(S.count_correct_predictions(model, text))
+
+    rejected(checks.test_count_correct_predictions(as_tensor), "expected a tuple (n_correct, n_total)")
+
+
+def test_counts_accept_a_loop_and_tensor_numbers():
+    def loop(model, text):
+        tokens = model.to_tokens(text)[0]
+        logits = model(tokens[None])[0]
+        correct = 0
+        for i in range(1, len(tokens)):
+            correct += int(logits[i - 1].argmax() == tokens[i])
+        return torch.tensor(correct), torch.tensor(len(tokens) - 1)
+
+    def via_str_tokens(model, text):
+        logits, tokens = model(text), model.to_tokens(text)
+        right = logits.argmax(-1)[:, :-1] == tokens[:, 1:]
+        return right.sum().item(), len(model.to_str_tokens(text)) - 1
+
+    assert checks.test_count_correct_predictions(loop)
+    assert checks.test_count_correct_predictions(via_str_tokens)
+
+
+# ----------------------------------------------------------------- attention_scores
+
+
+@pytest.mark.parametrize(
+    "variant, phrases",
+    [
+        (dict(scale=1.0), ["divide by √d_head?"]),
+        (dict(scale="d_head"), ["d_head instead of √d_head"]),
+        (dict(mask="none"), ["must be masked (-inf)"]),
+        (dict(fill=0.0), ["is 0, but key", "must be masked (-inf)"]),
+        (dict(mask="diagonal"), ["mask the diagonal too?"]),
+        (dict(transpose=True), ["queries and keys swapped?"]),
+    ],
+)
+def test_scores_reject_classic_mistakes(variant, phrases):
+    def wrong(q, k):
+        kwargs = dict(variant)
+        if kwargs.get("scale") == "d_head":
+            kwargs["scale"] = q.shape[-1]
+        return checks._scores(q, k, **kwargs)
+
+    rejected(checks.test_attention_scores(wrong), *phrases)
+
+
+def test_scores_reject_scaling_the_cached_q_in_place():
+    def in_place(q, k):
+        q /= q.shape[-1] ** 0.5  # writes into the cached activation
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k)
+        n = scores.shape[-1]
+        return scores.masked_fill(torch.ones(n, n).triu(1).bool(), float("-inf"))
+
+    rejected(checks.test_attention_scores(in_place), "modified its input (argument 1) in place")
+    # the cached inputs were copies: the next check still sees clean activations
+    assert checks.test_attention_scores(S.attention_scores)
+
+
+def test_scores_accept_loops_large_negative_masks_and_float64():
+    def loop(q, k):
+        batch, n_pos, n_heads, d_head = q.shape
+        out = torch.empty(batch, n_heads, n_pos, n_pos, dtype=q.dtype)
+        for h in range(n_heads):
+            for i in range(n_pos):
+                out[:, h, i] = (q[:, i, None, h] * k[:, :, h]).sum(-1) / math.sqrt(d_head)
+                out[:, h, i, i + 1 :] = -1e9
+        return out
+
+    def matmul_float64(q, k):
+        qh, kh = q.double().permute(0, 2, 1, 3), k.double().permute(0, 2, 1, 3)
+        scores = qh @ kh.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        mask = torch.tril(torch.ones_like(scores[0, 0])).bool()
+        return torch.where(mask, scores, torch.finfo(torch.float64).min)
+
+    assert checks.test_attention_scores(loop)
+    assert checks.test_attention_scores(matmul_float64)
+
+
+# ----------------------------------------------------------------- attention_pattern
+
+
+@pytest.mark.parametrize(
+    "wrong, phrase",
+    [
+        (checks._pattern_no_scale, "forget to divide the scores by √d_head?"),
+        (checks._pattern_no_mask, "forget the causal mask?"),
+        (checks._pattern_mask_with_zero, "masked with 0 instead of -inf?"),
+        (checks._pattern_mask_after_softmax, "masked after the softmax?"),
+        (checks._pattern_softmax_over_queries, "softmax over the wrong dimension?"),
+    ],
+)
+def test_pattern_rejects_classic_mistakes(wrong, phrase):
+    rejected(checks.test_attention_pattern(wrong), phrase, "layer 0")
+
+
+def test_pattern_rejects_a_mask_written_into_the_cached_k():
+    def in_place(q, k):
+        k.mul_(1 / math.sqrt(k.shape[-1]))
+        return S.attention_pattern(q, k * math.sqrt(k.shape[-1]))
+
+    rejected(checks.test_attention_pattern(in_place), "modified its input (argument 2) in place")
+
+
+def test_pattern_accepts_reuse_of_scores_and_float64():
+    def via_scores(q, k):
+        return torch.softmax(S.attention_scores(q.double(), k.double()), dim=-1)
+
+    def manual_softmax(q, k):
+        scores = torch.einsum("bihd,bjhd->bhij", q, k) / q.shape[-1] ** 0.5
+        n = scores.shape[-1]
+        keep = torch.tril(torch.ones(n, n, dtype=torch.bool))
+        e = torch.exp(scores - scores.max(-1, keepdim=True).values) * keep
+        return e / e.sum(-1, keepdim=True)
+
+    assert checks.test_attention_pattern(via_scores)
+    assert checks.test_attention_pattern(manual_softmax)
+
+
+# ----------------------------------------------------------------- head_z
+
+
+@pytest.mark.parametrize(
+    "wrong, phrase",
+    [
+        (checks._z_column_of_pattern, "used a column of the pattern?"),
+        (checks._z_value_at_pos, "z is not v at pos"),
+        (checks._z_mean_of_values, "plain mean of the values"),
+    ],
+)
+def test_head_z_rejects_classic_mistakes(wrong, phrase):
+    rejected(checks.test_head_z(wrong), phrase)
+
+
+def test_head_z_rejects_writing_into_the_cached_pattern():
+    def in_place(pattern, v, head, pos):
+        weights = pattern[:, head, pos]  # a view into the cached pattern
+        weights /= weights.sum(-1, keepdim=True) + 1.0  # so this writes into the cache
+        return torch.einsum("bk,bkd->bd", weights, v[:, :, head])
+
+    rejected(checks.test_head_z(in_place), "modified its input (argument 1) in place")
+
+
+def test_head_z_accepts_a_loop_and_a_matmul():
+    def loop(pattern, v, head, pos):
+        out = torch.zeros(v.shape[0], v.shape[-1])
+        for key in range(pattern.shape[-1]):
+            out += pattern[:, head, pos, key, None] * v[:, key, head]
+        return out
+
+    def matmul(pattern, v, head, pos):
+        return (pattern[:, head] @ v[:, :, head])[:, pos]
+
+    assert checks.test_head_z(loop)
+    assert checks.test_head_z(matmul)
+
+
+# ----------------------------------------------------------------- attn_out_from_z
+
+
+@pytest.mark.parametrize(
+    "wrong, phrase",
+    [
+        (checks._out_without_bias, "forget b_O?"),
+        (checks._out_bias_per_head, "not once per head"),
+        (checks._out_one_head, "not only head 0"),
+    ],
+)
+def test_attn_out_rejects_classic_mistakes(wrong, phrase):
+    rejected(checks.test_attn_out_from_z(wrong), phrase)
+
+
+def test_attn_out_accepts_a_loop_over_heads_and_a_flattened_matmul():
+    def loop(z, W_O, b_O):
+        out = b_O.expand(z.shape[0], z.shape[1], -1).clone()
+        for h in range(z.shape[2]):
+            out = out + z[:, :, h] @ W_O[h]
+        return out
+
+    def flattened(z, W_O, b_O):
+        return z.flatten(-2) @ W_O.flatten(0, 1) + b_O
+
+    assert checks.test_attn_out_from_z(loop)
+    assert checks.test_attn_out_from_z(flattened)
+
+
+def test_attn_out_rejects_writing_into_the_cached_z():
+    def in_place(z, W_O, b_O):
+        z[:, :, 0] *= 2.0
+        return S.attn_out_from_z(z, W_O, b_O)
+
+    rejected(checks.test_attn_out_from_z(in_place), "modified its input (argument 1) in place")
+
+
+# ----------------------------------------------------------------- previous_token_attention
+
+
+@pytest.mark.parametrize(
+    "variant, phrase",
+    [
+        (dict(offset=0), "attention to the token itself"),
+        (dict(offset=1), "is a future key"),
+        (dict(divide_by_all=True), "position 0 has no previous token"),
+        (dict(edit_bos=True), "changed the pattern in place"),
+    ],
+)
+def test_previous_token_rejects_classic_mistakes(variant, phrase):
+    wrong = functools.partial(checks._previous_attention_variant, **variant)
+    rejected(checks.test_previous_token_attention(wrong), phrase)
+
+
+def test_previous_token_rejects_a_hook_left_attached(model):
+    def leaves_hook(model, tokens):
+        store = {}
+
+        def record(pattern, hook):
+            store[hook.layer()] = pattern.diagonal(-1, -2, -1).mean(dim=(0, 2))
+
+        for layer in range(model.cfg.n_layers):
+            model.add_hook(f"blocks.{layer}.attn.hook_pattern", record)
+        model(tokens)
+        return torch.stack([store[layer] for layer in range(model.cfg.n_layers)])
+
+    rejected(checks.test_previous_token_attention(leaves_hook), "left a hook attached to blocks.0.attn.hook_pattern")
+    assert not model.list_hooks(), "the harness must remove the leftover hook"
+
+
+def test_previous_token_accepts_a_cache_and_a_context_manager():
+    def from_cache(model, tokens):
+        _, cache = model.run_with_cache(tokens)
+        rows = []
+        for layer in range(model.cfg.n_layers):
+            pattern = cache["pattern", layer]
+            n = pattern.shape[-1]
+            rows.append(pattern[:, :, torch.arange(1, n), torch.arange(0, n - 1)].mean(dim=(0, 2)))
+        return torch.stack(rows).double()
+
+    def with_context(model, tokens):
+        out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+
+        def record(pattern, hook, out):
+            for q in range(1, pattern.shape[-1]):
+                out[hook.layer()] += pattern[:, :, q, q - 1].mean(0) / (pattern.shape[-1] - 1)
+
+        names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
+        with model.hooks(fwd_hooks=[(n, functools.partial(record, out=out)) for n in names]):
+            model(tokens)
+        return out
+
+    assert checks.test_previous_token_attention(from_cache)
+    assert checks.test_previous_token_attention(with_context)
+
+
+# ----------------------------------------------------------------- head_ablation_loss
+
+
+@pytest.mark.parametrize(
+    "variant, phrase",
+    [
+        (dict(index="pos"), "z[:, head] indexes positions"),
+        (dict(index="layer"), "zeroed every head of the layer"),
+        (dict(keep_change=False), "that is the clean loss"),
+    ],
+)
+def test_ablation_rejects_classic_mistakes(variant, phrase):
+    wrong = functools.partial(checks._ablation_variant, **variant)
+    rejected(checks.test_head_ablation_loss(wrong), phrase)
+
+
+def test_ablation_rejects_the_loss_difference():
+    rejected(checks.test_head_ablation_loss(checks._ablation_difference), "not its difference from the clean loss")
+
+
+def test_ablation_rejects_add_hook_without_removal(model):
+    def leaves_hook(model, tokens, layer, head):
+        def zero(z, hook):
+            z[:, :, head] = 0.0
+
+        model.add_hook(f"blocks.{layer}.attn.hook_z", zero)
+        return model(tokens, return_type="loss").item()
+
+    rejected(checks.test_head_ablation_loss(leaves_hook), "left a hook attached to blocks.0.attn")
+    assert not model.list_hooks(), "the harness must remove the leftover hook"
+    # and the next check is not polluted by it
+    assert checks.test_head_ablation_loss(S.head_ablation_loss)
+
+
+def test_ablation_accepts_other_hook_points_and_the_context_manager():
+    def via_pattern(model, tokens, layer, head):
+        def zero(pattern, hook):
+            return torch.where(torch.arange(pattern.shape[1])[None, :, None, None] == head, 0.0, pattern)
+
+        return model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[(f"blocks.{layer}.attn.hook_pattern", zero)])
+
+    def via_context(model, tokens, layer, head):
+        def zero(v, hook):
+            v = v.clone()
+            v[:, :, head] = 0.0
+            return v
+
+        with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_v", zero)]):
+            logits = model(tokens)
+        return torch.nn.functional.cross_entropy(logits[0, :-1], tokens[0, 1:]).item() if tokens.shape[0] == 1 else (
+            torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten()).item()
+        )
+
+    assert checks.test_head_ablation_loss(via_pattern)
+    assert checks.test_head_ablation_loss(via_context)
+
+
+# ----------------------------------------------------------------- answers and the notebook
+
+
+def test_answers_pass_and_wrong_answers_fail():
+    assert checks.test_answer_hook_returns_none(S.answer_hook_returns_none)
+    assert checks.test_answer_n_loss_positions(S.answer_n_loss_positions)
+    assert checks.test_answer_most_important_head(S.answer_most_important_head)
+    assert checks.test_answer_pattern_after_z_ablation(S.answer_pattern_after_z_ablation)
+    assert not checks.test_answer_pattern_after_z_ablation("a")
+    assert not checks.test_answer_hook_returns_none("a")
+    assert not checks.test_answer_n_loss_positions(25)
+    layer, head = S.answer_most_important_head
+    assert not checks.test_answer_most_important_head((layer, (head + 1) % checks._model().cfg.n_heads))
+    assert checks.test_answer_most_important_head([layer, head])
+    assert checks.test_answer_hook_returns_none(...).status == "not implemented"
+
+
+def test_answers_match_what_the_model_does(model):
+    # Q3 is read from the ablation table; a retrained model can change it (then update the solution)
+    assert checks._argmax_pair(checks.ablation_loss_increase()) == tuple(S.answer_most_important_head)
+    # Q4: zeroing a head's z in a cached run leaves that head's pattern as in the clean run
+    tokens = model.to_tokens(checks.CODE_TEXT)
+    _, clean = model.run_with_cache(tokens)
+    with model.hooks(fwd_hooks=[("blocks.0.attn.hook_z", functools.partial(_zero_head, head=2))]):
+        _, ablated = model.run_with_cache(tokens)
+    assert torch.equal(ablated["pattern", 0], clean["pattern", 0])
+    assert (ablated["z", 0][:, :, 2] == 0).all() and not torch.equal(ablated["pattern", 1], clean["pattern", 1])
+
+
+def test_batched_ablation_table_equals_one_run_per_head(model):
+    tokens = model.to_tokens(checks.CODE_TEXT)
+    clean = model(tokens, return_type="loss").item()
+    expected = torch.tensor(
+        [[S.head_ablation_loss(model, tokens, layer, head) - clean for head in range(model.cfg.n_heads)]
+         for layer in range(model.cfg.n_layers)]
+    )
+    torch.testing.assert_close(checks.ablation_loss_increase(), expected, atol=1e-5, rtol=1e-4)
+
+
+def _zero_head(z, hook, head):
+    z[:, :, head] = 0.0
+
+
+def test_notebook_uses_the_checks_text_and_the_course_model():
+    source = "\n".join(cell.source for cell in read_source("01_hooks_basics").cells)
+    assert f"CODE_TEXT = '''{checks.CODE_TEXT}'''" in source
+    assert 'MODEL_NAME = "attn-only-2l"' in source
+
+
+def test_checks_are_fast(model):
+    for name, test in ALL:
+        test(getattr(S, name))  # warm the caches
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            test(getattr(S, name))
+            times.append(time.perf_counter() - start)
+        assert statistics.median(times) < 1.0, f"check {name} takes {statistics.median(times):.2f} s (median of 3)"
