@@ -1,0 +1,662 @@
+"""Learner checks for chapter 05, induction circuits.
+
+Every check runs the learner's function and the reference on real inputs: the course model
+``attn-only-2l`` on BOS + random tokens repeated (built by ``course_utils.tasks.repeated``) and
+on a paragraph of Python. Inputs are built once (``functools.cache``); the harness reports a
+function that modifies them in place. ``known_mistakes`` name the classic errors of this chapter:
+the induction offset off by one, the first half or BOS counted in a score, a detector reading the
+wrong diagonal, a composition score without its normalisation.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+from transformer_lens import ActivationCache, FactoredMatrix
+
+from course_utils.chapters import solution_module
+from course_utils.harness import FAIL, Case, CheckResult, Tolerance, _emit, check, check_answer
+from course_utils.models import load_model
+from course_utils.tasks.repeated import repeated_tokens
+
+SOLUTION = solution_module("05_induction_circuits")
+
+MODEL_NAME = "attn-only-2l"
+SEQ_LEN = 30
+"""Length of each copy in the checks' repeated sequences (1 + 2 * 30 = 61 tokens)."""
+SUB_VOCAB = 1024
+"""The top-1 check uses the first 1024 tokens of the vocabulary (a 1024 x 1024 circuit): fast."""
+
+CODE_TEXT = '''def mean(values):
+    """Return the arithmetic mean of a list of numbers."""
+    total = 0
+    for value in values:
+        total += value
+    return total / len(values)
+'''
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@functools.cache
+def _model():
+    return load_model(MODEL_NAME, device="cpu")
+
+
+@functools.cache
+def _folded():
+    """The course model with LayerNorm weights folded in and writing weights centred (section 5)."""
+    folded = load_model(MODEL_NAME, device="cpu")
+    folded.enable_compatibility_mode(disable_warnings=True)
+    return folded
+
+
+@functools.cache
+def _rep_tokens(seq_len: int = SEQ_LEN, batch: int = 4, seed: int = 1) -> Tensor:
+    model = _model()
+    return repeated_tokens(batch, seq_len, model.cfg.d_vocab, model.tokenizer.bos_token_id, seed=seed)
+
+
+@functools.cache
+def _code_tokens() -> Tensor:
+    return _model().to_tokens(CODE_TEXT)
+
+
+@functools.cache
+def _run(which: str) -> tuple[Tensor, ActivationCache]:
+    tokens = _rep_tokens() if which == "repeated" else _code_tokens()
+    with torch.no_grad():
+        return _model().run_with_cache(tokens)
+
+
+@functools.cache
+def _best_heads() -> dict[str, tuple[int, int]]:
+    """The course model's strongest induction head and previous-token head (found, not hard-coded)."""
+    with torch.no_grad():
+        induction = SOLUTION.induction_score(_model(), _rep_tokens())[1]
+        previous = _run("repeated")[1]["pattern", 0].diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, 2))
+    return {"induction": (1, int(induction.argmax())), "previous": (0, int(previous.argmax()))}
+
+
+@functools.cache
+def _small_random_model():
+    from course_utils.models import random_model
+
+    return random_model(n_layers=2, attn_only=True, d_model=48, n_heads=3, n_ctx=64, seed=3)
+
+
+# --------------------------------------------------------------------------- 1 · repeated tokens
+
+
+def _repeated_tokens_problem(actual: Any, expected: Tensor) -> str | None:
+    """Say what is wrong with a batch of repeated tokens, judged by structure, not by the random draw."""
+    model = _model()
+    bos, d_vocab = model.tokenizer.bos_token_id, model.cfg.d_vocab
+    batch, width = expected.shape
+    seq_len = (width - 1) // 2
+    if not isinstance(actual, Tensor):
+        return f"output is a {type(actual).__name__}, expected a torch.Tensor of shape {tuple(expected.shape)}"
+    if actual.is_floating_point() or actual.dtype == torch.bool:
+        return f"output has dtype {actual.dtype} but expected integer token ids (torch.long)"
+    if tuple(actual.shape) == (batch, 2 * seq_len):
+        return f"output has shape {tuple(actual.shape)} but expected {tuple(expected.shape)} — did you forget the BOS token at position 0?"
+    if actual.shape != expected.shape:
+        return f"output has shape {tuple(actual.shape)} but expected {tuple(expected.shape)} (batch, 1 + 2 * seq_len)"
+    actual = actual.cpu()
+    if not (actual[:, 0] == bos).all():
+        return f"position 0 holds {actual[0, 0].item()} but must be the BOS token ({bos}) in every row"
+    body = actual[:, 1:]
+    if ((body < 1) | (body >= d_vocab)).any():
+        bad = body[(body < 1) | (body >= d_vocab)][0].item()
+        return f"a random token is {bad}; random tokens must lie in [1, d_vocab) = [1, {d_vocab}) (never BOS)"
+    first, second = body[:, :seq_len], body[:, seq_len:]
+    if not torch.equal(first, second):
+        if seq_len > 1 and torch.equal(body[:, 0::2], body[:, 1::2]):
+            return "each token is doubled in place (x1 x1 x2 x2 …) — the whole block must repeat (x1 … xn x1 … xn): concatenate, don't repeat_interleave"
+        return "the second copy (positions seq_len+1 … 2*seq_len) differs from the first copy (positions 1 … seq_len)"
+    if batch > 1 and (first == first[:1]).all():
+        return "every row of the batch is the same sequence — draw batch × seq_len tokens, not one row repeated"
+    if seq_len >= 10 and first.unique().numel() < seq_len // 2:
+        return f"the first copy has only {first.unique().numel()} distinct tokens in {first.numel()} — are the tokens random?"
+    return None
+
+
+@torch.no_grad()
+def test_generate_repeated_tokens(generate_repeated_tokens) -> CheckResult:
+    """Judge structure (BOS, two equal copies, valid random tokens, rows differ) and seeding."""
+    model = _model()
+    seeding_problem = _seeding_problem(generate_repeated_tokens, model)
+    if seeding_problem:
+        return _emit("generate_repeated_tokens", "failed", f"{FAIL} generate_repeated_tokens: {seeding_problem}")
+    return check(
+        "generate_repeated_tokens",
+        generate_repeated_tokens,
+        SOLUTION.generate_repeated_tokens,
+        [
+            Case("seq_len=20, batch=3, seed=0", (model, 20, 3, 0)),
+            Case("seq_len=7, batch=1, seed=5", (model, 7, 1, 5)),
+            Case("seq_len=12 with keyword arguments batch=2, seed=1", (model, 12), {"batch": 2, "seed": 1}),
+        ],
+        compare=_repeated_tokens_problem,
+    )
+
+
+def _seeding_problem(generate_repeated_tokens, model) -> str | None:
+    """For a function whose output is well formed: does ``seed`` control the draw?
+
+    Anything else (a stub, an error, a malformed output) is left to :func:`check` to report.
+    """
+    try:
+        first, again, other = (generate_repeated_tokens(model, 20, 2, s) for s in (0, 0, 1))
+    except Exception:  # noqa: BLE001 - reported by check() with the learner's line number
+        return None
+    expected = SOLUTION.generate_repeated_tokens(model, 20, 2, 0)
+    if any(_repeated_tokens_problem(t, expected) for t in (first, again, other)):
+        return None
+    if not torch.equal(first, again):
+        return "two calls with seed=0 gave different tokens — draw them from a torch.Generator seeded with `seed`"
+    if torch.equal(first, other):
+        return "seed=0 and seed=1 gave the same tokens — the seed must change the draw"
+    return None
+
+
+def _loss_not_shifted(logits, tokens):
+    return -logits.log_softmax(-1).gather(-1, tokens[..., None])[..., 0][:, :-1]
+
+
+def _loss_shifted_wrong_way(logits, tokens):
+    return -logits.log_softmax(-1)[:, 1:].gather(-1, tokens[:, :-1, None])[..., 0]
+
+
+def _loss_sign(logits, tokens):
+    return -SOLUTION.per_token_loss(logits, tokens)
+
+
+def _loss_probs(logits, tokens):
+    return -logits.softmax(-1)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
+
+
+@torch.no_grad()
+def test_per_token_loss(per_token_loss) -> CheckResult:
+    rep_logits, _ = _run("repeated")
+    code_logits, _ = _run("code")
+    return check(
+        "per_token_loss",
+        per_token_loss,
+        SOLUTION.per_token_loss,
+        [
+            Case("4 repeated random sequences", (rep_logits, _rep_tokens())),
+            Case("a paragraph of Python", (code_logits, _code_tokens())),
+        ],
+        index_names=("batch", "pos"),
+        known_mistakes={
+            "the logits at position p predict token p+1: compare logits[:, :-1] with tokens[:, 1:]": _loss_not_shifted,
+            "shifted the wrong way: logits[:, :-1] predict tokens[:, 1:], not the other way round": _loss_shifted_wrong_way,
+            "the sign is flipped: the loss is MINUS the log-probability": _loss_sign,
+            "used probabilities, not log-probabilities (log_softmax)": _loss_probs,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- 2 · detectors
+
+
+def _detector(cache: ActivationCache, threshold: float, picks) -> dict[str, float]:
+    """Shared skeleton of the wrong detectors below: ``picks(pattern)`` -> [batch, head, n] scores."""
+    scores = {}
+    for layer in range(cache.model.cfg.n_layers):
+        for head, score in enumerate(picks(cache["pattern", layer]).mean(dim=(0, 2)).tolist()):
+            if score >= threshold:
+                scores[f"{layer}.{head}"] = score
+    return scores
+
+
+def _current_with_bos(cache, threshold=0.4):
+    return _detector(cache, threshold, lambda p: p.diagonal(0, -2, -1))
+
+
+def _current_reads_previous(cache, threshold=0.4):
+    return _detector(cache, threshold, lambda p: p.diagonal(-1, -2, -1))
+
+
+def _prev_reads_next(cache, threshold=0.4):
+    return _detector(cache, threshold, lambda p: p.diagonal(1, -2, -1))
+
+
+def _prev_reads_current(cache, threshold=0.4):
+    return _detector(cache, threshold, lambda p: p.diagonal(0, -2, -1)[..., 1:])
+
+
+def _prev_two_back(cache, threshold=0.4):
+    return _detector(cache, threshold, lambda p: p.diagonal(-2, -2, -1))
+
+
+def _first_with_bos(cache, threshold=0.4):
+    return _detector(cache, threshold, lambda p: p[..., 0])
+
+
+def _first_query_row(cache, threshold=0.4):
+    return _detector(cache, threshold, lambda p: p[:, :, 0, :])
+
+
+def _first_reads_last_key(cache, threshold=0.4):
+    return _detector(cache, threshold, lambda p: p[:, :, 1:, -1])
+
+
+THRESHOLD_IGNORED = "the threshold is ignored: keep only the heads whose score is at least `threshold`"
+
+
+def _detector_cases() -> list[Case]:
+    rep_cache, code_cache = _run("repeated")[1], _run("code")[1]
+    return [
+        Case("the repeated sequences, threshold=0.0 (every head)", (rep_cache, 0.0)),
+        Case("the paragraph of Python, threshold=0.0 (every head)", (code_cache, 0.0)),
+        Case("the paragraph of Python, threshold=0.3", (code_cache,), {"threshold": 0.3}),
+        Case("the repeated sequences, default threshold", (rep_cache,)),
+    ]
+
+
+@torch.no_grad()
+def test_current_attn_detector(current_attn_detector) -> CheckResult:
+    return check(
+        "current_attn_detector",
+        current_attn_detector,
+        SOLUTION.current_attn_detector,
+        _detector_cases(),
+        known_mistakes={
+            THRESHOLD_IGNORED: lambda cache, threshold=0.4: SOLUTION.current_attn_detector(cache, 0.0),
+            "query position 0 (BOS) is counted: it always attends to itself, so skip it": _current_with_bos,
+            "wrong diagonal: that is attention to the PREVIOUS token (offset -1); the current token is offset 0": _current_reads_previous,
+        },
+    )
+
+
+@torch.no_grad()
+def test_prev_attn_detector(prev_attn_detector) -> CheckResult:
+    return check(
+        "prev_attn_detector",
+        prev_attn_detector,
+        SOLUTION.prev_attn_detector,
+        _detector_cases(),
+        known_mistakes={
+            THRESHOLD_IGNORED: lambda cache, threshold=0.4: SOLUTION.prev_attn_detector(cache, 0.0),
+            "wrong diagonal: offset +1 is attention to the NEXT token (always 0 in a causal model); use offset -1": _prev_reads_next,
+            "wrong diagonal: that is attention to the CURRENT token (offset 0); the previous token is offset -1": _prev_reads_current,
+            "wrong diagonal: offset -2 is two tokens back; the previous token is offset -1": _prev_two_back,
+        },
+    )
+
+
+@torch.no_grad()
+def test_first_attn_detector(first_attn_detector) -> CheckResult:
+    return check(
+        "first_attn_detector",
+        first_attn_detector,
+        SOLUTION.first_attn_detector,
+        _detector_cases(),
+        known_mistakes={
+            THRESHOLD_IGNORED: lambda cache, threshold=0.4: SOLUTION.first_attn_detector(cache, 0.0),
+            "query position 0 (BOS) is counted: it attends to key 0 in every head, so skip it": _first_with_bos,
+            "that is the attention FROM position 0 (a row); you need the attention TO key 0 (column 0) from queries 1 … T-1": _first_query_row,
+            "that is attention to the LAST key position; the first token is key 0": _first_reads_last_key,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- 3 · induction score
+
+
+def _induction_from_stripe(model, tokens, offset_shift: int, keep_second_copy: bool):
+    seq_len = (tokens.shape[1] - 1) // 2
+    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"))
+    out = []
+    for layer in range(model.cfg.n_layers):
+        stripe = cache["pattern", layer].diagonal(offset=-(seq_len - 1) + offset_shift, dim1=-2, dim2=-1)
+        out.append((stripe[..., -seq_len:] if keep_second_copy else stripe).mean(dim=(0, 2)))
+    return torch.stack(out)
+
+
+def _induction_off_by_one(model, tokens):
+    return _induction_from_stripe(model, tokens, -1, True)
+
+
+def _induction_whole_stripe(model, tokens):
+    return _induction_from_stripe(model, tokens, 0, False)
+
+
+def _induction_two_after(model, tokens):
+    return _induction_from_stripe(model, tokens, +1, True)
+
+
+def _induction_all_positions_of_row(model, tokens):
+    """Averages the stripe over all 1 + 2n query positions (zeros where the stripe is absent)."""
+    seq_len = (tokens.shape[1] - 1) // 2
+    stripe = _induction_from_stripe(model, tokens, 0, True)
+    return stripe * seq_len / tokens.shape[1]
+
+
+@torch.no_grad()
+def test_induction_score(induction_score) -> CheckResult:
+    model = _model()
+    return check(
+        "induction_score",
+        induction_score,
+        SOLUTION.induction_score,
+        [
+            Case(f"4 repeated sequences, seq_len={SEQ_LEN}", (model, _rep_tokens())),
+            Case("2 repeated sequences, seq_len=12", (model, _rep_tokens(12, 2, 7))),
+        ],
+        index_names=("layer", "head"),
+        known_mistakes={
+            "off by one: that is attention to the earlier copy of the CURRENT token (offset -seq_len); "
+            "an induction head attends to the token AFTER it (offset -seq_len+1)": _induction_off_by_one,
+            "the first half is counted: average only over the second-copy queries seq_len+1 … 2*seq_len "
+            "(the stripe's last seq_len entries)": _induction_whole_stripe,
+            "off by one the other way: offset -seq_len+2 is two tokens after the earlier copy; use -seq_len+1": _induction_two_after,
+            "averaged over every position of the sequence: average only over the seq_len second-copy queries": _induction_all_positions_of_row,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- 4 · attribution and ablation
+
+
+def _dla(model, cache, tokens, *, centre=True, scale=True, ln_w=True, shift=1):
+    z = torch.stack([cache["z", layer] for layer in range(model.cfg.n_layers)], dim=2)
+    out = torch.einsum("bplhd,lhdm->bplhm", z, model.W_O)[:, :-1]
+    if centre:
+        out = out - out.mean(-1, keepdim=True)
+    if scale:
+        out = out / cache["ln_final.hook_scale"][:, :-1, None, None]
+    W_U = model.ln_final.w[:, None] * model.W_U if ln_w else model.W_U
+    targets = tokens[:, 1:] if shift == 1 else tokens[:, :-1]
+    return torch.einsum("bplhm,mbp->bplh", out, W_U[:, targets])
+
+
+@torch.no_grad()
+def test_head_logit_attribution(head_logit_attribution) -> CheckResult:
+    model = _model()
+    return check(
+        "head_logit_attribution",
+        head_logit_attribution,
+        SOLUTION.head_logit_attribution,
+        [
+            Case("4 repeated sequences", (model, _run("repeated")[1], _rep_tokens())),
+            Case("a paragraph of Python", (model, _run("code")[1], _code_tokens())),
+        ],
+        index_names=("batch", "pos", "layer", "head"),
+        known_mistakes={
+            "not divided by the final LayerNorm's scale cache['ln_final.hook_scale']": lambda m, c, t: _dla(m, c, t, scale=False),
+            "the final LayerNorm's weight ln_final.w is missing": lambda m, c, t: _dla(m, c, t, ln_w=False),
+            "not centred: the final LayerNorm subtracts each vector's mean before scaling": lambda m, c, t: _dla(m, c, t, centre=False),
+            "the logit of the CURRENT token: position p predicts tokens[:, p + 1]": lambda m, c, t: _dla(m, c, t, shift=0),
+        },
+    )
+
+
+def _ablation(model, tokens, ablation="zero", *, whole_layer=False, increase=True, positions="second", per_pos=False):
+    seq_len = (tokens.shape[1] - 1) // 2
+
+    def loss(logits):
+        losses = -logits.log_softmax(-1)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
+        return (losses[:, seq_len:] if positions == "second" else losses).mean().item()
+
+    names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
+    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    clean = loss(logits)
+    out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    for layer in range(model.cfg.n_layers):
+        z_all = cache[names[layer]]
+        mean_z = z_all.mean(0) if per_pos else z_all.mean((0, 1))
+        for head in range(model.cfg.n_heads):
+            def hook(z, hook, head=head, mean_z=mean_z):
+                z = z.clone()
+                picked = slice(None) if whole_layer else head
+                if ablation == "zero":
+                    z[:, :, picked] = 0.0
+                else:
+                    z[:, :, picked] = mean_z if whole_layer else mean_z[..., head, :]
+                return z
+            value = loss(model.run_with_hooks(tokens, fwd_hooks=[(names[layer], hook)]))
+            out[layer, head] = value - clean if increase else value
+    return out
+
+
+@torch.no_grad()
+@functools.cache
+def _reference_ablation(ablation: str = "zero") -> Tensor:
+    """The reference's answer on the check's inputs, computed once (it takes ~30 forward passes)."""
+    return SOLUTION.head_ablation_loss_increase(_model(), _rep_tokens(12, 2, 3), ablation)
+
+
+def test_head_ablation_loss_increase(head_ablation_loss_increase) -> CheckResult:
+    model = _model()
+    tokens = _rep_tokens(12, 2, 3)
+    return check(
+        "head_ablation_loss_increase",
+        head_ablation_loss_increase,
+        lambda model, tokens, ablation="zero": _reference_ablation(ablation),
+        [
+            Case("zero-ablation on 2 repeated sequences (seq_len=12)", (model, tokens)),
+            Case('ablation="mean" on the same sequences', (model, tokens), {"ablation": "mean"}),
+        ],
+        index_names=("layer", "head"),
+        tol=Tolerance(atol=1e-3, rtol=1e-3),
+        known_mistakes={
+            "that is the ablated loss itself: return ablated loss MINUS clean loss": lambda m, t, ablation="zero": _ablation(m, t, ablation, increase=False),
+            "the whole layer was ablated: replace only z[:, :, head]": lambda m, t, ablation="zero": _ablation(m, t, ablation, whole_layer=True),
+            "the loss is averaged over every position: use only the predictions of the second copy (loss[:, seq_len:])": lambda m, t, ablation="zero": _ablation(m, t, ablation, positions="all"),
+            "the mean is over the batch only: average z over the batch AND the positions": lambda m, t, ablation="zero": _ablation(m, t, ablation, per_pos=True),
+        },
+    )
+
+
+# --------------------------------------------------------------------------- 5 · circuits in the weights
+
+
+@functools.cache
+def _sub_vocab_ov(layer: int, head: int) -> FactoredMatrix:
+    model = _folded()
+    return model.W_E[:SUB_VOCAB] @ model.OV[layer, head] @ model.W_U[:, :SUB_VOCAB]
+
+
+@functools.cache
+def _copying_circuit() -> FactoredMatrix:
+    """A synthetic copying circuit on 700 tokens: ``A @ A.T`` plus a large offset per row.
+
+    Every row peaks on the diagonal (top-1 accuracy near 1); the row offsets make the columns
+    peak elsewhere, so an argmax over the wrong dimension scores near 0.
+    """
+    gen = torch.Generator().manual_seed(0)
+    A = torch.randn(700, 64, generator=gen)
+    row_offset = 100 * torch.randn(700, 1, generator=gen)
+    return FactoredMatrix(torch.cat([A, row_offset], dim=1), torch.cat([A.T, torch.ones(1, 700)], dim=0))
+
+
+def _top1_columns(full_OV_circuit, chunk_size=512):
+    AB = full_OV_circuit.AB
+    return (AB.argmax(dim=0) == torch.arange(AB.shape[1])).float().mean().item()
+
+
+def _top1_chunk_offset_forgotten(full_OV_circuit, chunk_size=512):
+    n, correct = full_OV_circuit.shape[-2], 0
+    for start in range(0, n, chunk_size):
+        rows = full_OV_circuit[start : start + chunk_size].AB
+        correct += (rows.argmax(-1) == torch.arange(rows.shape[0])).sum().item()
+    return correct / n
+
+
+def _top1_count(full_OV_circuit, chunk_size=512):
+    return float(round(SOLUTION.top_1_acc(full_OV_circuit, chunk_size) * full_OV_circuit.shape[-2]))
+
+
+@torch.no_grad()
+def test_top_1_acc(top_1_acc) -> CheckResult:
+    induction, previous = _best_heads()["induction"], _best_heads()["previous"]
+    return check(
+        "top_1_acc",
+        top_1_acc,
+        SOLUTION.top_1_acc,
+        [
+            Case("a synthetic copying circuit on 700 tokens, chunk_size=256", (_copying_circuit(),), {"chunk_size": 256}),
+            Case(f"the induction head {induction[0]}.{induction[1]} on the first {SUB_VOCAB} tokens", (_sub_vocab_ov(*induction),)),
+            Case(f"the same circuit with chunk_size=300 (the last chunk is shorter)", (_sub_vocab_ov(*induction),), {"chunk_size": 300}),
+            Case(f"head {previous[0]}.{previous[1]} on the first {SUB_VOCAB} tokens", (_sub_vocab_ov(*previous),), {"chunk_size": 256}),
+        ],
+        known_mistakes={
+            "argmax over the wrong dimension: for each row (input token) take the argmax over columns (output tokens), dim=-1": _top1_columns,
+            "each chunk is compared with arange(chunk): the targets of rows start … start+chunk are arange(start, start+chunk)": _top1_chunk_offset_forgotten,
+            "that is a count: return the FRACTION of tokens (count / number of rows)": _top1_count,
+        },
+    )
+
+
+def _pos_pattern(model, layer, head, n_pos, *, mask=True, scale=True, swap=False, dim=-1):
+    W_pos = model.W_pos[:n_pos]
+    scores = (W_pos @ model.QK[layer, head] @ W_pos.T).AB
+    if swap:
+        scores = scores.T
+    if scale:
+        scores = scores / model.cfg.d_head**0.5
+    if mask:
+        future = torch.triu(torch.ones(n_pos, n_pos, dtype=torch.bool), diagonal=1)
+        scores = scores.masked_fill(future, float("-inf"))
+    return scores.softmax(dim=dim)
+
+
+@torch.no_grad()
+def test_pos_attention_pattern(pos_attention_pattern) -> CheckResult:
+    model = _folded()
+    previous = _best_heads()["previous"]
+    return check(
+        "pos_attention_pattern",
+        pos_attention_pattern,
+        SOLUTION.pos_attention_pattern,
+        [
+            Case(f"the previous-token head {previous[0]}.{previous[1]}, 24 positions", (model, *previous, 24)),
+            Case("head 1.0, 9 positions", (model, 1, 0, 9)),
+        ],
+        index_names=("q_pos", "k_pos"),
+        known_mistakes={
+            "keys after the query are not masked: set scores[q, k] = -inf for k > q before the softmax": lambda m, l, h, n: _pos_pattern(m, l, h, n, mask=False),
+            "the scores are not divided by sqrt(d_head)": lambda m, l, h, n: _pos_pattern(m, l, h, n, scale=False),
+            "queries and keys are swapped: rows are queries, so scores = W_pos @ W_QK @ W_pos.T": lambda m, l, h, n: _pos_pattern(m, l, h, n, swap=True),
+            "softmax over the wrong dimension: normalise over keys (dim=-1)": lambda m, l, h, n: _pos_pattern(m, l, h, n, dim=-2),
+        },
+    )
+
+
+def _comp_unnormalised(W_A, W_B):
+    return (W_A @ W_B).norm().item()
+
+
+def _comp_reversed(W_A, W_B):
+    return ((W_B @ W_A).norm() / (W_A.norm() * W_B.norm())).item()
+
+
+def _comp_sum_of_norms(W_A, W_B):
+    return ((W_A @ W_B).norm() / (W_A.norm() + W_B.norm())).item()
+
+
+@torch.no_grad()
+def test_get_comp_score(get_comp_score) -> CheckResult:
+    model = _folded()
+    induction, previous = _best_heads()["induction"], _best_heads()["previous"]
+    gen = torch.Generator().manual_seed(0)
+    W_A, W_B = torch.randn(6, 4, generator=gen), torch.randn(4, 5, generator=gen)
+    W_OV = model.OV[previous].AB
+    W_QK = model.QK[induction].AB
+    return check(
+        "get_comp_score",
+        get_comp_score,
+        SOLUTION.get_comp_score,
+        [
+            Case(f"W_OV of head {previous[0]}.{previous[1]} and W_QK.T of head {induction[0]}.{induction[1]}", (W_OV, W_QK.T)),
+            Case(f"W_OV of head {previous[0]}.{previous[1]} and W_OV of head 1.0", (W_OV, model.OV[1, 0].AB)),
+            Case("random 6×4 and 4×5 matrices", (W_A, W_B)),
+        ],
+        known_mistakes={
+            "not normalised: divide ‖W_A W_B‖ by ‖W_A‖ · ‖W_B‖": _comp_unnormalised,
+            "the product is in the wrong order: W_A @ W_B (W_A writes, W_B reads)": _comp_reversed,
+            "normalise by the PRODUCT of the norms, not their sum": _comp_sum_of_norms,
+        },
+    )
+
+
+def _kcomp(model, *, normalise=True, transpose_qk=True, transpose_out=False, v_comp=False):
+    W_A = model.OV[0].AB
+    W_B = model.OV[1].AB if v_comp else model.QK[1].AB
+    if transpose_qk and not v_comp:
+        W_B = W_B.transpose(-1, -2)
+    products = (W_A[:, None] @ W_B[None]).norm(dim=(-2, -1))
+    if normalise:
+        products = products / (W_A.norm(dim=(-2, -1))[:, None] * W_B.norm(dim=(-2, -1))[None])
+    return products.T if transpose_out else products
+
+
+@torch.no_grad()
+def test_k_composition_scores(k_composition_scores) -> CheckResult:
+    return check(
+        "k_composition_scores",
+        k_composition_scores,
+        SOLUTION.k_composition_scores,
+        [Case(f"the course model {MODEL_NAME} (folded)", (_folded(),)), Case("a random 2-layer model with 3 heads", (_small_random_model(),))],
+        index_names=("head_0", "head_1"),
+        known_mistakes={
+            "not normalised: divide each ‖W_A W_B‖ by ‖W_A‖ · ‖W_B‖": lambda m: _kcomp(m, normalise=False),
+            "that is Q-composition: for K-composition use W_B = W_QK.T (the keys read what layer 0 wrote)": lambda m: _kcomp(m, transpose_qk=False),
+            "that is V-composition (W_B = W_OV of layer 1); K-composition uses W_B = W_QK.T": lambda m: _kcomp(m, v_comp=True),
+            "rows and columns are swapped: out[i, j] pairs layer-0 head i with layer-1 head j": lambda m: _kcomp(m, transpose_out=True),
+        },
+    )
+
+
+# --------------------------------------------------------------------------- answers
+
+
+@torch.no_grad()
+def test_answer_induction_key(answer) -> CheckResult:
+    return check_answer(
+        "answer_induction_key",
+        answer,
+        lambda a: a == 21,
+        "position 70 holds x_20 (the second copy starts at 51); its earlier copy is at 20, and an induction head "
+        "attends to the token AFTER the earlier copy" + (" — 20 is the earlier copy itself" if answer == 20 else ""),
+    )
+
+
+@torch.no_grad()
+def test_answer_composition(answer) -> CheckResult:
+    return check_answer(
+        "answer_composition",
+        answer,
+        lambda a: isinstance(a, str) and a.strip().upper().removesuffix("-COMPOSITION") == "K",
+        "the previous-token head writes 'the token before me was A' into each position; which of the induction "
+        "head's inputs — queries (Q), keys (K) or values (V) — must read that to find the token after A?",
+    )
+
+
+@torch.no_grad()
+def test_answer_one_layer(answer) -> CheckResult:
+    return check_answer(
+        "answer_one_layer",
+        answer,
+        lambda a: isinstance(a, str) and a.strip().lower() == "b",
+        "in one layer, a key at position j is built from token j and position j only; what would it need to know?",
+    )
+
+
+@torch.no_grad()
+def test_answer_uniform_loss(answer) -> CheckResult:
+    targets = (math.log(_model().cfg.d_vocab - 1), math.log(_model().cfg.d_vocab))
+    return check_answer(
+        "answer_uniform_loss",
+        answer,
+        lambda a: isinstance(a, (int, float)) and any(abs(a - t) < 0.01 for t in targets),
+        "a model that spreads its probability evenly over N tokens gives each 1/N; its loss is -log(1/N). "
+        "How many tokens can a random token be?",
+    )

@@ -1,0 +1,597 @@
+"""Chapter 05 (induction circuits): every check passes the solution, flags stubs, rejects the
+classic mistakes (naming them), and accepts correct alternatives."""
+import math
+import statistics
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformer_lens import FactoredMatrix
+
+from course_utils.build import read_source
+from course_utils.chapters import solution_module
+from course_utils.checks import induction_circuits as checks
+from course_utils.tasks.repeated import repeated_tokens
+from course_utils.zoo.evaluate import induction_scores
+
+S = solution_module("05_induction_circuits")
+
+EXERCISES = [
+    "generate_repeated_tokens",
+    "per_token_loss",
+    "current_attn_detector",
+    "prev_attn_detector",
+    "first_attn_detector",
+    "induction_score",
+    "head_logit_attribution",
+    "head_ablation_loss_increase",
+    "top_1_acc",
+    "pos_attention_pattern",
+    "get_comp_score",
+    "k_composition_scores",
+]
+ANSWERS = ["answer_induction_key", "answer_composition", "answer_one_layer", "answer_uniform_loss"]
+ALL = [(name, getattr(checks, f"test_{name}")) for name in EXERCISES + ANSWERS]
+
+
+@pytest.fixture(autouse=True)
+def _lenient_checks(monkeypatch):
+    monkeypatch.delenv("COURSE_STRICT_CHECKS", raising=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread_no_grad():
+    """One torch thread (a busy 2-core machine runs two threads several times slower); no autograd."""
+    threads, grad = torch.get_num_threads(), torch.is_grad_enabled()
+    torch.set_num_threads(1)
+    torch.set_grad_enabled(False)
+    yield
+    torch.set_num_threads(threads)
+    torch.set_grad_enabled(grad)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return checks._model()
+
+
+@pytest.fixture(scope="module")
+def folded():
+    return checks._folded()
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError("write this function")
+
+
+def rejected(result, *phrases):
+    """The check failed, in one line, and the message names every phrase."""
+    assert not result, f"accepted a wrong answer: {result.message}"
+    assert result.status == "failed"
+    assert "\n" not in result.message
+    for phrase in phrases:
+        assert phrase in result.message, f"{phrase!r} not in {result.message!r}"
+    return True
+
+
+# ----------------------------------------------------------------- the course model and the references
+
+
+def test_reference_induction_score_matches_the_zoo_evaluation(model):
+    tokens = repeated_tokens(32, 50, model.cfg.d_vocab, model.tokenizer.bos_token_id, seed=0)
+    torch.testing.assert_close(S.induction_score(model, tokens), induction_scores(model).induction, atol=1e-5, rtol=1e-5)
+    assert not any(hp._forward_hooks for hp in model.hook_dict.values())
+
+
+def test_reference_repeated_tokens_match_the_task_helper(model):
+    ours = S.generate_repeated_tokens(model, 17, 3, seed=4)
+    theirs = repeated_tokens(3, 17, model.cfg.d_vocab, model.tokenizer.bos_token_id, seed=4)
+    assert torch.equal(ours, theirs)
+
+
+def test_reference_loss_matches_the_model_loss(model):
+    tokens = checks._rep_tokens()
+    logits = model(tokens)
+    torch.testing.assert_close(S.per_token_loss(logits, tokens), model(tokens, return_type="loss", loss_per_token=True))
+
+
+def test_reference_logit_attribution_sums_to_the_logits(model):
+    """Head attributions + embeddings + biases, through the frozen final LayerNorm, are the logits exactly."""
+    tokens = checks._rep_tokens()
+    logits, cache = checks._run("repeated")
+    heads = S.head_logit_attribution(model, cache, tokens).sum(dim=(-2, -1))
+    rest = cache["hook_embed"] + cache["hook_pos_embed"] + model.b_O.sum(0)
+    rest = (rest - rest.mean(-1, keepdim=True))[:, :-1] / cache["ln_final.hook_scale"][:, :-1]
+    directions = (model.ln_final.w[:, None] * model.W_U)[:, tokens[:, 1:]]
+    rest = torch.einsum("bpm,mbp->bp", rest, directions)
+    constant = (model.ln_final.b @ model.W_U + model.b_U)[tokens[:, 1:]]
+    correct = logits[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
+    torch.testing.assert_close(heads + rest + constant, correct, atol=1e-3, rtol=1e-4)
+
+
+def test_reference_top_1_acc_matches_the_whole_matrix(folded):
+    circuit = checks._sub_vocab_ov(*checks._best_heads()["induction"])
+    whole = circuit.AB
+    expected = (whole.argmax(-1) == torch.arange(whole.shape[0])).float().mean().item()
+    for chunk in (1, 100, 512, 5000):
+        assert math.isclose(S.top_1_acc(circuit, chunk), expected)
+
+
+def test_reference_k_composition_matches_the_loop(folded):
+    loop = torch.tensor([[S.get_comp_score(folded.OV[0, i].AB, folded.QK[1, j].AB.T) for j in range(folded.cfg.n_heads)]
+                         for i in range(folded.cfg.n_heads)])
+    torch.testing.assert_close(S.k_composition_scores(folded), loop, atol=1e-5, rtol=1e-4)
+
+
+def test_folding_keeps_the_outputs(model, folded):
+    tokens = checks._code_tokens()
+    torch.testing.assert_close(folded(tokens).log_softmax(-1), model(tokens).log_softmax(-1), atol=1e-4, rtol=1e-4)
+
+
+def test_reference_ablation_hooks_are_removed(model):
+    S.head_ablation_loss_increase(model, checks._rep_tokens(8, 1, 0), "mean")
+    assert not any(hp._forward_hooks for hp in model.hook_dict.values())
+
+
+# ----------------------------------------------------------------- every check: solution passes, stub is flagged
+
+
+@pytest.mark.parametrize("name, test", ALL, ids=[n for n, _ in ALL])
+def test_solution_passes(name, test, capsys):
+    result = test(getattr(S, name))
+    assert result, result.message
+    assert capsys.readouterr().out.startswith("✓")
+
+
+@pytest.mark.parametrize("name, test", ALL, ids=[n for n, _ in ALL])
+def test_stub_is_not_implemented(name, test):
+    result = test(... if name.startswith("answer_") else stub)
+    assert result.status == "not implemented"
+    assert "not implemented yet" in result.message or "not answered yet" in result.message
+
+
+# ----------------------------------------------------------------- 1 · repeated tokens and loss
+
+
+def _gen(kind):
+    def wrong(model, seq_len, batch=1, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        half = torch.randint(1, model.cfg.d_vocab, (batch, seq_len), generator=g)
+        bos = torch.full((batch, 1), model.tokenizer.bos_token_id)
+        if kind == "no_bos":
+            return torch.cat([half, half], 1)
+        if kind == "interleave":
+            return torch.cat([bos, half.repeat_interleave(2, dim=1)], 1)
+        if kind == "same_rows":
+            return torch.cat([bos, half[:1].expand(batch, -1), half[:1].expand(batch, -1)], 1)
+        if kind == "unrepeated":
+            other = torch.randint(1, model.cfg.d_vocab, (batch, seq_len), generator=g)
+            return torch.cat([bos, half, other], 1)
+        if kind == "bos_inside":
+            half = torch.randint(0, model.cfg.d_vocab, (batch, seq_len), generator=torch.Generator().manual_seed(seed + 1000))
+            half[:, 0] = 0
+            return torch.cat([bos, half, half], 1)
+        if kind == "float":
+            return torch.cat([bos, half, half], 1).float()
+        if kind == "unseeded":
+            half = torch.randint(1, model.cfg.d_vocab, (batch, seq_len))
+            return torch.cat([bos, half, half], 1)
+        if kind == "seed_ignored":
+            half = torch.randint(1, model.cfg.d_vocab, (batch, seq_len), generator=torch.Generator().manual_seed(0))
+            return torch.cat([bos, half, half], 1)
+        raise ValueError(kind)
+    return wrong
+
+
+@pytest.mark.parametrize(
+    "kind, phrases",
+    [
+        ("no_bos", ["did you forget the BOS token"]),
+        ("interleave", ["doubled in place", "repeat_interleave"]),
+        ("same_rows", ["every row of the batch is the same sequence"]),
+        ("unrepeated", ["second copy", "differs from the first copy"]),
+        ("bos_inside", ["never BOS"]),
+        ("float", ["integer token ids"]),
+        ("unseeded", ["two calls with seed=0 gave different tokens"]),
+        ("seed_ignored", ["seed=0 and seed=1 gave the same tokens"]),
+    ],
+)
+def test_repeated_tokens_reject_classic_mistakes(kind, phrases):
+    rejected(checks.test_generate_repeated_tokens(_gen(kind)), *phrases)
+
+
+def test_repeated_tokens_accept_other_draws():
+    def with_helper(model, seq_len, batch=1, seed=0):
+        return repeated_tokens(batch, seq_len, model.cfg.d_vocab, model.tokenizer.bos_token_id, seed=seed)
+
+    def with_repeat_and_torch_seed(model, seq_len, batch=1, seed=0):
+        torch.manual_seed(seed)
+        block = torch.randint(1, model.cfg.d_vocab, (batch, seq_len))
+        return torch.cat([torch.zeros(batch, 1, dtype=torch.long), block.repeat(1, 2)], dim=1)
+
+    def with_numpy(model, seq_len, batch=1, seed=0):
+        import numpy as np
+
+        block = np.random.default_rng(seed).integers(1, model.cfg.d_vocab, size=(batch, seq_len))
+        return torch.tensor(np.concatenate([np.zeros((batch, 1), dtype=np.int64), block, block], axis=1))
+
+    for fn in (with_helper, with_repeat_and_torch_seed, with_numpy):
+        assert checks.test_generate_repeated_tokens(fn), fn.__name__
+
+
+@pytest.mark.parametrize("wrong, phrase", [
+    (checks._loss_not_shifted, "logits[:, :-1] with tokens[:, 1:]"),
+    (checks._loss_shifted_wrong_way, "shifted the wrong way"),
+    (checks._loss_sign, "the sign is flipped"),
+    (checks._loss_probs, "not log-probabilities"),
+])
+def test_loss_rejects_classic_mistakes(wrong, phrase):
+    rejected(checks.test_per_token_loss(wrong), phrase)
+
+
+def test_loss_accepts_cross_entropy_and_float64():
+    def with_cross_entropy(logits, tokens):
+        return F.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:], reduction="none")
+
+    def in_float64(logits, tokens):
+        return S.per_token_loss(logits.double(), tokens)
+
+    def with_a_loop(logits, tokens):
+        out = torch.zeros(tokens.shape[0], tokens.shape[1] - 1)
+        for b in range(tokens.shape[0]):
+            for p in range(tokens.shape[1] - 1):
+                out[b, p] = -torch.log_softmax(logits[b, p], -1)[tokens[b, p + 1]]
+        return out
+
+    for fn in (with_cross_entropy, in_float64, with_a_loop):
+        assert checks.test_per_token_loss(fn), fn.__name__
+
+
+# ----------------------------------------------------------------- 2 · detectors
+
+
+@pytest.mark.parametrize("wrong, phrase", [
+    (checks._current_with_bos, "query position 0 (BOS) is counted"),
+    (checks._current_reads_previous, "wrong diagonal"),
+])
+def test_current_detector_rejects_classic_mistakes(wrong, phrase):
+    rejected(checks.test_current_attn_detector(wrong), phrase)
+
+
+@pytest.mark.parametrize("wrong, phrase", [
+    (checks._prev_reads_next, "offset +1 is attention to the NEXT token"),
+    (checks._prev_reads_current, "attention to the CURRENT token"),
+    (checks._prev_two_back, "offset -2 is two tokens back"),
+])
+def test_prev_detector_rejects_wrong_diagonals(wrong, phrase):
+    rejected(checks.test_prev_attn_detector(wrong), phrase)
+
+
+@pytest.mark.parametrize("wrong, phrase", [
+    (checks._first_with_bos, "query position 0 (BOS) is counted"),
+    (checks._first_query_row, "attention FROM position 0"),
+    (checks._first_reads_last_key, "LAST key position"),
+])
+def test_first_detector_rejects_classic_mistakes(wrong, phrase):
+    rejected(checks.test_first_attn_detector(wrong), phrase)
+
+
+def test_detectors_reject_a_strict_threshold_and_an_ignored_threshold():
+    def strict(cache, threshold=0.4):
+        return {k: v for k, v in S.prev_attn_detector(cache, 0.0).items() if v > threshold or threshold == 0.0}
+
+    def ignores_threshold(cache, threshold=0.4):
+        return S.prev_attn_detector(cache, 0.0)
+
+    rejected(checks.test_prev_attn_detector(ignores_threshold), "the threshold is ignored")
+    # a strict ">" differs only on exact ties, which real scores never hit: accepted
+    assert checks.test_prev_attn_detector(strict)
+
+
+def test_detectors_accept_loops_and_tensor_scores():
+    def prev_loop(cache, threshold=0.4):
+        out = {}
+        n_layers = cache.model.cfg.n_layers
+        for layer in range(n_layers):
+            pattern = cache["pattern", layer]
+            batch, n_heads, T, _ = pattern.shape
+            for head in range(n_heads):
+                total = sum(pattern[b, head, q, q - 1].item() for b in range(batch) for q in range(1, T))
+                score = total / (batch * (T - 1))
+                if score >= threshold:
+                    out[f"{layer}.{head}"] = score
+        return out
+
+    def current_tensor_values(cache, threshold=0.4):
+        scores = {}
+        layers = sorted({int(k.split(".")[1]) for k in cache.keys() if k.endswith("hook_pattern")})
+        for layer in layers:
+            pattern = cache[f"blocks.{layer}.attn.hook_pattern"].double()
+            score = torch.einsum("bhqq->bhq", pattern)[..., 1:].mean((0, 2))
+            for head in range(len(score)):
+                if score[head] >= threshold:
+                    scores[f"{layer}.{head}"] = score[head]
+        return scores
+
+    def first_with_mask(cache, threshold=0.4):
+        out = {}
+        for layer in range(cache.model.cfg.n_layers):
+            pattern = cache["pattern", layer]
+            score = pattern[:, :, :, 0].sum(-1).sub(1.0).div(pattern.shape[-1] - 1).mean(0)
+            out.update({f"{layer}.{h}": s for h, s in enumerate(score.tolist()) if s >= threshold})
+        return out
+
+    assert checks.test_prev_attn_detector(prev_loop)
+    assert checks.test_current_attn_detector(current_tensor_values)
+    assert checks.test_first_attn_detector(first_with_mask)
+
+
+# ----------------------------------------------------------------- 3 · induction score
+
+
+@pytest.mark.parametrize("wrong, phrases", [
+    (checks._induction_off_by_one, ["off by one", "CURRENT token"]),
+    (checks._induction_whole_stripe, ["the first half is counted"]),
+    (checks._induction_two_after, ["off by one the other way"]),
+    (checks._induction_all_positions_of_row, ["averaged over every position"]),
+])
+def test_induction_score_rejects_classic_mistakes(wrong, phrases):
+    rejected(checks.test_induction_score(wrong), *phrases)
+
+
+def test_induction_score_rejects_a_hard_coded_length():
+    def fixed(model, tokens):
+        seq_len = checks.SEQ_LEN
+        _, cache = model.run_with_cache(tokens)
+        return torch.stack([cache["pattern", l].diagonal(-(seq_len - 1), -2, -1)[..., -seq_len:].mean((0, 2))
+                            for l in range(model.cfg.n_layers)])
+
+    rejected(checks.test_induction_score(fixed), "seq_len=12")
+
+
+def test_induction_score_rejects_a_hook_left_behind():
+    def leaves_hook(model, tokens):
+        model.add_hook("blocks.0.attn.hook_pattern", lambda p, hook: None)
+        return S.induction_score(model, tokens)
+
+    rejected(checks.test_induction_score(leaves_hook), "left a hook attached")
+
+
+def test_induction_score_accepts_a_cache_and_an_index_loop():
+    def with_cache(model, tokens):
+        seq_len = (tokens.shape[1] - 1) // 2
+        _, cache = model.run_with_cache(tokens)
+        q = torch.arange(seq_len + 1, 2 * seq_len + 1)
+        return torch.stack([cache["pattern", l][:, :, q, q - seq_len + 1].mean((0, 2)) for l in range(model.cfg.n_layers)])
+
+    def with_context_manager(model, tokens):
+        seq_len = (tokens.shape[1] - 1) // 2
+        out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, dtype=torch.float64)
+
+        def hook(pattern, hook):
+            for q in range(seq_len + 1, 2 * seq_len + 1):
+                out[hook.layer()] += pattern[:, :, q, q - seq_len + 1].double().mean(0) / seq_len
+
+        with model.hooks(fwd_hooks=[(lambda name: name.endswith("hook_pattern"), hook)]):
+            model(tokens)
+        return out
+
+    assert checks.test_induction_score(with_cache)
+    assert checks.test_induction_score(with_context_manager)
+
+
+# ----------------------------------------------------------------- 4 · attribution and ablation
+
+
+@pytest.mark.parametrize("kwargs, phrase", [
+    ({"scale": False}, "ln_final.hook_scale"),
+    ({"ln_w": False}, "ln_final.w is missing"),
+    ({"centre": False}, "not centred"),
+    ({"shift": 0}, "CURRENT token"),
+])
+def test_logit_attribution_rejects_classic_mistakes(kwargs, phrase):
+    rejected(checks.test_head_logit_attribution(lambda m, c, t: checks._dla(m, c, t, **kwargs)), phrase)
+
+
+def test_logit_attribution_accepts_apply_ln_to_stack_and_a_loop():
+    def with_apply_ln(model, cache, tokens):
+        stack = torch.stack([torch.einsum("bphd,hdm->hbpm", cache["z", l], model.W_O[l]) for l in range(model.cfg.n_layers)])
+        n_layers, n_heads = stack.shape[:2]
+        stack = stack.flatten(0, 1)  # component batch pos d_model
+        scaled = cache.apply_ln_to_stack(stack, layer=None)  # centred and divided by the final scale
+        directions = (model.ln_final.w[:, None] * model.W_U)[:, tokens[:, 1:]]
+        out = torch.einsum("cbpm,mbp->bpc", scaled[:, :, :-1], directions)
+        return out.reshape(*out.shape[:2], n_layers, n_heads)
+
+    def with_loops(model, cache, tokens):
+        batch, pos = tokens.shape
+        out = torch.zeros(batch, pos - 1, model.cfg.n_layers, model.cfg.n_heads, dtype=torch.float64)
+        for l in range(model.cfg.n_layers):
+            for h in range(model.cfg.n_heads):
+                head_out = (cache["z", l][:, :, h] @ model.W_O[l, h]).double()
+                head_out = head_out - head_out.mean(-1, keepdim=True)
+                head_out = head_out / cache["ln_final.hook_scale"].double()
+                for b in range(batch):
+                    cols = (model.ln_final.w[:, None] * model.W_U)[:, tokens[b, 1:]].double()
+                    out[b, :, l, h] = (head_out[b, :-1] * cols.T).sum(-1)
+        return out
+
+    assert checks.test_head_logit_attribution(with_apply_ln)
+    assert checks.test_head_logit_attribution(with_loops)
+
+
+@pytest.mark.parametrize("kwargs, phrase", [
+    ({"increase": False}, "that is the ablated loss itself"),
+    ({"whole_layer": True}, "the whole layer was ablated"),
+    ({"positions": "all"}, "averaged over every position"),
+])
+def test_ablation_rejects_classic_mistakes(kwargs, phrase):
+    rejected(checks.test_head_ablation_loss_increase(lambda m, t, ablation="zero": checks._ablation(m, t, ablation, **kwargs)), phrase)
+
+
+def test_ablation_rejects_a_per_position_mean():
+    rejected(
+        checks.test_head_ablation_loss_increase(lambda m, t, ablation="zero": checks._ablation(m, t, ablation, per_pos=True)),
+        'ablation="mean"', "the mean is over the batch only",
+    )
+
+
+def test_ablation_rejects_ignoring_the_ablation_argument():
+    rejected(checks.test_head_ablation_loss_increase(lambda m, t, ablation="zero": S.head_ablation_loss_increase(m, t, "zero")),
+             'ablation="mean"')
+
+
+def test_ablation_accepts_the_model_loss_and_a_context_manager():
+    def with_model_loss(model, tokens, ablation="zero"):
+        seq_len = (tokens.shape[1] - 1) // 2
+        clean = model(tokens, return_type="loss", loss_per_token=True)[:, seq_len:].mean()
+        means = {}
+
+        def keep(z, hook):
+            means[hook.layer()] = z.mean((0, 1))
+
+        model.run_with_hooks(tokens, fwd_hooks=[(lambda n: n.endswith("hook_z"), keep)])
+        out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+        for layer in range(model.cfg.n_layers):
+            for head in range(model.cfg.n_heads):
+                def ablate(z, hook, head=head, layer=layer):
+                    z = z.clone()
+                    z[:, :, head] = 0 if ablation == "zero" else means[layer][head]
+                    return z
+                with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", ablate)]):
+                    loss = model(tokens, return_type="loss", loss_per_token=True)[:, seq_len:].mean()
+                out[layer, head] = loss - clean
+        return out
+
+    assert checks.test_head_ablation_loss_increase(with_model_loss)
+
+
+# ----------------------------------------------------------------- 5 · weights
+
+
+@pytest.mark.parametrize("wrong, phrase", [
+    (checks._top1_columns, "argmax over the wrong dimension"),
+    (checks._top1_chunk_offset_forgotten, "arange(start, start+chunk)"),
+    (checks._top1_count, "that is a count"),
+])
+def test_top_1_acc_rejects_classic_mistakes(wrong, phrase):
+    rejected(checks.test_top_1_acc(wrong), phrase)
+
+
+def test_top_1_acc_accepts_the_whole_matrix_and_a_tensor_result():
+    def whole(full_OV_circuit, chunk_size=512):
+        AB = full_OV_circuit.AB
+        return (AB.argmax(-1) == torch.arange(AB.shape[0])).double().mean().item()
+
+    def tensor_result(full_OV_circuit, chunk_size=512):
+        hits = torch.cat([full_OV_circuit[i : i + chunk_size].AB.argmax(-1) for i in range(0, full_OV_circuit.shape[0], chunk_size)])
+        return (hits == torch.arange(len(hits))).float().mean()
+
+    assert checks.test_top_1_acc(whole)
+    assert checks.test_top_1_acc(tensor_result)
+
+
+@pytest.mark.parametrize("kwargs, phrase", [
+    ({"mask": False}, "not masked"),
+    ({"scale": False}, "sqrt(d_head)"),
+    ({"swap": True}, "queries and keys are swapped"),
+    ({"dim": -2}, "softmax over the wrong dimension"),
+])
+def test_pos_pattern_rejects_classic_mistakes(kwargs, phrase):
+    rejected(checks.test_pos_attention_pattern(lambda m, l, h, n: checks._pos_pattern(m, l, h, n, **kwargs)), phrase)
+
+
+def test_pos_pattern_accepts_separate_q_k_and_a_finite_mask():
+    def separate(model, layer, head, n_pos):
+        W_pos = model.W_pos[:n_pos]
+        q, k = W_pos @ model.W_Q[layer, head], W_pos @ model.W_K[layer, head]
+        scores = (q @ k.T).double() / math.sqrt(model.cfg.d_head)
+        scores = scores + torch.triu(torch.full((n_pos, n_pos), -1e9, dtype=torch.float64), diagonal=1)
+        return torch.softmax(scores, dim=-1)
+
+    assert checks.test_pos_attention_pattern(separate)
+
+
+@pytest.mark.parametrize("wrong, phrase", [
+    (checks._comp_unnormalised, "not normalised"),
+    (checks._comp_reversed, "wrong order"),
+    (checks._comp_sum_of_norms, "PRODUCT of the norms"),
+])
+def test_comp_score_rejects_classic_mistakes(wrong, phrase):
+    rejected(checks.test_get_comp_score(wrong), phrase)
+
+
+def test_comp_score_accepts_factored_matrices_float64_and_tensors():
+    def factored(W_A, W_B):
+        return (FactoredMatrix(W_A, W_B).norm() / (W_A.norm() * W_B.norm())).item()
+
+    def float64_tensor(W_A, W_B):
+        W_A, W_B = W_A.double(), W_B.double()
+        return torch.linalg.matrix_norm(W_A @ W_B) / (torch.linalg.matrix_norm(W_A) * torch.linalg.matrix_norm(W_B))
+
+    def by_squares(W_A, W_B):
+        return math.sqrt((W_A @ W_B).pow(2).sum().item() / (W_A.pow(2).sum().item() * W_B.pow(2).sum().item()))
+
+    for fn in (factored, float64_tensor, by_squares):
+        assert checks.test_get_comp_score(fn), fn.__name__
+
+
+@pytest.mark.parametrize("kwargs, phrase", [
+    ({"normalise": False}, "not normalised"),
+    ({"transpose_qk": False}, "that is Q-composition"),
+    ({"v_comp": True}, "that is V-composition"),
+    ({"transpose_out": True}, "rows and columns are swapped"),
+])
+def test_k_composition_rejects_classic_mistakes(kwargs, phrase):
+    rejected(checks.test_k_composition_scores(lambda m: checks._kcomp(m, **kwargs)), phrase)
+
+
+def test_k_composition_accepts_a_loop_and_einsum():
+    def loop(model):
+        n = model.cfg.n_heads
+        return torch.tensor([[S.get_comp_score(model.OV[0, i].AB, model.QK[1, j].AB.T) for j in range(n)] for i in range(n)])
+
+    def with_einsum(model):
+        W_OV, W_QK = model.OV[0].AB.double(), model.QK[1].AB.double()
+        prod = torch.einsum("iab,jcb->ijac", W_OV, W_QK)  # W_OV[i] @ W_QK[j].T
+        return prod.pow(2).sum((-2, -1)).sqrt() / torch.outer(W_OV.pow(2).sum((-2, -1)).sqrt(), W_QK.pow(2).sum((-2, -1)).sqrt())
+
+    def factored(model):
+        products = model.OV[0].unsqueeze(1) @ model.QK[1].unsqueeze(0).T
+        return products.norm() / (model.OV[0].norm()[:, None] * model.QK[1].norm()[None, :])
+
+    for fn in (loop, with_einsum, factored):
+        assert checks.test_k_composition_scores(fn), fn.__name__
+
+
+# ----------------------------------------------------------------- answers and the notebook
+
+
+def test_answers_pass_and_wrong_answers_fail():
+    assert checks.test_answer_induction_key(21)
+    rejected(checks.test_answer_induction_key(20), "20 is the earlier copy itself")
+    assert checks.test_answer_composition("k") and checks.test_answer_composition("K-composition")
+    assert not checks.test_answer_composition("Q") and not checks.test_answer_composition("V")
+    assert checks.test_answer_one_layer("B") and not checks.test_answer_one_layer("a")
+    assert checks.test_answer_uniform_loss(8.32) and checks.test_answer_uniform_loss(math.log(4096))
+    assert not checks.test_answer_uniform_loss(math.log2(4096)) and not checks.test_answer_uniform_loss(1 / 4096)
+
+
+def test_notebook_uses_the_checks_text_and_the_course_model():
+    source = "\n".join(cell.source for cell in read_source("05_induction_circuits").cells)
+    assert f"CODE_TEXT = '''{checks.CODE_TEXT}'''" in source
+    assert 'MODEL_NAME = "attn-only-2l"' in source
+    assert "hub:attn-only-2l" in source
+
+
+def test_checks_are_fast(model):
+    for name, test in ALL:
+        test(getattr(S, name))  # warm the caches
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            test(getattr(S, name))
+            times.append(time.perf_counter() - start)
+        assert statistics.median(times) < 1.0, f"check {name} takes {statistics.median(times):.2f} s (median of 3)"
+
