@@ -1,0 +1,556 @@
+"""Learner checks for chapter 04, activation patching.
+
+Every check runs the learner's function and the reference on the course model ``gelu-4l`` and a
+small batch of IOI clean/corrupted pairs (held-out name pairs, templates whose names sit at the
+same token positions), whatever model the notebook itself uses. The ``_mistake``-style
+functions below reproduce the classic mistakes; a check names the mistake when the learner's
+output matches it, and ``tests/test_04_activation_patching.py`` proves each one is rejected.
+
+Sweeps are expensive (one forward pass per patch), so the reference results and the mistakes'
+results are computed once per input and cached.
+"""
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import torch
+from transformer_lens import ActivationCache
+from transformer_lens.model_bridge import TransformerBridge
+from transformers import PreTrainedTokenizerBase
+
+from course_utils.chapters import solution_module
+from course_utils.harness import Case, CheckResult, check, check_answer
+from course_utils.models import load_model
+from course_utils.tasks import ioi
+
+SOLUTION = solution_module("04_activation_patching")
+CHECK_MODEL = "gelu-4l"
+N_METRIC_PROMPTS = 8
+N_SWEEP_PROMPTS = 4
+SWEEP_CORRUPTION = "swap"
+SEED = 1
+
+
+# --- data: IOI pairs whose names sit at the same positions ---------------------------------------
+def aligned_templates(tokenizer: PreTrainedTokenizerBase, template_id: int = 0) -> list[int]:
+    """Ids of the IOI templates whose token layout matches ``template_id``'s.
+
+    Two templates match when they have the same number of tokens and their three names (A, B
+    and the repeated S) sit at the same positions, so prompts from either can share a batch
+    and be patched position by position.
+    """
+
+    def layout(t: int) -> tuple[int, tuple[int, ...]]:
+        text = ioi.render(t, "Mary", "John", "ABBA").text
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        names = {ioi.name_token_id(tokenizer, "Mary"), ioi.name_token_id(tokenizer, "John")}
+        return len(ids), tuple(i for i, tok in enumerate(ids) if tok in names)
+
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for t in range(len(ioi.TEMPLATES)):
+        groups[layout(t)].append(t)
+    return groups[layout(template_id)]
+
+
+def swap_roles(prompt: ioi.IOIPrompt) -> ioi.IOIPrompt:
+    """Corrupted partner in which IO and S trade places everywhere (A, B and S2 all change).
+
+    "When Mary and John …, John gave … to" becomes "When John and Mary …, Mary gave … to", whose
+    answer is the clean prompt's S. Like ``ioi.corrupt``, the result keeps the clean prompt's
+    ``io`` and ``s``, so the logit difference IO − S flips sign when the model does the task.
+    """
+    swapped = ioi.render(prompt.template_id, prompt.s, prompt.io, prompt.order)
+    return replace(swapped, io=prompt.io, s=prompt.s)
+
+
+def aligned_ioi_pairs(
+    tokenizer: PreTrainedTokenizerBase,
+    n: int,
+    split: ioi.Split = "heldout_pairs",
+    kind: str = "abc",
+    seed: int = 0,
+) -> list[tuple[ioi.IOIPrompt, ioi.IOIPrompt]]:
+    """``n`` (clean, corrupted) pairs, all from templates aligned with template 0.
+
+    ``kind``: "abc" or "flip" (``ioi.corrupt``: S2 becomes a third name, or the IO name; the
+    prompts differ in one token) or "swap" (``swap_roles``: A, B and S2 all differ).
+    """
+    keep = set(aligned_templates(tokenizer))
+    if kind == "swap":
+        base = [(clean, swap_roles(clean)) for clean in ioi.ioi_prompts(40 * n, split, seed=seed)]
+    elif kind in ("abc", "flip"):
+        base = ioi.clean_corrupted_pairs(40 * n, split, kind, seed)
+    else:
+        raise ValueError(f"unknown corruption {kind!r}; use 'abc', 'flip' or 'swap'")
+    pairs = [pair for pair in base if pair[0].template_id in keep]
+    if len(pairs) < n:
+        raise ValueError(f"only {len(pairs)} aligned IOI pairs found; ask for fewer than {n}")
+    return pairs[:n]
+
+
+@functools.cache
+def check_model() -> TransformerBridge:
+    """The course model the checks run on."""
+    return load_model(CHECK_MODEL, device="cpu")
+
+
+@functools.cache
+def _data(n: int, kind: str = "flip") -> dict:
+    """Tokens, answers, logits, caches and logit-difference baselines for ``n`` aligned pairs."""
+    model = check_model()
+    pairs = aligned_ioi_pairs(model.tokenizer, n, kind=kind, seed=SEED)
+    clean = ioi.tokenize([c for c, _ in pairs], model.tokenizer)
+    corrupted = ioi.tokenize([k for _, k in pairs], model.tokenizer)
+    answers = torch.stack([clean.io_ids, clean.s_ids], dim=1)
+    with torch.no_grad():
+        clean_logits, clean_cache = model.run_with_cache(clean.tokens)
+        corrupted_logits, corrupted_cache = model.run_with_cache(corrupted.tokens)
+    clean_ld = SOLUTION.logit_diff(clean_logits, answers).mean().item()
+    corrupted_ld = SOLUTION.logit_diff(corrupted_logits, answers).mean().item()
+    metric = functools.partial(
+        SOLUTION.normalised_patching_metric,
+        answer_tokens=answers,
+        clean_logit_diff=clean_ld,
+        corrupted_logit_diff=corrupted_ld,
+    )
+    return dict(
+        model=model,
+        clean_tokens=clean.tokens,
+        corrupted_tokens=corrupted.tokens,
+        answers=answers,
+        clean_logits=clean_logits,
+        corrupted_logits=corrupted_logits,
+        clean_cache=clean_cache,
+        corrupted_cache=corrupted_cache,
+        clean_ld=clean_ld,
+        corrupted_ld=corrupted_ld,
+        metric=metric,
+    )
+
+
+def sweep_inputs() -> tuple[TransformerBridge, torch.Tensor, ActivationCache, Callable]:
+    """``(model, corrupted_tokens, clean_cache, metric)``: the arguments of every sweep check.
+
+    The sweeps are checked on pairs whose corrupted prompt swaps IO and S everywhere, so they
+    differ at three positions (A, B, S2) rather than one: more cells of a sweep are non-zero, and
+    more mistakes show (with one differing position, patching the wrong position often changes nothing).
+    """
+    d = _data(N_SWEEP_PROMPTS, SWEEP_CORRUPTION)
+    return d["model"], d["corrupted_tokens"], d["clean_cache"], d["metric"]
+
+
+def check_heads() -> list[tuple[int, int]]:
+    """Heads for the per-position check: one in the last layer and one in layer 1 (two heads keep it fast)."""
+    cfg = check_model().cfg
+    return [(cfg.n_layers - 1, 0), (min(1, cfg.n_layers - 1), cfg.n_heads - 1)]
+
+
+def _memo(fn: Callable) -> Callable:
+    """Cache a sweep's result per input objects (the check inputs are cached, so ids are stable)."""
+    store: dict = {}
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        key = tuple(id(a) for a in args) + tuple(sorted((k, id(v)) for k, v in kwargs.items()))
+        if key not in store:
+            store[key] = (fn(*args, **kwargs), args, kwargs)  # keep the inputs alive: ids stay unique
+        return store[key][0]
+
+    return wrapper
+
+
+# --- the classic mistakes: one generic sweep with switches ----------------------------------------
+def _sweep(
+    model: TransformerBridge,
+    tokens: torch.Tensor,
+    cache: ActivationCache,
+    metric: Callable,
+    cells: Sequence[tuple[int, tuple]],
+    hook_name: Callable[[int], str],
+    *,
+    accumulate: bool = False,
+    discard: bool = False,
+) -> torch.Tensor:
+    """Run one patched forward per cell ``(layer, index)``: ``act[index] = clean[index]``.
+
+    ``accumulate``: hooks of earlier cells stay attached (the "forgot to remove hooks" mistake).
+    ``discard``: the hook patches a copy and returns nothing (the patch has no effect).
+    """
+    values = []
+    with torch.no_grad():
+        for layer, index in cells:
+            name = hook_name(layer)
+            clean = cache[name]
+
+            def hook(act, hook, index=index, clean=clean):
+                if discard:
+                    act = act.clone()
+                act[index] = clean[index]
+                return None if discard else act
+
+            if accumulate:
+                model.add_hook(name, hook)
+                logits = model(tokens)
+            else:
+                logits = model.run_with_hooks(tokens, fwd_hooks=[(name, hook)])
+            values.append(metric(logits).item())
+    if accumulate:
+        model.reset_hooks()
+    return torch.tensor(values)
+
+
+_ALL = slice(None)
+
+
+def _resid_sweep(index: Callable[[int], tuple], hook: str = "hook_resid_pre", **kw) -> Callable:
+    """A resid_pre sweep that patches ``act[index(pos)]`` instead of ``act[:, pos]``."""
+
+    def sweep(model, corrupted_tokens, clean_cache, metric, *extra):
+        n_layers, n_pos = model.cfg.n_layers, corrupted_tokens.shape[1]
+        cells = [(layer, index(pos)) for layer in range(n_layers) for pos in range(n_pos)]
+        out = _sweep(model, corrupted_tokens, clean_cache, metric, cells, lambda l: f"blocks.{l}.{hook}", **kw)
+        return out.reshape(n_layers, n_pos)
+
+    return _memo(sweep)
+
+
+def _clean_run_everywhere(shape: Callable) -> Callable:
+    """Every cell equal to the clean run's metric: what patching clean into clean gives."""
+
+    def wrong(model, corrupted_tokens, clean_cache, metric, *extra):
+        # Replacing the token embedding at every position turns the corrupted run into the clean one.
+        logits = model.run_with_hooks(
+            corrupted_tokens, fwd_hooks=[("hook_embed", lambda act, hook: clean_cache["hook_embed"])]
+        )
+        return torch.full(shape(model, corrupted_tokens, *extra), metric(logits).item())
+
+    return _memo(wrong)
+
+
+def _head_sweep(index: Callable[[int], tuple], **kw) -> Callable:
+    """A head sweep that patches ``z[index(head)]`` instead of ``z[:, :, head]``."""
+
+    def sweep(model, corrupted_tokens, clean_cache, metric):
+        n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+        cells = [(layer, index(head)) for layer in range(n_layers) for head in range(n_heads)]
+        out = _sweep(model, corrupted_tokens, clean_cache, metric, cells, lambda l: f"blocks.{l}.attn.hook_z", **kw)
+        return out.reshape(n_layers, n_heads)
+
+    return _memo(sweep)
+
+
+def _head_pos_sweep(index: Callable[[int, int], tuple], **kw) -> Callable:
+    """A per-position head sweep that patches ``z[index(head, pos)]``."""
+
+    def sweep(model, corrupted_tokens, clean_cache, metric, heads):
+        n_pos = corrupted_tokens.shape[1]
+        cells = [(layer, index(head, pos)) for layer, head in heads for pos in range(n_pos)]
+        out = _sweep(model, corrupted_tokens, clean_cache, metric, cells, lambda l: f"blocks.{l}.attn.hook_z", **kw)
+        return out.reshape(len(heads), n_pos)
+
+    return _memo(sweep)
+
+
+_NO_EFFECT = (
+    "every patch scores like the unpatched corrupted run (0) — does your hook return the patched "
+    "activation? A hook that edits a copy and returns None changes nothing"
+)
+_HOOKS_LEFT = (
+    "hooks from earlier patches are still attached when you run the next one, so patches pile up — "
+    "use `model.run_with_hooks(...)` (or `with model.hooks(...)`) for each patch"
+)
+
+RESID_MISTAKES: dict[str, Callable] = {
+    "every patch gives the clean run's score (1) — are you running the clean tokens (patching clean into "
+    "clean), or patching every position at once? Run `corrupted_tokens` and overwrite only `[:, pos]`": _clean_run_everywhere(
+        lambda model, tokens: (model.cfg.n_layers, tokens.shape[1])
+    ),
+    "you patch positions 0…pos, not position pos alone — index `resid[:, pos]`, not `resid[:, :pos + 1]`": _resid_sweep(
+        lambda pos: (_ALL, slice(0, pos + 1))
+    ),
+    "you patch position pos - 1 — are your positions shifted by one?": _resid_sweep(lambda pos: (_ALL, pos - 1)),
+    "you patched `hook_resid_post` (the layer's output); this sweep patches `blocks.{layer}.hook_resid_pre`": _resid_sweep(
+        lambda pos: (_ALL, pos), hook="hook_resid_post"
+    ),
+    _HOOKS_LEFT: _resid_sweep(lambda pos: (_ALL, pos), accumulate=True),
+    _NO_EFFECT: _resid_sweep(lambda pos: (_ALL, pos), discard=True),
+}
+
+HEAD_MISTAKES: dict[str, Callable] = {
+    "`z[:, head]` patches POSITION `head` of every head: hook_z is [batch, pos, head, d_head], so the head is "
+    "the third index, `z[:, :, head]`": _head_sweep(lambda head: (_ALL, head)),
+    "every head of a layer gives the same score — did you patch the whole layer (`z[:, :, :]`) instead of one "
+    "head?": _head_sweep(lambda head: (_ALL, _ALL, _ALL)),
+    "you patched the head at the final position only; patch it at every position (`z[:, :, head]`)": _head_sweep(
+        lambda head: (_ALL, -1, head)
+    ),
+    "every patch gives the clean run's score (1) — are you running the clean tokens (patching clean into "
+    "clean)? Run `corrupted_tokens`": _clean_run_everywhere(lambda model, tokens: (model.cfg.n_layers, model.cfg.n_heads)),
+    _HOOKS_LEFT: _head_sweep(lambda head: (_ALL, _ALL, head), accumulate=True),
+    _NO_EFFECT: _head_sweep(lambda head: (_ALL, _ALL, head), discard=True),
+}
+
+HEAD_POS_MISTAKES: dict[str, Callable] = {
+    "each row is constant — you patch the head at every position; patch `z[:, pos, head]` only": _head_pos_sweep(
+        lambda head, pos: (_ALL, _ALL, head)
+    ),
+    "you patch every head at that position (`z[:, pos]`); patch one head, `z[:, pos, head]`": _head_pos_sweep(
+        lambda head, pos: (_ALL, pos)
+    ),
+    "you patch positions 0…pos, not position pos alone — index `z[:, pos, head]`": _head_pos_sweep(
+        lambda head, pos: (_ALL, slice(0, pos + 1), head)
+    ),
+    "every patch gives the clean run's score (1) — are you running the clean tokens (patching clean into "
+    "clean)? Run `corrupted_tokens`": _clean_run_everywhere(
+        lambda model, tokens, heads: (len(heads), tokens.shape[1])
+    ),
+    _HOOKS_LEFT: _head_pos_sweep(lambda head, pos: (_ALL, pos, head), accumulate=True),
+    _NO_EFFECT: _head_pos_sweep(lambda head, pos: (_ALL, pos, head), discard=True),
+}
+
+
+# --- metric mistakes --------------------------------------------------------------------------------
+def _final_diffs(logits, answer_tokens, pos=-1):
+    final = logits[:, pos]
+    rows = torch.arange(len(final))
+    return final[rows, answer_tokens[:, 0]] - final[rows, answer_tokens[:, 1]]
+
+
+LOGIT_DIFF_MISTAKES: dict[str, Callable] = {
+    "is the sign flipped? Compute correct (IO, `answer_tokens[:, 0]`) minus wrong (S, `answer_tokens[:, 1]`)": lambda logits, a: -_final_diffs(logits, a),
+    "you read position 0 — the answer is predicted at the final position, `logits[:, -1]`": lambda logits, a: _final_diffs(logits, a, 0),
+    "you read the second-to-last position — the answer is predicted at the final position, `logits[:, -1]`": lambda logits, a: _final_diffs(logits, a, -2),
+    "you averaged over the batch — return one logit difference per prompt": lambda logits, a: _final_diffs(logits, a).mean(),
+    "you compared probabilities — compare the logits themselves (before softmax)": lambda logits, a: _final_diffs(
+        logits.softmax(-1), a
+    ),
+    "`final[:, answer_tokens[:, 0]]` picks every prompt's answer for every prompt ([batch, batch]) — pair row i "
+    "with its own answer: `final.gather(-1, answer_tokens)` or `final[torch.arange(batch), answer_tokens[:, 0]]`": lambda logits, a: logits[
+        :, -1
+    ][:, a[:, 0]]
+    - logits[:, -1][:, a[:, 1]],
+}
+
+
+def _mean_ld(logits, a):
+    return _final_diffs(logits, a).mean()
+
+
+METRIC_MISTAKES: dict[str, Callable] = {
+    "this is the raw mean logit difference — normalise it: (mean − corrupted) / (clean − corrupted)": lambda logits, a, c, k: _mean_ld(
+        logits, a
+    ),
+    "0 and 1 are swapped (the clean run scores 0) — subtract the CORRUPTED logit difference and divide by "
+    "(clean − corrupted)": lambda logits, a, c, k: (c - _mean_ld(logits, a)) / (c - k),
+    "is the sign flipped? The clean run should score +1, not −1": lambda logits, a, c, k: (k - _mean_ld(logits, a))
+    / (c - k),
+    "dividing by the clean logit difference alone is not the normalisation — use (mean − corrupted) / (clean − "
+    "corrupted)": lambda logits, a, c, k: _mean_ld(logits, a) / c,
+    "you read position 0 — the answer is predicted at the final position, `logits[:, -1]`": lambda logits, a, c, k: (
+        _final_diffs(logits, a, 0).mean() - k
+    )
+    / (c - k),
+}
+
+
+# --- attribution mistakes -----------------------------------------------------------------------------
+def _attribution(model, corrupted_tokens, clean_cache, metric, *, sign=1.0, grad_on_clean=False, delta=True, mean=False):
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
+    saved: dict[str, torch.Tensor] = {}
+    def save(act, hook, name):
+        if not act.requires_grad:
+            act = act.detach().requires_grad_(True)
+        saved[name] = act
+        return act
+
+    hooks = [(n, lambda act, hook, n=n: save(act, hook, n)) for n in names]
+    if grad_on_clean:
+        # The clean tokens are those whose embedding the clean cache holds; rebuild that run.
+        hooks.append(("hook_embed", lambda act, hook: clean_cache["hook_embed"].clone()))
+    with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
+        value = metric(model(corrupted_tokens))
+        grads = torch.autograd.grad(value, [saved[n] for n in names])
+    corrupted = sweep_corrupted_resid(model, corrupted_tokens, names)
+    rows = []
+    for n, g in zip(names, grads):
+        d = sign * (clean_cache[n] - corrupted[n]) if delta else clean_cache[n]
+        rows.append((d * g).mean(0).sum(-1) if mean else (d * g).sum(dim=(0, 2)))
+    return torch.stack(rows)
+
+
+def sweep_corrupted_resid(model, corrupted_tokens, names) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        _, cache = model.run_with_cache(corrupted_tokens, names_filter=names)
+    return {n: cache[n] for n in names}
+
+
+ATTRIBUTION_MISTAKES: dict[str, Callable] = {
+    "is the sign flipped? Multiply the gradient by (clean − corrupted), the change that patching makes": _memo(
+        functools.partial(_attribution, sign=-1.0)
+    ),
+    "you multiplied the gradient by the clean activation — multiply it by the DIFFERENCE clean − corrupted": _memo(
+        functools.partial(_attribution, delta=False)
+    ),
+    "you took the gradient on the clean run — take it on the corrupted run, where the patch is made": _memo(
+        functools.partial(_attribution, grad_on_clean=True)
+    ),
+    "you averaged over the batch — sum instead (the metric's mean already puts 1/batch into the gradient)": _memo(
+        functools.partial(_attribution, mean=True)
+    ),
+}
+
+
+# --- the checks ----------------------------------------------------------------------------------------
+def test_logit_diff(logit_diff) -> CheckResult:
+    d = _data(N_METRIC_PROMPTS)
+    cases = [
+        Case(f"the clean logits of {N_METRIC_PROMPTS} IOI prompts", (d["clean_logits"], d["answers"])),
+        Case(f"the corrupted logits of {N_METRIC_PROMPTS} IOI prompts", (d["corrupted_logits"], d["answers"])),
+    ]
+    return check(
+        "logit_diff",
+        logit_diff,
+        SOLUTION.logit_diff,
+        cases,
+        index_names=("prompt",),
+        known_mistakes=LOGIT_DIFF_MISTAKES,
+    )
+
+
+def test_normalised_patching_metric(normalised_patching_metric) -> CheckResult:
+    d = _data(N_METRIC_PROMPTS)
+    base = (d["answers"], d["clean_ld"], d["corrupted_ld"])
+    mixed = 0.3 * d["clean_logits"] + 0.7 * d["corrupted_logits"]
+    cases = [
+        Case("the clean run (should score 1)", (d["clean_logits"], *base)),
+        Case("the corrupted run (should score 0)", (d["corrupted_logits"], *base)),
+        Case("logits 30 % of the way from corrupted to clean", (mixed, *base)),
+        Case("baselines given as tensors", (d["clean_logits"], d["answers"], torch.tensor(d["clean_ld"]), torch.tensor(d["corrupted_ld"]))),
+    ]
+    return check(
+        "normalised_patching_metric",
+        normalised_patching_metric,
+        SOLUTION.normalised_patching_metric,
+        cases,
+        known_mistakes=METRIC_MISTAKES,
+    )
+
+
+_reference_resid = _memo(SOLUTION.patch_residual_stream)
+_reference_heads = _memo(SOLUTION.patch_head_outputs)
+_reference_heads_by_pos = _memo(SOLUTION.patch_head_outputs_by_pos)
+_reference_attribution = _memo(SOLUTION.attribution_patch_residual)
+
+
+def test_patch_residual_stream(patch_residual_stream) -> CheckResult:
+    with torch.no_grad():
+        return check(
+            "patch_residual_stream",
+            patch_residual_stream,
+            _reference_resid,
+            [Case(f"{N_SWEEP_PROMPTS} IOI pairs (IO and S swapped) on {CHECK_MODEL}", sweep_inputs())],
+            index_names=("layer", "pos"),
+            known_mistakes=RESID_MISTAKES,
+        )
+
+
+def test_patch_head_outputs(patch_head_outputs) -> CheckResult:
+    with torch.no_grad():
+        return check(
+            "patch_head_outputs",
+            patch_head_outputs,
+            _reference_heads,
+            [Case(f"{N_SWEEP_PROMPTS} IOI pairs (IO and S swapped) on {CHECK_MODEL}", sweep_inputs())],
+            index_names=("layer", "head"),
+            known_mistakes=HEAD_MISTAKES,
+        )
+
+
+def test_patch_head_outputs_by_pos(patch_head_outputs_by_pos) -> CheckResult:
+    heads = _heads_arg()
+    with torch.no_grad():
+        return check(
+            "patch_head_outputs_by_pos",
+            patch_head_outputs_by_pos,
+            _reference_heads_by_pos,
+            [Case(f"heads {heads} on {N_SWEEP_PROMPTS} IOI pairs (IO and S swapped)", (*sweep_inputs(), heads))],
+            index_names=("head", "pos"),
+            known_mistakes=HEAD_POS_MISTAKES,
+        )
+
+
+@functools.cache
+def _heads_arg() -> list[tuple[int, int]]:
+    return check_heads()
+
+
+def test_attribution_patch_residual(attribution_patch_residual) -> CheckResult:
+    return check(
+        "attribution_patch_residual",
+        attribution_patch_residual,
+        _reference_attribution,
+        [Case(f"{N_SWEEP_PROMPTS} IOI pairs (IO and S swapped) on {CHECK_MODEL}", sweep_inputs())],
+        index_names=("layer", "pos"),
+        known_mistakes=ATTRIBUTION_MISTAKES,
+    )
+
+
+def test_patch_residual_stream_fast(patch_residual_stream_fast) -> CheckResult:
+    inputs = sweep_inputs()
+    with torch.no_grad():
+        return check(
+            "patch_residual_stream_fast",
+            patch_residual_stream_fast,
+            lambda *args, **kwargs: _reference_resid(*args),
+            [
+                Case(f"{N_SWEEP_PROMPTS} IOI pairs (IO and S swapped) on {CHECK_MODEL}", inputs),
+                Case("3 patches per forward pass", inputs, {"patches_per_forward": 3}),
+            ],
+            index_names=("layer", "pos"),
+            known_mistakes={d: (lambda fn: lambda *a, **k: fn(*a))(fn) for d, fn in RESID_MISTAKES.items()},
+        )
+
+
+# --- check your understanding ---------------------------------------------------------------------------
+def test_answer_layer0_position(answer) -> CheckResult:
+    d = _data(N_SWEEP_PROMPTS)
+    differs = (d["clean_tokens"] != d["corrupted_tokens"]).any(0).nonzero().flatten().tolist()
+    return check_answer(
+        "answer_layer0_position",
+        answer,
+        lambda a: isinstance(a, int) and not isinstance(a, bool) and [a] == differs,
+        "at layer 0 the residual stream holds only each token's embedding plus its position: "
+        "which is the one token where the clean and corrupted prompts differ? Give its index.",
+    )
+
+
+def test_answer_forward_passes(answer) -> CheckResult:
+    return check_answer(
+        "answer_forward_passes",
+        answer,
+        lambda a: isinstance(a, str) and a.strip().lower() == "b",
+        "count the loops: one forward pass per (layer, position) cell, with the whole batch inside each pass.",
+    )
+
+
+def test_answer_noising_vs_denoising(answer) -> CheckResult:
+    return check_answer(
+        "answer_noising_vs_denoising",
+        answer,
+        lambda a: isinstance(a, str) and a.strip().lower() == "c",
+        "denoising asks 'is this activation enough to restore the behaviour?', noising asks "
+        "'is it needed to keep it?'. Which one did the head pass, and which did it fail?",
+    )
+
+
+def test_answer_attribution_passes(answer) -> CheckResult:
+    return check_answer(
+        "answer_attribution_passes",
+        answer,
+        lambda a: isinstance(a, (tuple, list)) and list(a) == [1, 1],
+        "with the clean cache already in hand, how many forward passes on the corrupted tokens, and how "
+        "many backward passes, does one gradient of the metric need?",
+    )

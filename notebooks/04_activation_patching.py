@@ -1,0 +1,752 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 04 — Activation patching: which activations *cause* the answer?
+#
+# Looking at activations tells you what is *there*; it does not tell you what the model *uses*.
+# **Activation patching** is the experiment that does. Take two prompts that differ in one
+# detail: a **clean** prompt, on which the model gives the right answer, and a **corrupted**
+# prompt, on which it cannot. Run the model on the corrupted prompt, but overwrite one
+# activation (one layer, one position, or one attention head) with its value from the clean
+# run, and let the rest of the forward pass continue. If the right answer comes back, that
+# activation carried the information that mattered. Sweep this over every layer and position,
+# or every head, and you get a map of where the model keeps and moves the information it
+# needs. We do it on **indirect object identification** (IOI): in "When Mary and John went to
+# the store, John gave a drink to", the model should answer " Mary", the name that was *not*
+# repeated.
+#
+# **You will learn to**
+# - build clean/corrupted prompt pairs that differ in one token, and measure behaviour with a
+#   logit difference normalised so that 0 = corrupted and 1 = clean;
+# - patch the residual stream position by position and layer by layer with hooks, and read the
+#   heatmap: where the name information sits, and when it moves to the final position;
+# - patch attention heads (all positions, then position by position) to find the heads that
+#   carry the answer, and confirm your numbers with `transformer_lens.patching`;
+# - tell denoising from noising, and explain why one patch changes everything downstream;
+# - (beyond) approximate a whole sweep with one backward pass (attribution patching), and make
+#   the exact sweep many times faster without changing a single number.
+#
+# **Prerequisites:** chapter 01 (hooks, `run_with_hooks`, the cache) and chapter 03 (the logit
+# difference and the IOI task).
+#
+# **Estimated time:** about 2 hours, plus 45 minutes for the two "beyond" sections.
+#
+# Every exercise is a short function with a check in the cell below it. Difficulty is marked
+# 🔴 (out of five) and importance 🔵 (out of five). Hints are folded; open them only when stuck.
+
+# %% [markdown]
+# ## Set-up
+
+# %%
+import time
+from collections.abc import Callable
+from functools import partial
+
+import plotly.express as px
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import ActivationCache, patching
+from transformer_lens.model_bridge import TransformerBridge
+
+from course_utils import bar, heatmap, load_model, position_labels
+from course_utils.checks import activation_patching as checks
+from course_utils.tasks import ioi
+
+torch.set_num_threads(1)  # a small model: extra CPU threads gain little, and cost a lot on a busy machine
+
+# %% tags=["parameters"]
+MODEL_NAME = "gelu-4l"  # offline course model; online, the original IOI experiment: "gpt2-small"
+N_PROMPTS = 16  # clean/corrupted pairs in the batch that every sweep patches
+CORRUPTION = "flip"  # "flip": S2 becomes the IO name; "abc": S2 becomes a third name
+SEED = 3  # which sample of prompts (section 1 compares it with a sample of 256)
+
+# %%
+model = load_model(MODEL_NAME)
+n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+print(f"{MODEL_NAME}: {n_layers} layers, {n_heads} heads per layer, d_model = {model.cfg.d_model}")
+
+# %% [markdown]
+# ## 1. The task, the corruption and the metric
+#
+# An IOI prompt names two people, then names one of them again (the **subject**, S); the right
+# next word is the *other* name, the **indirect object** (IO). We call the first mention of S
+# **S1**, the second **S2**, and the last token of the prompt, where the model must answer,
+# **END**. The course's task module writes such prompts from 20 templates and 110 names, in two
+# orders: ABBA ("When *IO* and *S* …, *S* gave … to") and BABA ("When *S* and *IO* …").
+#
+# For patching we need a **corrupted** partner for each prompt. We use the "flip" corruption:
+# replace S2 by the IO name. "When Mary and John went to the store, John gave a drink to"
+# becomes "When Mary and John went to the store, **Mary** gave a drink to": the corrupted
+# prompt has the same tokens as the clean one everywhere except at S2, but now the *other*
+# name is repeated, so the right answer flips from IO to S. (The "abc" corruption, which puts
+# a third name at S2, is the other common choice; set `CORRUPTION = "abc"` to try it.)
+#
+# One more constraint. We will patch **position by position**, and a batch shares positions:
+# position 10 must be S2 in *every* prompt. Templates have different lengths, so we keep only
+# the templates whose tokens line up with template 0 (same length, names at the same
+# positions). We take name pairs held out from the model's training.
+
+# %%
+def layout(template_id: int) -> tuple[int, list[int]]:
+    """(number of tokens, positions of the three names) of a template, without BOS."""
+    prompt = ioi.render(template_id, "Mary", "John", "ABBA")
+    ids = model.to_tokens(prompt.text, prepend_bos=False)[0].tolist()
+    names = {model.to_single_token(" Mary"), model.to_single_token(" John")}
+    return len(ids), [i for i, t in enumerate(ids) if t in names]
+
+
+ALIGNED = [t for t in range(len(ioi.TEMPLATES)) if layout(t) == layout(0)]
+print("token layout of template 0 (length, name positions):", layout(0))
+print("templates with the same layout:", ALIGNED)
+for t in ALIGNED:
+    print(f"  {t:2d}: {ioi.TEMPLATES[t]}")
+
+# %%
+def aligned_pairs(n: int, seed: int) -> list[tuple[ioi.IOIPrompt, ioi.IOIPrompt]]:
+    """n (clean, corrupted) pairs of held-out name pairs, from the aligned templates only."""
+    candidates = ioi.clean_corrupted_pairs(40 * n, split="heldout_pairs", kind=CORRUPTION, seed=seed)
+    return [pair for pair in candidates if pair[0].template_id in ALIGNED][:n]
+
+
+pairs = aligned_pairs(N_PROMPTS, SEED)
+clean_batch = ioi.tokenize([clean for clean, _ in pairs], model.tokenizer)
+corrupted_batch = ioi.tokenize([corrupted for _, corrupted in pairs], model.tokenizer)
+clean_tokens, corrupted_tokens = clean_batch.tokens.to(model.cfg.device), corrupted_batch.tokens.to(model.cfg.device)
+answer_tokens = torch.stack([clean_batch.io_ids, clean_batch.s_ids], dim=1).to(model.cfg.device)  # [batch, 2]: (IO, S)
+
+for clean, corrupted in pairs[:4]:
+    print(f"{clean.order}  clean:     {clean.text!r} → {clean.answer!r}\n      corrupted: {corrupted.text!r}")
+differs = (clean_tokens != corrupted_tokens).any(dim=0).nonzero().flatten().tolist()
+print(f"\n{len(pairs)} pairs, tokens {tuple(clean_tokens.shape)}; clean and corrupted differ only at position(s) {differs}")
+
+# %% [markdown]
+# Each prompt's positions get a label for the plots: its token, and its role. "A" and "B" are
+# the first two names (IO then S in ABBA prompts, S then IO in BABA ones), "S2" the repeated
+# name and "END" the last token. The words at other positions vary between the five
+# templates; the labels show those of the first prompt.
+
+# %%
+A_POS, B_POS, S2_POS = (p + 1 for p in layout(0)[1])  # +1: BOS comes first
+END_POS = clean_tokens.shape[1] - 1
+assert differs == [S2_POS]
+roles = {A_POS: "A", B_POS: "B", S2_POS: "S2", END_POS: "END"}
+labels = [f"{label} ({roles[i]})" if i in roles else label
+          for i, label in enumerate(position_labels(model.to_str_tokens(clean_tokens[0])))]
+print(labels)
+
+# %% [markdown]
+# Does the model do the task? Compare the logit of the right name (IO) with the logit of the
+# wrong one (S) at END. The course's `ioi.logit_diff` computes this for a tokenised batch. We
+# measure it on our batch, and on a larger sample of 256 pairs (one forward pass each, no
+# patching) to see how typical our batch is.
+
+# %%
+def describe_task(pairs: list[tuple[ioi.IOIPrompt, ioi.IOIPrompt]], what: str) -> None:
+    clean = ioi.tokenize([c for c, _ in pairs], model.tokenizer)
+    corrupted = ioi.tokenize([k for _, k in pairs], model.tokenizer)
+    for name, batch in [("clean", clean), ("corrupted", corrupted)]:
+        with torch.no_grad():
+            logits = model(batch.tokens.to(model.cfg.device)).cpu()
+        diffs = ioi.logit_diff(logits, clean)  # the corrupted prompts keep the clean IO and S tokens
+        print(f"{what:15} {name:9}  mean logit(IO) − logit(S) = {diffs.mean():+.3f}   "
+              f"IO above S in {(diffs > 0).sum()}/{len(diffs)} prompts")
+
+
+describe_task(pairs, "our batch")
+describe_task(aligned_pairs(256, seed=SEED + 1000), "256 other pairs")
+
+# %% [markdown]
+# What to look for: a model that has learned IOI puts IO clearly above S on the clean prompts
+# (a positive mean logit difference, IO ahead in nearly all of them) and below S on the
+# flipped ones, whose answer is S. Patching explains the **gap** between the two runs: every
+# score below is measured as a fraction of it. The lines above are the figures of the model
+# in the parameters cell. Read them before trusting any heatmap: the course's `gelu-4l` is a
+# small model that does IOI only weakly (its model card, `models/gelu-4l/MODEL_CARD.md`,
+# gives its accuracy), so its gap is modest and varies from batch to batch. The patching maps
+# then show where the difference between the two runs comes from in *this* model; the method
+# is the same for any model, and `gpt2-small` (online) shows the original, strong effect.
+
+# %%
+with torch.no_grad():
+    clean_logits, clean_cache = model.run_with_cache(clean_tokens)
+    corrupted_logits, corrupted_cache = model.run_with_cache(corrupted_tokens)
+
+# %% [markdown]
+# ### Exercise 1.1 — the logit difference
+# Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
+#
+# Write the batched logit difference yourself. All prompts in our batches have the same
+# length, so every answer is predicted at the last position. `clean_logits` and
+# `corrupted_logits` (computed above) are the model's outputs on our batch.
+
+# %% tags=["exercise"]
+def logit_diff(
+    logits: Float[Tensor, "batch pos d_vocab"], answer_tokens: Int[Tensor, "batch 2"]
+) -> Float[Tensor, " batch"]:
+    """Logit of the correct name minus logit of the wrong name, at the final position, per prompt.
+
+    logits: the model's output on a batch of equal-length prompts.
+    answer_tokens: row i is (correct token, wrong token) for prompt i: (IO, S) in IOI.
+    Returns one number per prompt (no mean over the batch).
+    """
+    raise NotImplementedError("logit_diff: read the final position, then pick each prompt's own two tokens")
+
+
+# %%
+checks.test_logit_diff(logit_diff)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# `final = logits[:, -1]` is `[batch, d_vocab]`. `final[:, answer_tokens[:, 0]]` would be
+# `[batch, batch]` (every prompt's answer for every prompt); pair each row with its own token
+# with `final.gather(-1, answer_tokens)` (→ `[batch, 2]`), or with
+# `final[torch.arange(len(final)), answer_tokens[:, 0]]`.
+# </details>
+
+# %%
+clean_logit_diff = logit_diff(clean_logits, answer_tokens).mean().item()
+corrupted_logit_diff = logit_diff(corrupted_logits, answer_tokens).mean().item()
+print(f"mean logit difference: clean {clean_logit_diff:+.3f}, corrupted {corrupted_logit_diff:+.3f}")
+
+# %% [markdown]
+# ### Exercise 1.2 — a metric with two fixed points
+# Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
+#
+# A raw logit difference is hard to read in a sweep: is 1.3 a lot? Rescale it so that the
+# corrupted run scores **0** and the clean run scores **1**:
+#
+# $$\text{metric} = \frac{\overline{\text{LD}}_\text{patched} - \overline{\text{LD}}_\text{corrupted}}
+# {\overline{\text{LD}}_\text{clean} - \overline{\text{LD}}_\text{corrupted}}$$
+#
+# where $\overline{\text{LD}}$ is the logit difference averaged over the batch. A patch that
+# scores 0.8 restores 80 % of the clean behaviour. Scores below 0 or above 1 are possible
+# (a patch can make things worse, or overshoot). Keep the result a tensor: section 6
+# differentiates it.
+
+# %% tags=["exercise"]
+def normalised_patching_metric(
+    logits: Float[Tensor, "batch pos d_vocab"],
+    answer_tokens: Int[Tensor, "batch 2"],
+    clean_logit_diff: float,
+    corrupted_logit_diff: float,
+) -> Float[Tensor, ""]:
+    """Mean logit difference rescaled so that the corrupted run scores 0 and the clean run 1.
+
+    logits: output of a (possibly patched) run on the batch.
+    answer_tokens: (IO, S) per prompt, as for `logit_diff` (you may call your `logit_diff`).
+    clean_logit_diff, corrupted_logit_diff: mean logit differences of the unpatched runs.
+    Returns a 0-dimensional tensor (not a Python float).
+    """
+    raise NotImplementedError("normalised_patching_metric: (mean LD − corrupted) / (clean − corrupted)")
+
+
+# %%
+checks.test_normalised_patching_metric(normalised_patching_metric)
+
+# %% [markdown]
+# Every sweep below takes a `metric`: a function of the logits alone. `functools.partial`
+# fixes the other arguments.
+
+# %%
+metric = partial(normalised_patching_metric, answer_tokens=answer_tokens,
+                 clean_logit_diff=clean_logit_diff, corrupted_logit_diff=corrupted_logit_diff)
+print(f"metric(clean) = {metric(clean_logits):.3f}, metric(corrupted) = {metric(corrupted_logits):.3f}")
+
+# %% [markdown]
+# ## 2. Patching the residual stream
+#
+# The **residual stream** at the start of block ℓ, `blocks.ℓ.hook_resid_pre`, shape
+# `[batch, pos, d_model]`, is everything the model knows at that point, one vector per
+# position. Patching it at layer ℓ and position p means: run the corrupted tokens, and when
+# the forward pass reaches `blocks.ℓ.hook_resid_pre`, overwrite `[:, p]` with the clean run's
+# vector, then let the model carry on. This kind of patching, clean into corrupted, is called
+# **denoising**. Every (layer, position) cell needs its own forward pass.
+#
+# A hook (chapter 01) is a function `hook_fn(activation, hook)` that returns the new
+# activation. Two things bite here:
+# - each patch must run with **only its own hook** attached: use `model.run_with_hooks(...)`
+#   (it removes its hooks afterwards) rather than `model.add_hook`;
+# - a hook made in a loop must capture the loop's *current* position: pass it as a default
+#   argument (`lambda act, hook, pos=pos: …`) or with `functools.partial`, or every hook
+#   will see the last value of `pos`.
+#
+# Use `tqdm` around the outer loop so you can see the sweep progress, and wrap the loop in
+# `with torch.no_grad():` (no gradients are needed, and the sweep runs faster).
+
+# %% [markdown]
+# ### Exercise 2.1 — patch the residual stream, one position at a time
+# Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵🔵
+
+# %% tags=["exercise"]
+def patch_residual_stream(
+    model: TransformerBridge,
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_cache: ActivationCache,
+    metric: Callable[[Tensor], Tensor],
+) -> Float[Tensor, "layer pos"]:
+    """Denoise `blocks.{layer}.hook_resid_pre` at one position at a time; return the metric per patch.
+
+    For every layer and every position, run `corrupted_tokens` with the residual stream at
+    the start of that layer, at that position only (all prompts of the batch), replaced by
+    its value in `clean_cache`. `metric(logits)` scores each patched run.
+    Returns a [n_layers, n_pos] tensor: entry [layer, pos] is the metric of that patch.
+    """
+    raise NotImplementedError("patch_residual_stream: one run_with_hooks per (layer, position)")
+
+
+# %%
+checks.test_patch_residual_stream(patch_residual_stream)
+
+# %% [markdown]
+# <details><summary>Hint 1: the shape of the loop</summary>
+#
+# ```
+# results = torch.zeros(n_layers, n_pos)
+# for layer in tqdm(range(n_layers)):
+#     name = f"blocks.{layer}.hook_resid_pre"
+#     for pos in range(n_pos):
+#         logits = model.run_with_hooks(corrupted_tokens, fwd_hooks=[(name, <hook for this pos>)])
+#         results[layer, pos] = metric(logits)
+# ```
+# </details>
+#
+# <details><summary>Hint 2: the hook</summary>
+#
+# `def hook(resid, hook, pos=pos): resid[:, pos] = clean_cache[name][:, pos]; return resid`.
+# Only `[:, pos]`: not `[:, :pos]`, not `[pos]` (that would be a prompt of the batch).
+# </details>
+
+# %%
+start = time.perf_counter()
+resid_results = patch_residual_stream(model, corrupted_tokens, clean_cache, metric)
+naive_seconds = time.perf_counter() - start
+print(f"{n_layers} × {corrupted_tokens.shape[1]} = {resid_results.numel()} patched runs in {naive_seconds:.1f} s")
+heatmap(resid_results, title=f"Denoising the residual stream (resid_pre), {MODEL_NAME}, {N_PROMPTS} IOI pairs",
+        x_title="position (token of prompt 0, role)", y_title="layer", x_labels=labels,
+        y_labels=[str(l) for l in range(n_layers)], color_title="metric").show()
+
+# %% [markdown]
+# What to notice (figure made by the model named in the title, on held-out name pairs):
+#
+# - **Layer 0**: only the S2 column is non-zero. At the first layer the stream at each
+#   position is just that token's embedding (plus its position), and S2 is the only token
+#   that differs, so it is the only place where a patch can change anything.
+# - **Positions before S2** are exactly 0 at every layer: attention only looks backwards, so
+#   nothing before S2 ever sees the corruption, and their clean and corrupted activations are
+#   identical.
+# - **Going down the layers**, the effect leaves the S2 column for the END column: attention
+#   copies what the model computed at S2 to the final position, where the answer is read out.
+#   The lines printed below give both scores per layer, and the layer at which END overtakes S2.
+
+# %%
+for layer in range(n_layers):
+    row = resid_results[layer]
+    others = row[[p for p in range(len(row)) if p not in (S2_POS, END_POS)]]
+    print(f"layer {layer}: S2 {row[S2_POS]:+.3f}   END {row[END_POS]:+.3f}   largest |score| elsewhere {others.abs().max():.3f}")
+moved = [layer for layer in range(n_layers) if resid_results[layer, END_POS] > resid_results[layer, S2_POS]]
+print(f"END scores higher than S2 from layer {moved[0]} on" if moved else "END never scores higher than S2")
+
+# %% [markdown]
+# ## 3. Which attention heads?
+#
+# Attention heads are what move information between positions, so they are the natural next
+# suspects. A head's output is `hook_z` (`blocks.ℓ.attn.hook_z`, shape
+# `[batch, pos, head, d_head]`): the weighted average of values, before the output matrix
+# `W_O` maps it into the residual stream. Patching `z[:, :, h]` patches exactly what head h
+# writes, at every position.
+
+# %% [markdown]
+# ### Exercise 3.1 — patch every head's output
+# Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪
+
+# %% tags=["exercise"]
+def patch_head_outputs(
+    model: TransformerBridge,
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_cache: ActivationCache,
+    metric: Callable[[Tensor], Tensor],
+) -> Float[Tensor, "layer head"]:
+    """Denoise one head's output `hook_z[:, :, head]` at every position; return the metric per head.
+
+    For every layer and head, run `corrupted_tokens` with `blocks.{layer}.attn.hook_z` of that
+    head alone (all positions, all prompts) replaced by its value in `clean_cache`.
+    Returns a [n_layers, n_heads] tensor of metric values.
+    """
+    raise NotImplementedError("patch_head_outputs: one run_with_hooks per (layer, head)")
+
+
+# %%
+checks.test_patch_head_outputs(patch_head_outputs)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# `hook_z` is `[batch, pos, head, d_head]`: the head is the **third** index. `z[:, head]`
+# would patch position `head` of every head.
+# </details>
+
+# %%
+head_results = patch_head_outputs(model, corrupted_tokens, clean_cache, metric)
+heatmap(head_results, title=f"Denoising each head's output (all positions), {MODEL_NAME}",
+        x_title="head", y_title="layer", x_labels=[str(h) for h in range(n_heads)],
+        y_labels=[str(l) for l in range(n_layers)], color_title="metric").show()
+order = head_results.flatten().argsort(descending=True)
+top_heads = [(int(i) // n_heads, int(i) % n_heads) for i in order[:3]]
+for layer, head in top_heads:
+    print(f"head {layer}.{head}: metric {head_results[layer, head]:+.3f}")
+
+# %% [markdown]
+# What to notice: a few heads stand out, and the printed scores above are their values. One
+# head restoring a large part of the behaviour on its own means that the clean information
+# passes mostly through it. Where do these heads act: at S2, at END, elsewhere?
+
+# %% [markdown]
+# ### Exercise 3.2 — the top heads, position by position
+# Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
+
+# %% tags=["exercise"]
+def patch_head_outputs_by_pos(
+    model: TransformerBridge,
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_cache: ActivationCache,
+    metric: Callable[[Tensor], Tensor],
+    heads: list[tuple[int, int]],
+) -> Float[Tensor, "head pos"]:
+    """Denoise each listed head at one position at a time; row i is `heads[i]`.
+
+    heads: (layer, head) pairs. For each of them and each position, run `corrupted_tokens`
+    with `hook_z[:, pos, head]` of that layer replaced by its clean value.
+    Returns a [len(heads), n_pos] tensor of metric values.
+    """
+    raise NotImplementedError("patch_head_outputs_by_pos: one run_with_hooks per (head, position)")
+
+
+# %%
+checks.test_patch_head_outputs_by_pos(patch_head_outputs_by_pos)
+
+# %%
+head_pos_results = patch_head_outputs_by_pos(model, corrupted_tokens, clean_cache, metric, top_heads)
+heatmap(head_pos_results, title=f"Denoising the top heads at one position at a time, {MODEL_NAME}",
+        x_title="position (token of prompt 0, role)", y_title="head (layer.head)", x_labels=labels,
+        y_labels=[f"{l}.{h}" for l, h in top_heads], color_title="metric").show()
+for (layer, head), row in zip(top_heads, head_pos_results):
+    best = int(row.argmax())
+    print(f"head {layer}.{head}: largest effect at {labels[best]} ({row[best]:+.3f}), "
+          f"sum over positions {row.sum():+.3f} vs all positions at once {head_results[layer, head]:+.3f}")
+if moved:
+    at_end = [f"{l}.{h}" for (l, h), row in zip(top_heads, head_pos_results) if int(row.argmax()) == END_POS]
+    print(f"\nIn the residual stream END overtook S2 at the start of layer {moved[0]}, i.e. after layer {moved[0] - 1}. "
+          f"Top heads acting mostly at END: {', '.join(at_end) or 'none'}")
+
+# %% [markdown]
+# What to notice: read off the printed positions at which each top head matters. A head that
+# matters at END *reads* from earlier positions and *writes* where the answer is predicted: it
+# is a candidate for the heads that move the information from S2 to END, so compare its
+# layer with the layer at which END overtook S2 in section 2 (the last printed line). A head
+# that matters at S2 works on the repeated name before the information moves. Compare also
+# the two printed sums: they agree when one position carries nearly all of a head's effect,
+# but in general per-position effects need not add up to the all-positions effect, because
+# patching is not linear.
+
+# %% [markdown]
+# ## 4. Same numbers as `transformer_lens.patching`
+#
+# TransformerLens ships these sweeps: `patching.get_act_patch_resid_pre` and
+# `patching.get_act_patch_attn_head_out_all_pos` (and many more: `attn_out`, `mlp_out`,
+# queries, keys, values, patterns, by position or not). In TransformerLens 4.3 they work on a
+# `TransformerBridge` unchanged. They take the same four arguments as yours, and should give
+# the same numbers.
+
+# %%
+start = time.perf_counter()
+tl_resid = patching.get_act_patch_resid_pre(model, corrupted_tokens, clean_cache, metric)
+tl_seconds = time.perf_counter() - start
+tl_heads = patching.get_act_patch_attn_head_out_all_pos(model, corrupted_tokens, clean_cache, metric)
+print(f"resid_pre sweep: max |yours − TransformerLens| = {(resid_results - tl_resid.to(resid_results.device)).abs().max():.1e}"
+      f"   ({naive_seconds:.1f} s yours, {tl_seconds:.1f} s TransformerLens)")
+print(f"head sweep:      max |yours − TransformerLens| = {(head_results - tl_heads.to(head_results.device)).abs().max():.1e}")
+
+# %% [markdown]
+# ## 5. Noising versus denoising, and what one patch really changes
+#
+# So far we patched **clean into corrupted** (denoising): a high score says "this activation
+# is *enough* to bring the behaviour back". The opposite experiment patches **corrupted into
+# clean** (noising): run the clean tokens and overwrite one activation with its corrupted
+# value. A big drop says "this activation is *needed*". The two questions differ when a model
+# has redundancy: if two heads each carry the answer, restoring either one is enough
+# (each scores high under denoising), but breaking either one alone hurts little (the other
+# still carries it). Your functions do both: just swap the roles of the two runs.
+#
+# With the same `metric`, the noised clean run scores 1 when the patch does no damage, and
+# lower as the patch destroys more.
+
+# %%
+noised_heads = patch_head_outputs(model, clean_tokens, corrupted_cache, metric)
+fig = px.scatter(x=head_results.flatten().cpu(), y=(1 - noised_heads).flatten().cpu(),
+                 text=[f"{l}.{h}" for l in range(n_layers) for h in range(n_heads)],
+                 labels={"x": "denoising score (clean head into corrupted run)",
+                         "y": "noising damage, 1 − score (corrupted head into clean run)"},
+                 title=f"Is each head enough, and is it needed? ({MODEL_NAME}, heads labelled layer.head)")
+fig.update_traces(textposition="top center").show()
+for layer, head in top_heads:
+    print(f"head {layer}.{head}: denoising {head_results[layer, head]:+.3f}, noising damage {1 - noised_heads[layer, head]:+.3f}")
+
+# %% [markdown]
+# What to notice: heads on the diagonal are both enough and needed; heads far from it are
+# where the two experiments disagree. Read the printed numbers of the top heads against
+# each other.
+#
+# **Why one patch changes everything downstream.** A patch replaces one activation, but every
+# later component reads the residual stream that the patch changed, so their outputs change
+# too. The score of a patch is therefore a **total effect**: the head's own contribution to the
+# logits *plus* everything it changed in later layers. Below we patch the top head and compare
+# every layer's attention and MLP output (at END) with the corrupted run's.
+
+# %%
+layer, head = top_heads[0]
+z_name = f"blocks.{layer}.attn.hook_z"
+
+
+def patch_top_head(z, hook):
+    z[:, :, head] = clean_cache[z_name][:, :, head]
+    return z
+
+
+with torch.no_grad(), model.hooks(fwd_hooks=[(z_name, patch_top_head)]):
+    _, patched_cache = model.run_with_cache(corrupted_tokens)
+component_names, changes = [], []
+for l in range(n_layers):
+    for part in ("attn_out", "mlp_out"):
+        component_names.append(f"{l} {part}")
+        changes.append((patched_cache[part, l][:, -1] - corrupted_cache[part, l][:, -1]).norm(dim=-1).mean().item())
+bar(changes, labels=component_names, title=f"How much patching head {layer}.{head} changes each later component at END ({MODEL_NAME})",
+    x_title="component", y_title="mean ‖patched − corrupted‖ at END").show()
+
+# %% [markdown]
+# What to notice: every component in the layers before the patched head is untouched (0), as
+# it must be: those run before the patch. The attention output of the head's own layer changes
+# by the patch itself, and every component after it changes too, although we touched none of
+# them. When you read a patching
+# map, remember that each cell includes these downstream changes. (Isolating a *direct*
+# effect takes **path patching**, which `patching.get_act_patch_direct_path` implements.)
+
+# %% [markdown]
+# ## 6. Beyond: attribution patching
+#
+# Exact patching costs one forward pass per cell. **Attribution patching** estimates every cell
+# at once with a first-order Taylor expansion around the corrupted run. If $a$ is the
+# activation we patch and $M$ the metric,
+#
+# $$M(\text{patched}) - M(\text{corrupted}) \;\approx\;
+# (a_\text{clean} - a_\text{corrupted}) \cdot \frac{\partial M}{\partial a}\Big|_\text{corrupted}.$$
+#
+# One forward pass on the corrupted tokens and one backward pass give $\partial M/\partial a$
+# for every layer and position; the clean activations are already in the cache. Since our
+# metric is 0 on the corrupted run, the estimate is directly comparable with the exact
+# patching score.
+
+# %% [markdown]
+# ### Exercise 6.1 — attribution patching for the residual stream
+# Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵⚪⚪
+
+# %% tags=["exercise"]
+def attribution_patch_residual(
+    model: TransformerBridge,
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_cache: ActivationCache,
+    metric: Callable[[Tensor], Tensor],
+) -> Float[Tensor, "layer pos"]:
+    """Linear estimate of `metric(patched) − metric(corrupted)` for every resid_pre patch.
+
+    Run `corrupted_tokens` once, keeping every `blocks.{layer}.hook_resid_pre` activation, then
+    take the gradient of `metric(logits)` with respect to them. Entry [layer, pos] is
+    (clean − corrupted) · gradient, summed over the batch and over d_model.
+    Returns a [n_layers, n_pos] tensor.
+    """
+    raise NotImplementedError("attribution_patch_residual: one forward, one backward, then a product")
+
+
+# %%
+checks.test_attribution_patch_residual(attribution_patch_residual)
+
+# %% [markdown]
+# <details><summary>Hint 1: getting the activations and their gradients</summary>
+#
+# Store each activation from a forward hook (`saved[name] = resid; return resid`) inside
+# `with torch.enable_grad(), model.hooks(fwd_hooks=...):`, compute `value = metric(model(tokens))`,
+# then `grads = torch.autograd.grad(value, [saved[n] for n in names])`. If the model's weights
+# were frozen (`requires_grad_(False)`), nothing requires a gradient: in the first hook return
+# `resid.detach().requires_grad_(True)` so that the graph starts there.
+# </details>
+#
+# <details><summary>Hint 2: the product</summary>
+#
+# `((clean_cache[name] - saved[name].detach()) * grad).sum(dim=(0, 2))` gives one number per
+# position. Sum over the batch, do not average: the metric already averages over prompts, so
+# its gradient already carries the 1/batch.
+# </details>
+
+# %%
+attribution = attribution_patch_residual(model, corrupted_tokens, clean_cache, metric)
+exact, approx = resid_results.flatten().cpu(), attribution.flatten().detach().cpu()
+correlation = torch.corrcoef(torch.stack([exact, approx]))[0, 1].item()
+cells = [f"layer {l}, {labels[p]}" for l in range(n_layers) for p in range(resid_results.shape[1])]
+fig = px.scatter(x=exact, y=approx, hover_name=cells,
+                 labels={"x": "exact patching score", "y": "attribution patching estimate"},
+                 title=f"Attribution vs exact patching, resid_pre, {MODEL_NAME} (correlation {correlation:.3f})")
+fig.add_shape(type="line", x0=float(exact.min()), y0=float(exact.min()), x1=float(exact.max()), y1=float(exact.max()),
+              line=dict(dash="dot"))
+fig.show()
+worst = (approx - exact).abs().argmax()
+print(f"correlation {correlation:.3f}; worst cell {cells[worst]}: exact {exact[worst]:+.3f}, estimate {approx[worst]:+.3f}")
+
+# %% [markdown]
+# What to notice: the many cells where clean and corrupted activations are equal sit exactly
+# at (0, 0), for both methods. Elsewhere, distance from the dotted diagonal is the error of the
+# linear approximation, which ignores what the LayerNorms, the attention softmax and the
+# GELUs do to a large change; the printed worst cell is where it errs most. The correlation in
+# the title says how well the cheap estimate tracks the exact scores. In practice one uses
+# attribution patching to find candidates cheaply and exact patching to confirm them.
+
+# %% [markdown]
+# ## 7. Beyond: a fast exact sweep
+#
+# The sweep in section 2 runs the whole model once per cell. Three observations make it much
+# cheaper **without changing any number**:
+#
+# 1. **Start at the patched layer.** A patch at layer ℓ leaves layers 0…ℓ−1 as they were in the
+#    corrupted run. Cache the corrupted `resid_pre` once, and start each patched run at layer ℓ:
+#    `model(resid, start_at_layer=layer)` takes a residual stream instead of tokens.
+# 2. **Batch the patches.** Put several patched copies of the batch side by side
+#    (`resid.repeat(k, 1, 1)`, copy i patched at its own position) and run them in one forward
+#    pass; split the logits back into `k` batches and score each one.
+# 3. **Skip the no-ops.** Where the clean and corrupted activations are equal (every position
+#    before S2, and every position but S2 at layer 0), the patched run *is* the corrupted run:
+#    its score is `metric(corrupted_logits)`, no forward pass needed.
+
+# %% [markdown]
+# ### Exercise 7.1 — the same sweep, many times faster
+# Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵⚪⚪⚪
+
+# %% tags=["exercise"]
+def patch_residual_stream_fast(
+    model: TransformerBridge,
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_cache: ActivationCache,
+    metric: Callable[[Tensor], Tensor],
+    patches_per_forward: int = 16,
+) -> Float[Tensor, "layer pos"]:
+    """The same [n_layers, n_pos] result as `patch_residual_stream`, with fewer and cheaper passes.
+
+    Use `model(resid, start_at_layer=layer)` from the corrupted run's cached resid_pre, put up
+    to `patches_per_forward` patched copies of the batch into one forward pass, and skip the
+    patches where the clean and corrupted activations are equal (their score is the
+    unpatched corrupted run's).
+    """
+    raise NotImplementedError("patch_residual_stream_fast: start at the layer, batch the patches, skip no-ops")
+
+
+# %%
+checks.test_patch_residual_stream_fast(patch_residual_stream_fast)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# `_, corrupted_cache = model.run_with_cache(corrupted_tokens, names_filter=names)` gives the
+# corrupted `resid_pre` of every layer. For one layer, with `chunk` a list of positions:
+# `resid = corrupted.repeat(len(chunk), 1, 1)`; copy i is rows `i*batch … (i+1)*batch − 1`;
+# set `resid[i*batch:(i+1)*batch, pos] = clean[:, pos]`; then
+# `logits = model(resid, start_at_layer=layer)` and `metric(logits[i*batch:(i+1)*batch])`.
+# `torch.equal(clean[:, pos], corrupted[:, pos])` finds the no-ops.
+# </details>
+
+# %%
+start = time.perf_counter()
+fast_results = patch_residual_stream_fast(model, corrupted_tokens, clean_cache, metric)
+fast_seconds = time.perf_counter() - start
+print(f"naive {naive_seconds:.2f} s, fast {fast_seconds:.2f} s: {naive_seconds / fast_seconds:.1f}× faster; "
+      f"max |difference| = {(fast_results - resid_results).abs().max():.1e}")
+
+# %% [markdown]
+# The timing above is one run on whatever else your machine is doing; the script
+# `benchmarks/patching_sweep.py` compares the two sweeps and TransformerLens's more carefully.
+
+# %% [markdown]
+# ## Check your understanding
+#
+# **Q1.** In the layer-0 row of the residual-stream heatmap, one cell is non-zero. Give its
+# position index.
+#
+# **Q2.** How many forward passes does `patch_residual_stream` make?
+# (a) `n_layers`  (b) `n_layers × n_pos`  (c) `n_layers × n_pos × batch`  (d) 2
+#
+# **Q3.** A head scores close to 0 under denoising (restoring it alone does not bring the
+# answer back), but noising it (corrupting it alone in the clean run) destroys most of the
+# behaviour. Which is true?
+# (a) the head is irrelevant to the task
+# (b) the head is enough on its own but not needed
+# (c) the head is needed, but not enough on its own: other components must be restored too
+# (d) the two experiments contradict each other, so one of them is wrong
+#
+# **Q4.** With the clean cache already computed, attribution patching for all layers and
+# positions takes how many forward passes and how many backward passes? Answer as a tuple
+# `(forward, backward)`.
+
+# %% tags=["exercise"]
+answer_layer0_position = ...
+answer_forward_passes = ...
+answer_noising_vs_denoising = ...
+answer_attribution_passes = ...
+
+# %%
+checks.test_answer_layer0_position(answer_layer0_position)
+checks.test_answer_forward_passes(answer_forward_passes)
+checks.test_answer_noising_vs_denoising(answer_noising_vs_denoising)
+checks.test_answer_attribution_passes(answer_attribution_passes)
+
+# %% [markdown]
+# ## Summary
+#
+# - Activation patching is a causal experiment: run a corrupted input, put back one clean
+#   activation, and measure how much of the clean behaviour returns. A normalised metric (0 =
+#   corrupted, 1 = clean) makes every cell readable as "fraction restored".
+# - Clean and corrupted prompts should differ in as little as possible (here one token), and a
+#   batch patched by position needs its positions to line up.
+# - Patching the residual stream by layer and position shows *where* the information is, and
+#   when it moves (in IOI, from S2 to END); patching heads shows *which* components move it.
+# - Denoising asks "is it enough?", noising asks "is it needed?"; each patch measures a total
+#   effect, including everything it changes downstream.
+# - `transformer_lens.patching` gives the same numbers; attribution patching approximates a
+#   whole sweep with one backward pass; an exact sweep can skip the layers before the patch,
+#   batch many patches, and skip the ones that cannot matter.
+#
+# ## Going further
+#
+# - Set `MODEL_NAME = "gpt2-small"` (online) to rerun the chapter on the model of the original
+#   IOI study, K. Wang et al., *Interpretability in the Wild: a Circuit for Indirect Object
+#   Identification in GPT-2 small* (2022), and compare its heads with what you found here.
+# - S. Heimersheim and N. Nanda, *How to use and interpret activation patching* (2024), and
+#   F. Zhang and N. Nanda, *Towards Best Practices of Activation and Patching in Language
+#   Models* (2023): metrics, corruptions, and the pitfalls of each.
+# - K. Meng et al., *Locating and Editing Factual Associations in GPT* (2022): "causal tracing",
+#   the same experiment with noise as the corruption.
+# - N. Nanda, *Attribution Patching: Activation Patching At Industrial Scale* (2023), and
+#   A. Syed, C. Rager and A. Conmy, *Attribution Patching Outperforms Automated Circuit
+#   Discovery* (2023). TransformerLens implements node and edge attribution in
+#   `transformer_lens.tools.analysis.attribution_patching`.
+# - Try `patching.get_act_patch_block_every` (resid_pre, attn_out and mlp_out in one call) and
+#   `patching.get_act_patch_attn_head_all_pos_every` (queries, keys, values, patterns) on the
+#   same batch, and the "flip" corruption (`ioi.corrupt(prompt, kind="flip")`).

@@ -1,0 +1,193 @@
+"""Reference solutions for chapter 04, activation patching.
+
+Each function is self-contained: it uses only what the notebook's set-up cell imports
+(``torch``, ``Tensor``, ``Float``/``Int``, ``tqdm``, ``TransformerBridge``, ``ActivationCache``).
+Shapes: ``batch`` prompts, ``pos`` token positions, ``d_vocab`` vocabulary entries.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import ActivationCache
+from transformer_lens.model_bridge import TransformerBridge
+
+
+# --- metrics ----------------------------------------------------------------------------------
+def logit_diff(
+    logits: Float[Tensor, "batch pos d_vocab"], answer_tokens: Int[Tensor, "batch 2"]
+) -> Float[Tensor, " batch"]:
+    """Logit of the correct name minus logit of the wrong name, at the final position, per prompt.
+
+    ``answer_tokens[:, 0]`` is the indirect object (correct), ``answer_tokens[:, 1]`` the subject.
+    """
+    final = logits[:, -1, :]
+    correct = final.gather(-1, answer_tokens[:, 0:1]).squeeze(-1)
+    wrong = final.gather(-1, answer_tokens[:, 1:2]).squeeze(-1)
+    return correct - wrong
+
+
+def normalised_patching_metric(
+    logits: Float[Tensor, "batch pos d_vocab"],
+    answer_tokens: Int[Tensor, "batch 2"],
+    clean_logit_diff: float,
+    corrupted_logit_diff: float,
+) -> Float[Tensor, ""]:
+    """Mean logit difference rescaled so that the corrupted run scores 0 and the clean run 1."""
+    final = logits[:, -1, :]
+    diffs = final.gather(-1, answer_tokens[:, 0:1]) - final.gather(-1, answer_tokens[:, 1:2])
+    return (diffs.mean() - corrupted_logit_diff) / (clean_logit_diff - corrupted_logit_diff)
+
+
+# --- exact patching sweeps --------------------------------------------------------------------
+def patch_residual_stream(
+    model: TransformerBridge,
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_cache: ActivationCache,
+    metric: Callable[[Tensor], Tensor],
+) -> Float[Tensor, "layer pos"]:
+    """Denoise ``blocks.{layer}.hook_resid_pre`` at one position at a time; return the metric per patch."""
+    n_layers, n_pos = model.cfg.n_layers, corrupted_tokens.shape[1]
+    results = torch.zeros(n_layers, n_pos, device=corrupted_tokens.device)
+
+    def patch_position(resid, hook, pos, clean):
+        resid[:, pos, :] = clean[:, pos, :]
+        return resid
+
+    with torch.no_grad():
+        for layer in tqdm(range(n_layers), desc="patching resid_pre", leave=False):
+            name = f"blocks.{layer}.hook_resid_pre"
+            clean = clean_cache[name]
+            for pos in range(n_pos):
+                hook = lambda resid, hook, pos=pos: patch_position(resid, hook, pos, clean)  # noqa: E731
+                logits = model.run_with_hooks(corrupted_tokens, fwd_hooks=[(name, hook)])
+                results[layer, pos] = metric(logits)
+    return results
+
+
+def patch_head_outputs(
+    model: TransformerBridge,
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_cache: ActivationCache,
+    metric: Callable[[Tensor], Tensor],
+) -> Float[Tensor, "layer head"]:
+    """Denoise one head's output ``hook_z[:, :, head]`` at every position; return the metric per head."""
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    results = torch.zeros(n_layers, n_heads, device=corrupted_tokens.device)
+
+    def patch_head(z, hook, head, clean):
+        z[:, :, head, :] = clean[:, :, head, :]
+        return z
+
+    with torch.no_grad():
+        for layer in tqdm(range(n_layers), desc="patching heads", leave=False):
+            name = f"blocks.{layer}.attn.hook_z"
+            clean = clean_cache[name]
+            for head in range(n_heads):
+                hook = lambda z, hook, head=head: patch_head(z, hook, head, clean)  # noqa: E731
+                logits = model.run_with_hooks(corrupted_tokens, fwd_hooks=[(name, hook)])
+                results[layer, head] = metric(logits)
+    return results
+
+
+def patch_head_outputs_by_pos(
+    model: TransformerBridge,
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_cache: ActivationCache,
+    metric: Callable[[Tensor], Tensor],
+    heads: list[tuple[int, int]],
+) -> Float[Tensor, "head pos"]:
+    """Denoise each listed head ``(layer, head)`` at one position at a time; row ``i`` is ``heads[i]``."""
+    n_pos = corrupted_tokens.shape[1]
+    results = torch.zeros(len(heads), n_pos, device=corrupted_tokens.device)
+
+    def patch_head_at(z, hook, head, pos, clean):
+        z[:, pos, head, :] = clean[:, pos, head, :]
+        return z
+
+    with torch.no_grad():
+        for i, (layer, head) in enumerate(tqdm(heads, desc="patching heads by position", leave=False)):
+            name = f"blocks.{layer}.attn.hook_z"
+            clean = clean_cache[name]
+            for pos in range(n_pos):
+                hook = lambda z, hook, head=head, pos=pos: patch_head_at(z, hook, head, pos, clean)  # noqa: E731
+                logits = model.run_with_hooks(corrupted_tokens, fwd_hooks=[(name, hook)])
+                results[i, pos] = metric(logits)
+    return results
+
+
+# --- beyond: attribution patching and a fast exact sweep ---------------------------------------
+def attribution_patch_residual(
+    model: TransformerBridge,
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_cache: ActivationCache,
+    metric: Callable[[Tensor], Tensor],
+) -> Float[Tensor, "layer pos"]:
+    """Linear estimate of ``metric(patched) - metric(corrupted)`` for every resid_pre patch.
+
+    One forward and one backward pass on the corrupted tokens: the estimate for (layer, pos) is
+    ``(clean - corrupted) · d metric / d resid_pre``, summed over the batch and ``d_model``.
+    """
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
+    saved: dict[str, Tensor] = {}
+
+    def save(resid, hook, name):
+        if not resid.requires_grad:  # frozen weights: let the graph start at the first hook
+            resid = resid.detach().requires_grad_(True)
+        saved[name] = resid
+        return resid
+
+    hooks = [(name, lambda resid, hook, name=name: save(resid, hook, name)) for name in names]
+    with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
+        value = metric(model(corrupted_tokens))
+        grads = torch.autograd.grad(value, [saved[name] for name in names])
+    rows = []
+    for name, grad in zip(names, grads):
+        delta = clean_cache[name] - saved[name].detach()
+        rows.append((delta * grad).sum(dim=(0, 2)))
+    return torch.stack(rows)
+
+
+def patch_residual_stream_fast(
+    model: TransformerBridge,
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_cache: ActivationCache,
+    metric: Callable[[Tensor], Tensor],
+    patches_per_forward: int = 16,
+) -> Float[Tensor, "layer pos"]:
+    """The same numbers as ``patch_residual_stream``, with far fewer and cheaper forward passes.
+
+    - Start each patched run at its layer (``model(resid, start_at_layer=layer)``) from the
+      corrupted run's cached ``resid_pre``, instead of re-running the layers before it.
+    - Stack ``patches_per_forward`` patched copies of the batch into one forward pass.
+    - Skip patches that cannot change anything: where the clean and corrupted activations are
+      equal (every position before the first corrupted token), the patched run IS the corrupted run.
+    """
+    n_layers, (batch, n_pos) = model.cfg.n_layers, corrupted_tokens.shape
+    results = torch.zeros(n_layers, n_pos, device=corrupted_tokens.device)
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)]
+    with torch.no_grad():
+        corrupted_logits, corrupted_cache = model.run_with_cache(corrupted_tokens, names_filter=names)
+        results[:] = metric(corrupted_logits)
+        for layer in tqdm(range(n_layers), desc="fast patching resid_pre", leave=False):
+            clean, corrupted = clean_cache[names[layer]], corrupted_cache[names[layer]]
+            todo = [p for p in range(n_pos) if not torch.equal(clean[:, p], corrupted[:, p])]
+            for start in range(0, len(todo), patches_per_forward):
+                chunk = todo[start : start + patches_per_forward]
+                resid = corrupted.repeat(len(chunk), 1, 1)  # copy i = rows i*batch ... (i+1)*batch - 1
+                for i, pos in enumerate(chunk):
+                    resid[i * batch : (i + 1) * batch, pos] = clean[:, pos]
+                logits = model(resid, start_at_layer=layer)
+                for i, pos in enumerate(chunk):
+                    results[layer, pos] = metric(logits[i * batch : (i + 1) * batch])
+    return results
+
+
+# --- check your understanding -----------------------------------------------------------------
+answer_layer0_position = 10
+answer_forward_passes = "b"
+answer_noising_vs_denoising = "c"
+answer_attribution_passes = (1, 1)

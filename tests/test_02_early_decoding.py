@@ -1,0 +1,360 @@
+"""Chapter 02 (early decoding): every check passes the solution, flags stubs, rejects the
+classic mistakes with their diagnosis, and accepts correct alternative implementations."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_utils import random_model
+from course_utils.chapters import solution_module
+from course_utils.checks import early_decoding as checks
+
+S = solution_module("02_early_decoding")
+
+EXERCISES = [
+    "decode_residual", "logit_lens", "answer_rank_per_layer", "answer_prob_per_layer",
+    "reciprocal_rank_per_layer", "top_k_per_layer", "logits_without_mlp", "mlp_removal_effect",
+    "kl_to_final", "fit_affine_translator",
+]
+ANSWERS = [
+    "answer_ln_twice_detectable_with_fresh_ln", "answer_gpt2_medium_lens_rows", "answer_biggest_block",
+    "answer_most_important_mlp",
+]
+
+
+def run_check(name, fn):
+    return getattr(checks, f"test_{name}")(fn)
+
+
+# --- 1. the solution passes, a stub is "not implemented" -------------------------------------
+@pytest.mark.parametrize("name", EXERCISES)
+def test_solution_passes(name):
+    result = run_check(name, getattr(S, name))
+    assert result, result.message
+
+
+@pytest.mark.parametrize("name", EXERCISES)
+def test_stub_is_not_implemented(name):
+    def stub(*args, **kwargs):
+        raise NotImplementedError("stub")
+
+    result = run_check(name, stub)
+    assert result.status == "not implemented"
+    assert "is not implemented yet" in result.message
+
+
+@pytest.mark.parametrize("name", ANSWERS)
+def test_answers(name):
+    assert run_check(name, getattr(S, name)), f"the solution's {name} is wrong for this model"
+    assert run_check(name, ...).status == "not implemented"
+
+
+def test_wrong_answers_are_rejected():
+    assert not checks.test_answer_ln_twice_detectable_with_fresh_ln(True)
+    assert not checks.test_answer_ln_twice_detectable_with_fresh_ln("False")
+    n = checks.model().cfg.n_layers
+    assert not checks.test_answer_gpt2_medium_lens_rows(24)
+    assert not checks.test_answer_gpt2_medium_lens_rows(25.5)
+    names, gains = checks.block_gains()
+    assert not checks.test_answer_biggest_block(names[int(gains.argmin())])
+    assert not checks.test_answer_biggest_block("block 2")
+    assert not checks.test_answer_most_important_mlp((checks.most_important_mlp() + 1) % n)
+    assert not checks.test_answer_most_important_mlp(True)
+
+
+@pytest.mark.parametrize("spelling", ["{kind} {layer}", "{kind}{layer}", "{KIND}_{layer}", " {kind} {layer} "])
+def test_block_answer_spellings(spelling):
+    names, gains = checks.block_gains()
+    kind, layer = names[int(gains.argmax())].split()
+    given = spelling.format(kind=kind, KIND=kind.upper(), layer=layer)
+    assert checks.test_answer_biggest_block(given)
+
+
+# --- 2. the logit lens is right: TransformerLens agrees, the last row is the model's output --
+@pytest.mark.parametrize("which", ["course model", "random model"])
+def test_logit_lens_matches_transformer_lens_and_model_logits(which):
+    model = checks.model() if which == "course model" else random_model(n_layers=4).requires_grad_(False)
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(checks.FACT_PROMPT)
+    for pos in (-1, 3):
+        lens = S.logit_lens(model, cache, pos)
+        assert lens.shape == (model.cfg.n_layers + 1, model.cfg.d_vocab)
+        torch.testing.assert_close(lens[-1], logits[0, pos], atol=1e-4, rtol=1e-4)
+        resid = cache.accumulated_resid(apply_ln=True)[:, 0, pos]
+        torch.testing.assert_close(lens, resid @ model.W_U + model.b_U, atol=1e-4, rtol=1e-4)
+
+
+def test_ln_twice_is_visible_on_the_check_model():
+    """The check model's final LayerNorm is not idempotent, so a doubled LN is detectable."""
+    lens = checks.lens(checks.FACT_PROMPT)
+    doubled = checks._lens_ln_twice_at_final(checks.model(), checks.run(checks.FACT_PROMPT)[1])
+    assert (doubled[-1] - lens[-1]).abs().max() > 0.1
+    torch.testing.assert_close(doubled[:-1], lens[:-1])
+
+
+def test_rank_convention_is_zero_for_the_top_token():
+    lens = checks.lens(checks.FACT_PROMPT)
+    top_token = int(lens[-1].argmax())
+    assert S.answer_rank_per_layer(lens, top_token)[-1] == 0
+    assert S.reciprocal_rank_per_layer(lens, top_token)[-1] == 1.0
+
+
+def test_mlp_removal_effect_is_consistent_with_logits_without_mlp():
+    model, cache = checks.model(), checks.run(checks.FACT_PROMPT)[1]
+    answer = checks.answer_token(checks.FACT_PROMPT)
+    effect = S.mlp_removal_effect(model, cache, answer)
+    clean = S.decode_residual(model, cache["resid_post", model.cfg.n_layers - 1][0, -1]).log_softmax(-1)[answer]
+    for layer in range(model.cfg.n_layers):
+        removed = S.logits_without_mlp(model, cache, layer).log_softmax(-1)[answer]
+        assert abs((removed - clean).item() - effect[layer].item()) < 1e-4
+
+
+def test_text_batch_is_deterministic_and_starts_with_bos():
+    model = checks.model()
+    a = checks.text_batch(model, 3, 20, seed=7)
+    assert a.shape == (3, 20)
+    assert (a[:, 0] == model.tokenizer.bos_token_id).all()
+    assert torch.equal(a, checks.text_batch(model, 3, 20, seed=7))
+    assert not torch.equal(a, checks.text_batch(model, 3, 20, seed=8))
+
+
+# --- 3. the classic mistakes are rejected, with their diagnosis -------------------------------
+def _ln_twice_everywhere_then_final(model, cache, pos=-1):
+    """Written independently of the checks' own version: decode rows, re-using hook_out at the end."""
+    n = model.cfg.n_layers
+    rows = [S.decode_residual(model, cache["resid_pre", layer][0, pos]) for layer in range(n)]
+    rows.append(S.decode_residual(model, cache["ln_final.hook_out"][0, pos]))
+    return torch.stack(rows)
+
+
+def _rank_one_based_with_ge(layer_logits, answer_token):
+    return (layer_logits >= layer_logits[:, answer_token, None]).sum(-1)
+
+
+MISTAKES = [
+    ("decode_residual", checks._decode_no_ln, "forget the final LayerNorm"),
+    ("decode_residual", checks._decode_ln_twice, "applied twice"),
+    ("decode_residual", checks._decode_no_affine, "learned weight and bias"),
+    ("decode_residual", checks._decode_no_bias, "unembedding bias"),
+    ("logit_lens", checks._lens_no_ln, "forget the final LayerNorm"),
+    ("logit_lens", checks._lens_ln_twice_at_final, "applied twice at the last row"),
+    ("logit_lens", _ln_twice_everywhere_then_final, "applied twice at the last row"),
+    ("logit_lens", checks._lens_frozen_scale, "cached ln_final scale"),
+    ("logit_lens", checks._lens_last_position, "ignore `pos`"),
+    ("logit_lens", checks._lens_first_position, "position 0"),
+    ("logit_lens", checks._lens_no_bias, "unembedding bias"),
+    ("answer_rank_per_layer", checks._rank_from_one, "off by one"),
+    ("answer_rank_per_layer", _rank_one_based_with_ge, "off by one"),
+    ("answer_rank_per_layer", checks._rank_argsort_once, "argsort once"),
+    ("answer_rank_per_layer", checks._rank_from_bottom, "from the bottom"),
+    ("answer_prob_per_layer", checks._prob_softmax_over_layers, "softmax over the wrong dimension"),
+    ("answer_prob_per_layer", checks._prob_log, "log-probability"),
+    ("answer_prob_per_layer", checks._prob_raw_logit, "raw logits"),
+    ("reciprocal_rank_per_layer", checks._rr_from_one, "off by one"),
+    ("reciprocal_rank_per_layer", checks._rr_no_plus_one, ("divides by zero", "not finite")),
+    ("reciprocal_rank_per_layer", checks._rr_is_rank, "the rank itself"),
+    ("top_k_per_layer", checks._topk_bottom, "LOWEST"),
+    ("top_k_per_layer", checks._topk_ids, "token ids"),
+    ("top_k_per_layer", checks._topk_joined, "joined string"),
+    ("top_k_per_layer", checks._topk_over_layers, "items but expected"),
+    ("logits_without_mlp", checks._without_mlp_no_ln, "forget the final LayerNorm"),
+    ("logits_without_mlp", checks._without_mlp_frozen_scale, "cached ln_final scale"),
+    ("logits_without_mlp", checks._without_mlp_from_layer_resid, "FINAL residual"),
+    ("logits_without_mlp", checks._without_mlp_attention, "attention output"),
+    ("logits_without_mlp", checks._without_mlp_added, "instead of subtracting"),
+    ("logits_without_mlp", checks._without_mlp_last_position, "ignore `pos`"),
+    ("mlp_removal_effect", checks._effect_sign_flipped, "sign is flipped"),
+    ("mlp_removal_effect", checks._effect_probs, "changes in probability"),
+    ("mlp_removal_effect", checks._effect_logits, "raw logit"),
+    ("mlp_removal_effect", checks._effect_frozen_scale, "cached ln_final scale"),
+    ("mlp_removal_effect", checks._effect_no_ln, "forget the final LayerNorm"),
+    ("kl_to_final", checks._kl_reversed, "reversed"),
+    ("kl_to_final", checks._kl_mean_over_vocab, "averaged over the vocabulary"),
+    ("kl_to_final", checks._kl_probs_as_input, "LOG-probabilities"),
+    ("kl_to_final", checks._kl_softmax_over_layers, "softmax over the wrong dimension"),
+    ("kl_to_final", checks._kl_to_first_row, "FIRST row"),
+    ("fit_affine_translator", checks._fit_no_bias, "forget the bias"),
+    ("fit_affine_translator", checks._fit_transposed, "transposed"),
+    ("fit_affine_translator", checks._fit_wrong_direction, "wrong direction"),
+    ("fit_affine_translator", checks._fit_identity, "identity map"),
+]
+
+
+@pytest.mark.parametrize("name, wrong, diagnosis", MISTAKES, ids=[f"{m[0]}-{m[1].__name__}" for m in MISTAKES])
+def test_mistake_is_rejected_with_diagnosis(name, wrong, diagnosis):
+    result = run_check(name, wrong)
+    if wrong in (checks._decode_no_bias, checks._lens_no_bias) and not checks.model().b_U.any():
+        assert result, "this model's b_U is zero, so leaving it out changes nothing and must pass"
+        return
+    assert result.status == "failed", result.message
+    assert "\n" not in result.message
+    options = diagnosis if isinstance(diagnosis, tuple) else (diagnosis,)
+    assert any(text in result.message for text in options), result.message
+
+
+def test_logit_lens_without_the_final_row_is_a_shape_error():
+    def no_final_row(model, cache, pos=-1):
+        return S.logit_lens(model, cache, pos)[:-1]
+
+    result = checks.test_logit_lens(no_final_row)
+    assert not result and "shape" in result.message
+
+
+def test_leftover_hook_is_reported():
+    def leaves_a_hook(model, cache, pos=-1):
+        model.add_hook("blocks.0.hook_resid_pre", lambda act, hook: None)
+        return S.logit_lens(model, cache, pos)
+
+    result = checks.test_logit_lens(leaves_a_hook)
+    assert not result and "left a hook" in result.message
+
+
+# --- 4. correct alternatives are accepted ------------------------------------------------------
+def _decode_by_hand(model, resid):
+    x = resid.double()
+    x = x - x.mean(dim=-1, keepdim=True)
+    x = x / (x.pow(2).mean(dim=-1, keepdim=True) + model.cfg.eps).sqrt()
+    x = x * model.ln_final.w.double() + model.ln_final.b.double()
+    return x @ model.W_U.double() + model.b_U.double()
+
+
+def _decode_with_unembed(model, resid):
+    return model.unembed(model.ln_final(resid))
+
+
+def _lens_loop(model, cache, pos=-1):
+    rows = []
+    for layer in range(model.cfg.n_layers):
+        rows.append(_decode_by_hand(model, cache[f"blocks.{layer}.hook_resid_pre"][0, pos]))
+    rows.append(_decode_by_hand(model, cache[f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"][0, pos]))
+    return torch.stack(rows)
+
+
+def _lens_from_resid_post(model, cache, pos=-1):
+    """Embeddings, then the output of every block: the same residuals, reached another way."""
+    embed = cache["hook_embed"][0, pos] + cache["hook_pos_embed"][0, pos]
+    posts = [cache["resid_post", layer][0, pos] for layer in range(model.cfg.n_layers)]
+    return _decode_with_unembed(model, torch.stack([embed] + posts))
+
+
+def _lens_transformer_lens(model, cache, pos=-1):
+    resid = cache.accumulated_resid(apply_ln=True)[:, 0, pos]
+    return resid @ model.W_U + model.b_U
+
+
+def _lens_whole_prompt_then_index(model, cache, pos=-1):
+    stack = torch.stack([cache["resid_pre", l][0] for l in range(model.cfg.n_layers)] + [cache["resid_post", -1][0]])
+    return (model.ln_final(stack) @ model.W_U + model.b_U)[:, pos]
+
+
+def _rank_argsort_twice(layer_logits, answer_token):
+    return layer_logits.argsort(dim=-1, descending=True).argsort(dim=-1)[:, answer_token]
+
+
+def _rank_loop_on_probs(layer_logits, answer_token):
+    probs = layer_logits.double().softmax(-1)
+    return torch.tensor([int((row > row[answer_token]).sum()) for row in probs])
+
+
+def _rank_nonzero(layer_logits, answer_token):
+    order = layer_logits.argsort(dim=-1, descending=True)
+    return (order == answer_token).nonzero()[:, 1]
+
+
+def _prob_exp_logsoftmax_double(layer_logits, answer_token):
+    return layer_logits.double().log_softmax(dim=-1).exp()[:, answer_token]
+
+
+def _prob_loop(layer_logits, answer_token):
+    return torch.stack([F.softmax(row, dim=0)[answer_token] for row in layer_logits])
+
+
+def _rr_argsort_double(layer_logits, answer_token):
+    return 1.0 / (_rank_argsort_twice(layer_logits, answer_token).double() + 1)
+
+
+def _topk_argsort_decode(model, layer_logits, k=5):
+    order = layer_logits.argsort(dim=-1, descending=True)[:, :k]
+    return [[model.tokenizer.decode([int(i)]) for i in row] for row in order]
+
+
+def _topk_tuples(model, layer_logits, k=5):
+    return [list(model.to_str_tokens(layer_logits[l].topk(k).indices)) for l in range(layer_logits.shape[0])]
+
+
+def _without_mlp_by_components(model, cache, layer, pos=-1):
+    """Rebuild the final residual from its parts, leaving the MLP out."""
+    parts = [cache["hook_embed"][0, pos], cache["hook_pos_embed"][0, pos]]
+    for l in range(model.cfg.n_layers):
+        parts.append(cache["attn_out", l][0, pos])
+        if l != layer:
+            parts.append(cache["mlp_out", l][0, pos])
+    return _decode_by_hand(model, torch.stack(parts).sum(0))
+
+
+def _effect_loop(model, cache, answer_token, pos=-1):
+    clean = F.log_softmax(_decode_by_hand(model, cache["resid_post", -1][0, pos]), dim=-1)[answer_token]
+    return torch.stack([
+        F.log_softmax(S.logits_without_mlp(model, cache, l, pos).double(), dim=-1)[answer_token] - clean
+        for l in range(model.cfg.n_layers)
+    ])
+
+
+def _kl_with_f_kl_div(layer_logits):
+    logp = layer_logits.log_softmax(-1)
+    return F.kl_div(logp, logp[-1:].expand_as(logp), log_target=True, reduction="none").sum(-1)
+
+
+def _kl_loop_double(layer_logits):
+    logp = layer_logits.double().log_softmax(-1)
+    return torch.stack([(logp[-1].exp() * (logp[-1] - logp[l])).sum(-1) for l in range(len(logp))])
+
+
+def _fit_normal_equations(h_from, h_to):
+    X = torch.cat([h_from, torch.ones(len(h_from), 1)], 1).double()
+    sol = torch.linalg.solve(X.T @ X, X.T @ h_to.double())
+    return sol[:-1].float(), sol[-1].float()
+
+
+def _fit_centred(h_from, h_to):
+    mf, mt = h_from.double().mean(0), h_to.double().mean(0)
+    W = torch.linalg.lstsq(h_from.double() - mf, h_to.double() - mt).solution
+    return W, mt - mf @ W
+
+
+def _fit_pinv_float32(h_from, h_to):
+    X = torch.cat([h_from, torch.ones(len(h_from), 1)], 1)
+    sol = torch.linalg.pinv(X.double()).float() @ h_to
+    return sol[:-1], sol[-1]
+
+
+ALTERNATIVES = [
+    ("decode_residual", _decode_by_hand),
+    ("decode_residual", _decode_with_unembed),
+    ("logit_lens", _lens_loop),
+    ("logit_lens", _lens_from_resid_post),
+    ("logit_lens", _lens_transformer_lens),
+    ("logit_lens", _lens_whole_prompt_then_index),
+    ("answer_rank_per_layer", _rank_argsort_twice),
+    ("answer_rank_per_layer", _rank_loop_on_probs),
+    ("answer_rank_per_layer", _rank_nonzero),
+    ("answer_prob_per_layer", _prob_exp_logsoftmax_double),
+    ("answer_prob_per_layer", _prob_loop),
+    ("reciprocal_rank_per_layer", _rr_argsort_double),
+    ("top_k_per_layer", _topk_argsort_decode),
+    ("top_k_per_layer", _topk_tuples),
+    ("logits_without_mlp", _without_mlp_by_components),
+    ("mlp_removal_effect", _effect_loop),
+    ("kl_to_final", _kl_with_f_kl_div),
+    ("kl_to_final", _kl_loop_double),
+    ("fit_affine_translator", _fit_normal_equations),
+    ("fit_affine_translator", _fit_centred),
+    ("fit_affine_translator", _fit_pinv_float32),
+]
+
+
+@pytest.mark.parametrize("name, alternative", ALTERNATIVES, ids=[f"{a[0]}-{a[1].__name__}" for a in ALTERNATIVES])
+def test_alternative_is_accepted(name, alternative):
+    result = run_check(name, alternative)
+    assert result, result.message

@@ -1,0 +1,354 @@
+"""Chapter 04 checks: they pass the solutions, say "not implemented" for stubs, reject each classic
+mistake with its diagnosis, and accept correct alternatives (loops, batched sweeps, the
+TransformerLens sweeps, float64)."""
+import functools
+
+import pytest
+import torch
+from transformer_lens import patching
+
+from course_utils.checks import activation_patching as checks
+
+S = checks.SOLUTION
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Sweeps are hundreds of small forward passes: 2 threads run slower than 1 on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+SWEEP_CHECKS = {
+    "patch_residual_stream": checks.RESID_MISTAKES,
+    "patch_head_outputs": checks.HEAD_MISTAKES,
+    "patch_head_outputs_by_pos": checks.HEAD_POS_MISTAKES,
+    "patch_residual_stream_fast": checks.RESID_MISTAKES,
+    "attribution_patch_residual": checks.ATTRIBUTION_MISTAKES,
+}
+ALL_CHECKS = ["logit_diff", "normalised_patching_metric", *SWEEP_CHECKS]
+ANSWERS = ["answer_layer0_position", "answer_forward_passes", "answer_noising_vs_denoising", "answer_attribution_passes"]
+
+
+def run_check(name, fn):
+    return getattr(checks, f"test_{name}")(fn)
+
+
+def no_hooks_left(model):
+    return not any(hp._forward_hooks for hp in model.hook_dict.values())
+
+
+# --- every check passes its solution and flags a stub -------------------------------------------
+@pytest.mark.parametrize("name", ALL_CHECKS)
+def test_solution_passes(name):
+    result = run_check(name, getattr(S, name))
+    assert result, result.message
+
+
+@pytest.mark.parametrize("name", ALL_CHECKS)
+def test_stub_is_not_implemented(name):
+    def stub(*args, **kwargs):
+        raise NotImplementedError
+
+    result = run_check(name, stub)
+    assert result.status == "not implemented" and "not implemented yet" in result.message
+
+
+@pytest.mark.parametrize("name", ANSWERS)
+def test_answers(name):
+    assert run_check(name, getattr(S, name))
+    assert run_check(name, ...).status == "not implemented"
+
+
+@pytest.mark.parametrize(
+    "name, wrong", [("answer_layer0_position", 14), ("answer_layer0_position", "10"), ("answer_forward_passes", "c"),
+                    ("answer_noising_vs_denoising", "b"), ("answer_attribution_passes", (1, 0)),
+                    ("answer_attribution_passes", (2, 1))]
+)
+def test_wrong_answers(name, wrong):
+    assert not run_check(name, wrong)
+
+
+def test_answer_layer0_position_is_the_s2_position():
+    d = checks._data(checks.N_SWEEP_PROMPTS)
+    assert (d["clean_tokens"] != d["corrupted_tokens"]).any(0).nonzero().flatten().tolist() == [S.answer_layer0_position]
+
+
+# --- logit_diff ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("diagnosis", list(checks.LOGIT_DIFF_MISTAKES))
+def test_logit_diff_rejects(diagnosis):
+    result = checks.test_logit_diff(checks.LOGIT_DIFF_MISTAKES[diagnosis])
+    assert not result and result.message.endswith(diagnosis), result.message
+
+
+def _logit_diff_log_softmax(logits, answer_tokens):
+    logprobs = logits[:, -1].log_softmax(-1)  # the normaliser cancels in a difference
+    picked = logprobs.gather(-1, answer_tokens)
+    return picked[:, 0] - picked[:, 1]
+
+
+def _logit_diff_loop(logits, answer_tokens):
+    return torch.stack([logits[i, -1, io] - logits[i, -1, s] for i, (io, s) in enumerate(answer_tokens.tolist())])
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [_logit_diff_log_softmax, _logit_diff_loop, lambda logits, a: S.logit_diff(logits.double(), a)],
+    ids=["log_softmax", "loop", "float64"],
+)
+def test_logit_diff_accepts(variant):
+    assert checks.test_logit_diff(variant)
+
+
+# --- normalised_patching_metric ----------------------------------------------------------------------
+@pytest.mark.parametrize("diagnosis", list(checks.METRIC_MISTAKES))
+def test_metric_rejects(diagnosis):
+    result = checks.test_normalised_patching_metric(checks.METRIC_MISTAKES[diagnosis])
+    assert not result and result.message.endswith(diagnosis), result.message
+
+
+def test_metric_rejects_a_python_float():
+    result = checks.test_normalised_patching_metric(lambda *args: S.normalised_patching_metric(*args).item())
+    assert not result and "expected a torch.Tensor" in result.message
+
+
+def test_metric_rejects_per_prompt_values():
+    def per_prompt(logits, a, c, k):
+        return (S.logit_diff(logits, a) - k) / (c - k)
+
+    result = checks.test_normalised_patching_metric(per_prompt)
+    assert not result and "shape" in result.message
+
+
+def _metric_per_prompt_then_mean(logits, a, c, k):
+    return ((S.logit_diff(logits, a) - k) / (c - k)).mean()  # linear: same as normalising the mean
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [_metric_per_prompt_then_mean, lambda logits, a, c, k: S.normalised_patching_metric(logits.double(), a, c, k)],
+    ids=["per_prompt_then_mean", "float64"],
+)
+def test_metric_accepts(variant):
+    assert checks.test_normalised_patching_metric(variant)
+
+
+# --- sweeps: every classic mistake is rejected and named -------------------------------------------
+@pytest.mark.parametrize(
+    "name, diagnosis", [(name, d) for name, mistakes in SWEEP_CHECKS.items() for d in mistakes]
+)
+def test_sweep_rejects(name, diagnosis):
+    wrong = SWEEP_CHECKS[name][diagnosis]
+    if name == "patch_residual_stream_fast":
+        wrong = functools.partial(lambda fn, *a, **k: fn(*a), wrong)
+    result = run_check(name, wrong)
+    assert not result and result.message.endswith(diagnosis), result.message
+    assert no_hooks_left(checks.check_model())
+
+
+def test_resid_sweep_that_never_removes_hooks_is_rejected():
+    def add_hook_and_forget(model, corrupted_tokens, clean_cache, metric):
+        results = torch.zeros(model.cfg.n_layers, corrupted_tokens.shape[1])
+        for layer in range(model.cfg.n_layers):
+            name = f"blocks.{layer}.hook_resid_pre"
+            for pos in range(corrupted_tokens.shape[1]):
+                def hook(resid, hook, pos=pos, name=name):
+                    resid[:, pos] = clean_cache[name][:, pos]
+                    return resid
+
+                model.add_hook(name, hook)
+                results[layer, pos] = metric(model(corrupted_tokens))
+        return results
+
+    result = checks.test_patch_residual_stream(add_hook_and_forget)
+    assert not result and "left a hook attached" in result.message
+    assert no_hooks_left(checks.check_model())
+
+
+def test_resid_sweep_modifying_the_clean_cache_is_rejected():
+    def writes_into_cache(model, corrupted_tokens, clean_cache, metric):
+        out = S.patch_residual_stream(model, corrupted_tokens, clean_cache, metric)
+        clean_cache["blocks.0.hook_resid_pre"][:, 0] += 1.0
+        return out
+
+    result = checks.test_patch_residual_stream(writes_into_cache)
+    assert not result and "modified its input" in result.message
+    checks._data.cache_clear()  # the cached clean cache was changed: rebuild it for the other tests
+
+
+# --- sweeps: correct alternatives are accepted ------------------------------------------------------
+def _resid_in_place_no_return(model, corrupted_tokens, clean_cache, metric):
+    """Edits the activation in place and returns None; `model.hooks` context; python-list results."""
+    rows = []
+    for layer in range(model.cfg.n_layers):
+        name = f"blocks.{layer}.hook_resid_pre"
+        row = []
+        for pos in range(corrupted_tokens.shape[1]):
+            def hook(resid, hook, pos=pos):
+                resid[:, pos] = clean_cache[name][:, pos]
+
+            with model.hooks(fwd_hooks=[(name, hook)]):
+                row.append(metric(model(corrupted_tokens)).item())
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def _resid_mask(model, corrupted_tokens, clean_cache, metric):
+    """A mask and torch.where instead of indexing; utilities.get_act_name for the hook name."""
+    from transformer_lens import utilities
+
+    n_pos = corrupted_tokens.shape[1]
+    out = torch.empty(model.cfg.n_layers, n_pos)
+    for layer in range(model.cfg.n_layers):
+        name = utilities.get_act_name("resid_pre", layer)
+        for pos in range(n_pos):
+            mask = (torch.arange(n_pos) == pos)[None, :, None]
+            hook = functools.partial(lambda resid, hook, mask: torch.where(mask, clean_cache[name], resid), mask=mask)
+            out[layer, pos] = metric(model.run_with_hooks(corrupted_tokens, fwd_hooks=[(name, hook)]))
+    return out
+
+
+def _resid_batched_no_start(model, corrupted_tokens, clean_cache, metric):
+    """All positions of a layer in ONE forward pass, from the tokens (no start_at_layer, no skipping)."""
+    batch, n_pos = corrupted_tokens.shape
+    out = torch.empty(model.cfg.n_layers, n_pos)
+    stacked = corrupted_tokens.repeat(n_pos, 1)
+    for layer in range(model.cfg.n_layers):
+        name = f"blocks.{layer}.hook_resid_pre"
+
+        def hook(resid, hook):
+            for pos in range(n_pos):
+                resid[pos * batch : (pos + 1) * batch, pos] = clean_cache[name][:, pos]
+            return resid
+
+        logits = model.run_with_hooks(stacked, fwd_hooks=[(name, hook)])
+        for pos in range(n_pos):
+            out[layer, pos] = metric(logits[pos * batch : (pos + 1) * batch])
+    return out
+
+
+RESID_VARIANTS = {
+    "in_place_no_return": _resid_in_place_no_return,
+    "mask_where": _resid_mask,
+    "batched_one_forward_per_layer": _resid_batched_no_start,
+    "fast_solution": S.patch_residual_stream_fast,
+    "transformer_lens": lambda m, t, c, metric: patching.get_act_patch_resid_pre(m, t, c, metric),
+}
+
+
+@pytest.mark.parametrize("variant", list(RESID_VARIANTS))
+def test_patch_residual_stream_accepts(variant):
+    assert checks.test_patch_residual_stream(RESID_VARIANTS[variant])
+
+
+@pytest.mark.parametrize("variant", ["batched_one_forward_per_layer", "in_place_no_return"])
+def test_patch_residual_stream_fast_accepts(variant):
+    fn = RESID_VARIANTS[variant]
+    assert checks.test_patch_residual_stream_fast(lambda m, t, c, metric, patches_per_forward=16: fn(m, t, c, metric))
+
+
+def _heads_mask(model, corrupted_tokens, clean_cache, metric):
+    out = torch.empty(model.cfg.n_layers, model.cfg.n_heads, dtype=torch.float64)
+    for layer in range(model.cfg.n_layers):
+        name = f"blocks.{layer}.attn.hook_z"
+        for head in range(model.cfg.n_heads):
+            mask = torch.zeros(model.cfg.n_heads, 1)
+            mask[head] = 1.0
+
+            def hook(z, hook, mask=mask):
+                return z * (1 - mask) + clean_cache[name] * mask
+
+            out[layer, head] = metric(model.run_with_hooks(corrupted_tokens, fwd_hooks=[(name, hook)])).item()
+    return out
+
+
+def _heads_one_forward_per_layer(model, corrupted_tokens, clean_cache, metric):
+    batch, n_heads = corrupted_tokens.shape[0], model.cfg.n_heads
+    out = torch.empty(model.cfg.n_layers, n_heads)
+    for layer in range(model.cfg.n_layers):
+        name = f"blocks.{layer}.attn.hook_z"
+
+        def hook(z, hook):
+            for h in range(n_heads):
+                z[h * batch : (h + 1) * batch, :, h] = clean_cache[name][:, :, h]
+            return z
+
+        logits = model.run_with_hooks(corrupted_tokens.repeat(n_heads, 1), fwd_hooks=[(name, hook)])
+        for h in range(n_heads):
+            out[layer, h] = metric(logits[h * batch : (h + 1) * batch])
+    return out
+
+
+HEAD_VARIANTS = {
+    "mask_float64": _heads_mask,
+    "batched_heads": _heads_one_forward_per_layer,
+    "transformer_lens": lambda m, t, c, metric: patching.get_act_patch_attn_head_out_all_pos(m, t, c, metric),
+}
+
+
+@pytest.mark.parametrize("variant", list(HEAD_VARIANTS))
+def test_patch_head_outputs_accepts(variant):
+    assert checks.test_patch_head_outputs(HEAD_VARIANTS[variant])
+
+
+def _head_by_pos_hooks_context(model, corrupted_tokens, clean_cache, metric, heads):
+    out = []
+    for layer, head in heads:
+        name = f"blocks.{layer}.attn.hook_z"
+        row = []
+        for pos in range(corrupted_tokens.shape[1]):
+            def hook(z, hook, pos=pos, head=head):
+                z[:, pos, head] = clean_cache[name][:, pos, head]
+
+            with model.hooks(fwd_hooks=[(name, hook)]):
+                row.append(metric(model(corrupted_tokens)))
+        out.append(torch.stack(row))
+    return torch.stack(out)
+
+
+def test_patch_head_outputs_by_pos_accepts():
+    assert checks.test_patch_head_outputs_by_pos(_head_by_pos_hooks_context)
+
+
+# --- attribution patching ------------------------------------------------------------------------------
+def _attribution_retain_grad(model, corrupted_tokens, clean_cache, metric):
+    """retain_grad + backward instead of autograd.grad; loops over layers."""
+    saved = {}
+
+    def save(resid, hook):
+        resid.retain_grad()
+        saved[hook.name] = resid
+
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
+    for name in names:
+        with model.hooks(fwd_hooks=[(name, save)]):
+            metric(model(corrupted_tokens)).backward()
+    model.zero_grad(set_to_none=True)
+    grads = list(saved.values())  # hook.name is the bridge's own name; the order is the layers' order
+    return torch.stack(
+        [((clean_cache[n] - g.detach()) * g.grad).sum((0, 2)) for n, g in zip(names, grads)]
+    ).detach()
+
+
+def test_attribution_accepts_retain_grad():
+    assert checks.test_attribution_patch_residual(_attribution_retain_grad)
+
+
+def test_attribution_works_with_frozen_weights():
+    model = checks.check_model()
+    model.requires_grad_(False)
+    try:
+        assert checks.test_attribution_patch_residual(S.attribution_patch_residual)
+    finally:
+        model.requires_grad_(True)
+
+
+# --- the fast sweep gives the naive sweep's numbers on the notebook's larger batch ------------------------
+def test_fast_sweep_matches_naive_and_transformer_lens():
+    d = checks._data(checks.N_METRIC_PROMPTS)
+    args = (d["model"], d["corrupted_tokens"], d["clean_cache"], d["metric"])
+    naive = S.patch_residual_stream(*args)
+    assert (S.patch_residual_stream_fast(*args) - naive).abs().max() <= 1e-5
+    assert (S.patch_residual_stream_fast(*args, patches_per_forward=1) - naive).abs().max() <= 1e-5
+    assert (patching.get_act_patch_resid_pre(*args) - naive).abs().max() <= 1e-5
