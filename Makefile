@@ -26,6 +26,19 @@ test-unit: setup
 test-notebooks: build
 	COURSE_STRICT_CHECKS=1 $(PYTEST) --nbmake --nbmake-timeout=600 build/notebooks/solutions || [ $$? -eq 5 ]
 
+# Your own copy of the learner notebooks in workspace/, then JupyterLab there.
+# ARGS passes options: make lab ARGS="--force", make progress ARGS="01 02", make sheets ARGS="--pdf".
+lab: setup
+	$(PY) -m course_utils workspace $(ARGS)
+
+# Runs copies of your workspace notebooks headless and prints which checks pass.
+progress: setup
+	$(PY) -m course_utils progress $(ARGS)
+
+# Exercise and solution sheets (offline HTML, printable) in build/sheets/.
+sheets: setup
+	$(PY) -m course_utils sheets $(ARGS)
+
 benchmark: build
 	$(PY) benchmarks/run_course.py
 
