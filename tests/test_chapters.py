@@ -63,3 +63,14 @@ def test_learner_notebook_never_imports_solutions(chapter):
     for cell in read_source(chapter).cells:
         assert not re.search(r"^\s*(from|import)\s+solutions", cell.source, re.M), f"{chapter}: imports solutions"
         assert "sys.path" not in cell.source, f"{chapter}: no sys.path manipulation in notebooks"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_ends_with_checked_questions_and_going_further(chapter):
+    cells = read_source(chapter).cells
+    headings = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Check your understanding" in c.source]
+    assert headings, f"{chapter}: no '## Check your understanding' section"
+    after = "\n".join(c.source for c in cells[headings[-1]:] if c.cell_type == "code")
+    answers = [name for name in stub_nodes(chapter) if name.startswith("answer_") and f"checks.test_{name}(" in after]
+    assert answers, f"{chapter}: 'Check your understanding' has no checked answer_* question"
+    assert any("## Going further" in c.source for c in cells[headings[-1]:]), f"{chapter}: no '## Going further' list"
