@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 build: setup
+	rm -rf build/notebooks  # no stale notebook of a renamed or removed chapter
 	$(PY) -m course_utils build
 
 test: test-unit test-notebooks

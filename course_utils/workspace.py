@@ -46,15 +46,17 @@ def prepare_workspace(
     force: bool = False,
     ask: Ask | None = None,
     build: Callable[[str, Path], tuple[Path, Path]] = build_chapter,
-    build_dir: Path = BUILD_DIR / "notebooks",
+    build_dir: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Copy each chapter's learner notebook into ``dest``; return ``{chapter: what happened}``.
 
     What happened is one of ``"copied"`` (new), ``"unchanged"`` (identical file already
     there), ``"replaced"`` (old file backed up, then replaced: ``force`` or the learner said
-    yes) and ``"kept"`` (the learner's file was left alone).
+    yes) and ``"kept"`` (the learner's file was left alone). Notebooks are built into
+    ``build_dir`` (default ``build/notebooks``).
     """
+    build_dir = Path(build_dir) if build_dir is not None else BUILD_DIR / "notebooks"
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     warning = _not_ignored_warning(dest)
@@ -62,7 +64,7 @@ def prepare_workspace(
         log(warning)
     outcome = {}
     for chapter in chapters:
-        learner, _ = build(chapter, Path(build_dir))
+        learner, _ = build(chapter, build_dir)
         target = dest / learner.name
         if not target.exists():
             shutil.copy2(learner, target)

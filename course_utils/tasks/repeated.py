@@ -56,3 +56,27 @@ def random_copy_sequences(
             dst = int(torch.randint(src + length, seq_len - length + 1, (1,), generator=generator))
             tokens[row, dst : dst + length] = tokens[row, src : src + length].clone()
     return tokens
+
+
+def periodic_sequences(
+    batch: int,
+    seq_len: int,
+    d_vocab: int,
+    bos_id: int,
+    generator: torch.Generator,
+    low: int = 1,
+    min_period: int = 5,
+    max_period: int = 60,
+) -> Int[torch.Tensor, "batch seq_len"]:
+    """BOS + a random block of random length (``min_period`` … ``max_period``) repeated to fill
+    ``seq_len``: after the first period every token is predictable, but only by content (the
+    period changes from row to row, so no fixed offset works)."""
+    _check(d_vocab, low)
+    if not 1 <= min_period <= max_period < seq_len:
+        raise ValueError(f"need 1 <= min_period <= max_period < seq_len; got {min_period}, {max_period}, seq_len={seq_len}")
+    rows = torch.full((batch, seq_len), bos_id, dtype=torch.long)
+    for row in rows:
+        period = int(torch.randint(min_period, max_period + 1, (1,), generator=generator))
+        block = torch.randint(low, d_vocab, (period,), generator=generator)
+        row[1:] = block.repeat(seq_len // period + 1)[: seq_len - 1]
+    return rows

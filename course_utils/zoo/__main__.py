@@ -23,7 +23,7 @@ from course_utils.zoo.cards import render_card
 from course_utils.zoo.recipes import RECIPES, build_streams
 from course_utils.zoo.thresholds import checks_for
 from course_utils.zoo.tokenizer import train_tokenizer
-from course_utils.zoo.train import train
+from course_utils.zoo.train import tie_embeddings, train
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         steps = max(1, round(recipe.steps * args.steps_scale))
         model = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(recipe.config), tokenizer=tokenizer)
+        if recipe.tie_embeddings:
+            tie_embeddings(model)
         log = train(model, recipe.make_batches(streams, tokenizer, recipe), steps, recipe.lr,
                     warmup=min(recipe.warmup, steps), desc=name)
         metrics = recipe.evaluate(model, streams)

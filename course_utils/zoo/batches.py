@@ -13,7 +13,7 @@ from jaxtyping import Int
 from transformers import PreTrainedTokenizerFast
 
 from course_utils.tasks import facts, ioi
-from course_utils.tasks.repeated import random_copy_sequences
+from course_utils.tasks.repeated import periodic_sequences, random_copy_sequences
 from course_utils.zoo.train import Batch
 
 Stream = Int[torch.Tensor, " n_tokens"]
@@ -79,6 +79,16 @@ def copy_batches(
     g = torch.Generator().manual_seed(seed)
     while True:
         yield random_copy_sequences(batch, seq_len, d_vocab, bos_id, g, low, min_segment, max_segment, n_copies)
+
+
+def periodic_batches(
+    d_vocab: int, bos_id: int, batch: int, seq_len: int, seed: int = 0, min_period: int = 5, max_period: int = 60,
+) -> Iterator[Batch]:
+    """BOS + a random block repeated to fill the row (dense induction training); see
+    :func:`course_utils.tasks.repeated.periodic_sequences`."""
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        yield periodic_sequences(batch, seq_len, d_vocab, bos_id, g, min_period=min_period, max_period=max_period)
 
 
 def _padded(rows: list[list[int]], answer_index: list[int], answer_weight: float, pad_id: int,

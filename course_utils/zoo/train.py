@@ -65,6 +65,17 @@ def lr_at(step: int, steps: int, lr: float, warmup: int, final_fraction: float) 
     return lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def tie_embeddings(model: TransformerBridge) -> None:
+    """Make the unembedding share the embedding's parameter (``W_U = W_E.T``, as GPT-2 does).
+
+    Copying a token then only needs an OV circuit close to the identity on the embedding space,
+    whatever the vocabulary size: with untied random ``W_E`` and ``W_U`` a 4096-token model
+    must first learn to align the two, token by token, and induction heads never formed in our
+    CPU budget. A saved checkpoint stores both matrices (equal), so loading needs nothing special.
+    """
+    model.unembed.original_component.weight = model.embed.original_component.weight
+
+
 def train(
     model: TransformerBridge,
     batches: Iterator[Batch],
