@@ -104,9 +104,10 @@ pd.Series(
 # %% [markdown]
 # The course model `attn-only-2l` has two layers, each made of attention heads only (no MLPs),
 # with a LayerNorm before each attention layer and before the unembedding. The repository's own
-# scripts trained it on a CPU, on Python source code and on random-token copy
-# tasks; `models/attn-only-2l/MODEL_CARD.md` says what it was trained on and what it has (and
-# has not yet) learned. It is a small, weak model, which suits this chapter: we are here to learn
+# scripts trained it on a CPU, on Python source code and on random-token sequences that repeat
+# themselves; `models/attn-only-2l/MODEL_CARD.md` says exactly how, and what it learned (a
+# previous-token head in layer 0 and induction heads in layer 1, which chapter 5 takes apart).
+# It is a small model and a weak predictor of code, which suits this chapter: we are here to learn
 # the tools, and every number is checked against the model's own. Note that
 # `d_model = n_heads × d_head` here, as in most transformers.
 #

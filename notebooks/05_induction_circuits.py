@@ -72,8 +72,10 @@ torch.set_num_threads(1)  # tiny models: extra CPU threads gain little, and cost
 # %% [markdown]
 # The parameters cell picks the model and the size of the experiments. The default is the
 # **course model** `attn-only-2l`: two layers of attention heads (no MLPs), trained by the
-# repository's own scripts on Python code and on random-token sequences in which segments are
-# copied to random later positions (`models/attn-only-2l/MODEL_CARD.md`). It ships with the
+# repository's own scripts on Python code and on random-token sequences that repeat themselves
+# (a random block repeated with a period that changes from row to row, or segments copied to
+# random later positions), with its unembedding tied to its embedding during training
+# (`models/attn-only-2l/MODEL_CARD.md`). It ships with the
 # repository and loads offline. When you are online, `"hub:attn-only-2l"` loads the
 # TransformerLens hub model of the same name, the one the original analyses used; the code runs
 # unchanged, but the heads and numbers differ (the checks always use the course model).
@@ -881,12 +883,7 @@ def periodic_batches(batch: int, seed: int = 0):
     """Endless batches of BOS + a random block of random length (4 … 15) repeated to TINY_CTX tokens."""
     g = torch.Generator().manual_seed(seed)
     while True:
-        rows = torch.zeros(batch, TINY_CTX, dtype=torch.long)  # column 0 stays BOS (id 0)
-        for row in rows:
-            length = int(torch.randint(4, 16, (1,), generator=g))
-            block = torch.randint(1, TINY_VOCAB, (length,), generator=g)
-            row[1:] = block.repeat(TINY_CTX // length + 1)[: TINY_CTX - 1]
-        yield rows
+        yield repeated.periodic_sequences(batch, TINY_CTX, TINY_VOCAB, bos_id=0, generator=g, min_period=4, max_period=15)
 
 
 tiny_cfg = TransformerBridgeConfig(

@@ -102,5 +102,5 @@ def head_ablation_loss(model: TransformerBridge, tokens: Int[Tensor, "batch pos"
 # Check-your-understanding answers.
 answer_hook_returns_none = "b"
 answer_n_loss_positions = 24
-answer_most_important_head = (0, 0)
+answer_most_important_head = (1, 2)
 answer_pattern_after_z_ablation = "b"

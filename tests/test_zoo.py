@@ -18,7 +18,6 @@ from course_utils.zoo.thresholds import checks_for
 torch.set_num_threads(1)
 
 KNOWN_SHORTFALLS: dict[str, str] = {
-    "attn-only-2l": "induction heads did not form within the CPU budget of the first training session",
     "gelu-4l": "IOI stays near chance within the CPU budget of the first training session",
 }
 """Models whose shipped checkpoint misses thresholds (their MODEL_CARD.md shows FAIL rows). Remove an
@@ -111,6 +110,42 @@ def test_repeated_tokens_shape():
     tokens = repeated.repeated_tokens(3, 50, 4096, bos_id=0)
     assert tokens.shape == (3, 101) and (tokens[:, 0] == 0).all()
     assert torch.equal(tokens[:, 1:51], tokens[:, 51:])
+
+
+def test_periodic_sequences_repeat_by_content_with_varying_period():
+    g = torch.Generator().manual_seed(0)
+    rows = repeated.periodic_sequences(64, 128, 4096, bos_id=0, generator=g, min_period=5, max_period=60)
+    assert rows.shape == (64, 128) and (rows[:, 0] == 0).all() and (rows[:, 1:] > 0).all()
+    periods = set()
+    for row in rows:
+        body = row[1:]
+        period = next(p for p in range(5, 61) if torch.equal(body[p:], body[:-p]))
+        periods.add(period)
+    assert len(periods) > 10, "the period must vary from row to row (or a fixed offset solves the task)"
+    with pytest.raises(ValueError, match="max_period < seq_len"):
+        repeated.periodic_sequences(1, 10, 4096, 0, g, max_period=10)
+
+
+def test_tied_embeddings_share_one_parameter_and_survive_a_checkpoint(tmp_path):
+    import transformer_lens.model_bridge.sources  # noqa: F401 - registers boot_native
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from course_utils.zoo.recipes import ATTN_ONLY_2L
+    from course_utils.zoo.train import tie_embeddings
+
+    config = {**ATTN_ONLY_2L.config, "d_vocab": 64, "n_ctx": 16}
+    model = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(config), tokenizer=None)
+    n_untied = len(list(model.parameters()))
+    tie_embeddings(model)
+    assert len(list(model.parameters())) == n_untied - 1, "tying must leave one shared matrix, not two"
+    with torch.no_grad():
+        model.embed.original_component.weight.add_(1.0)
+    assert torch.equal(model.W_U, model.W_E.T), "W_U must follow W_E once tied"
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fresh = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(config), tokenizer=None)
+    fresh.load_state_dict(state, strict=True)
+    assert torch.equal(fresh.W_U, fresh.W_E.T)
 
 
 @pytest.mark.parametrize("name", _models_with_known_shortfalls_marked())

@@ -86,15 +86,21 @@ def _lm_losses(model: TransformerBridge, streams: Streams) -> dict[str, float]:
 
 # attn-only-2l ---------------------------------------------------------------------------------
 
+INDUCTION_WARMUP_STEPS = 1400
+"""attn-only-2l's first stage: periodic random-token rows only, until the induction heads form."""
+
+
 def _batches_2l(streams: Streams, tok: PreTrainedTokenizerFast, recipe: Recipe) -> Iterator[Batch]:
     n_ctx, d_vocab, bos = recipe.config["n_ctx"], recipe.config["d_vocab"], tok.bos_token_id
-    return batches.mix(
-        [batches.periodic_batches(d_vocab, bos, 16, n_ctx, seed=1, min_period=5, max_period=60),
+    periodic = batches.periodic_batches(d_vocab, bos, 16, n_ctx, seed=1, min_period=5, max_period=60)
+    mixed = batches.mix(
+        [periodic,
          batches.copy_batches(d_vocab, bos, 16, n_ctx, seed=4, n_copies=4),
          batches.lm_batches(streams.code, 16, n_ctx, bos, seed=2)],
-        [0.5, 0.2, 0.3],
+        [0.4, 0.2, 0.4],
         seed=3,
     )
+    return batches.chain([(periodic, INDUCTION_WARMUP_STEPS), (mixed, 0)])
 
 
 def _evaluate_2l(model: TransformerBridge, streams: Streams) -> dict:
@@ -113,15 +119,16 @@ def _evaluate_2l(model: TransformerBridge, streams: Streams) -> dict:
 ATTN_ONLY_2L = Recipe(
     name="attn-only-2l",
     config=_base_config(n_layers=2, d_model=64, n_heads=4, d_head=16),
-    steps=2000,
+    steps=2400,
     lr=3e-3,
     warmup=50,
     data=(
-        "Batches of 16 x 128 tokens, each drawn with probability 0.5 from (a) periodic random-token "
-        "sequences (BOS + a block of 5-60 uniform tokens repeated to fill the row: the period varies, so "
-        "only content-based copying predicts the repeats), 0.2 from (b) random-token sequences in which 4 "
-        "segments of random length 8-32 are copied to random later positions, and 0.3 from (c) Python "
-        "source (standard library, torch, transformers; random windows). Objective: plain next-token "
+        "Batches of 16 x 128 tokens. Steps 1-1400: only (a) periodic random-token sequences (BOS + a "
+        "block of 5-60 uniform tokens repeated to fill the row: the period varies, so only content-based "
+        "copying predicts the repeats). Then each batch is drawn with probability 0.4 from (a), 0.2 from "
+        "(b) random-token sequences in which 4 segments of random length 8-32 are copied to random later "
+        "positions, and 0.4 from (c) Python source (standard library, torch, transformers; random "
+        "windows). Objective: plain next-token "
         "cross-entropy on every position. The unembedding is tied to the embedding during training "
         "(W_U = W_E^T, as in GPT-2); with untied random matrices and 4096 tokens no induction head formed "
         "within the CPU budget (best layer-1 induction score 0.01 after 500-1500 steps). The checkpoint "
