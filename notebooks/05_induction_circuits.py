@@ -737,7 +737,10 @@ print(f"mean positional attention to the previous position (queries 1…{N_POS -
 # %% [markdown]
 # **What to notice.** If the head attends to the previous position from positions alone, the
 # heatmap shows a bright stripe just below the diagonal and the printed mean is high — the
-# previous-token behaviour lives in `W_pos` and `W_QK`, not in the tokens.
+# previous-token behaviour lives in `W_pos` and `W_QK`, not in the tokens. If the mean is low
+# while the head's real pattern (section 3) shows a clear previous-token stripe, positions alone
+# do not explain the head: the token part of the residual stream, which this pure-position
+# pattern leaves out, takes part in its attention too. Which case does the printed figure show?
 
 # %% [markdown]
 # ### Composition: how the two heads are wired together
