@@ -42,6 +42,7 @@ sheets: setup
 
 benchmark: build
 	$(PY) benchmarks/run_course.py
+	$(PY) benchmarks/patching_sweep.py
 
 zoo: setup
 	$(PY) -m course_utils.zoo
