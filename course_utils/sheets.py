@@ -17,8 +17,8 @@ page uses once, in its ``<head>``: plotly.js from the installed ``plotly`` packa
 (``plotly.offline.get_plotlyjs()``) and circuitsvis's ``iife.js`` from the installed
 ``circuitsvis`` package. The page template drops what nbconvert's ``lab`` template
 loads from CDNs (require.js, MathJax, mermaid). Maths in markdown is converted to
-MathML (which browsers render natively) when ``latex2mathml`` is installed (``aligned``
-blocks, which it lacks, are rewritten as ``array``); otherwise it is left as TeX source.
+MathML (which browsers render natively) with ``latex2mathml`` (``aligned`` blocks, which
+it lacks, are rewritten as ``array``).
 
 A print stylesheet (``sheets_assets/sheet.css``) keeps figures whole on paper;
 ``--pdf`` prints every sheet to PDF with headless Chromium.
@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+from latex2mathml.converter import convert
 from nbclient import NotebookClient
 
 from course_utils.build import build_chapter
@@ -221,17 +222,11 @@ def external_references(page: str) -> list[str]:
 # --------------------------------------------------------------------------- maths
 
 
-def math_to_mathml(nb: nbformat.NotebookNode) -> bool:
-    """Replace ``$…$`` and ``$$…$$`` in markdown cells by MathML, if ``latex2mathml`` is installed.
+def math_to_mathml(nb: nbformat.NotebookNode) -> None:
+    """Replace ``$…$`` and ``$$…$$`` in markdown cells by MathML, in place.
 
-    Returns False (and changes nothing) without it: the TeX source then stays visible.
     Code spans and fenced code are left alone; TeX that fails to convert stays as it is.
     """
-    try:
-        from latex2mathml.converter import convert
-    except ImportError:
-        return False
-
     def replace(match: re.Match) -> str:
         if match["code"]:
             return match["code"]
@@ -247,7 +242,6 @@ def math_to_mathml(nb: nbformat.NotebookNode) -> bool:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = pattern.sub(replace, cell.source)
-    return True
 
 
 _ALIGNED = re.compile(r"\\begin\{(aligned|align\*?|split|gathered|gather\*?)\}(.*?)\\end\{\1\}", re.S)

@@ -377,14 +377,13 @@ def test_aligned_maths_becomes_an_array_with_alternating_columns():
     assert sheets._as_array(tex) == "\\begin{array}{rlrl}r &= a && \\text{(x)}\\\\\ny &= b\\end{array}"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("latex2mathml") is None, reason="latex2mathml is not installed")
 def test_maths_becomes_mathml():
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_markdown_cell("Inline $W_{OV}$, code `$x$`, and\n$$\\sum_i x_i$$"),
         nbformat.v4.new_markdown_cell("$$\n\\begin{aligned}\nr &= a && \\text{(x)}\\\\\ny &= b\n\\end{aligned}\n$$"),
     ]
-    assert sheets.math_to_mathml(nb)
+    sheets.math_to_mathml(nb)
     assert nb.cells[0].source.count("<math") == 2 and "`$x$`" in nb.cells[0].source
     assert "<mtable" in nb.cells[1].source and "<mi>&</mi>" not in nb.cells[1].source and "$" not in nb.cells[1].source
 
