@@ -3,7 +3,7 @@ TransformerLens's own sweep, on the same model and inputs.
 
     .venv/bin/python benchmarks/patching_sweep.py [--model gelu-4l] [--prompts 16] [--repeats 3] [--threads 1]
 
-For each corruption (the notebook's "abc", one differing token, and "three_names", three
+For each corruption (the notebook's "abc", one differing token, and "swap", three
 differing tokens) it prints the seconds of each sweep of ``blocks.{layer}.hook_resid_pre`` by
 (layer, position), the speed-up over the naive loop, and the largest difference from the naive
 loop's numbers (target ≤ 1e-5). Times are the best of ``--repeats`` runs, all under
@@ -79,7 +79,7 @@ def main() -> None:
     model = load_model(args.model, device=args.device)
     device = model.cfg.device
     print(f"model {args.model} on {device}, torch threads {torch.get_num_threads()}, best of {args.repeats} runs")
-    for kind in ("abc", "three_names"):
+    for kind in ("abc", "swap"):
         pairs = aligned_ioi_pairs(model.tokenizer, args.prompts, kind=kind, seed=0)
         clean = ioi.tokenize([c for c, _ in pairs], model.tokenizer)
         corrupted = ioi.tokenize([k for _, k in pairs], model.tokenizer)
