@@ -11,6 +11,7 @@ import torch
 from course_utils.build import read_source
 from course_utils.chapters import solution_module
 from course_utils.checks import hooks_basics as checks
+from check_helpers import rejected, stub
 
 S = solution_module("01_hooks_basics")
 
@@ -32,20 +33,6 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def model():
     return checks._model()
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError("write this function")
-
-
-def rejected(result, *phrases):
-    """The check failed, in one line, and the message names every phrase."""
-    assert not result, f"accepted a wrong answer: {result.message}"
-    assert result.status == "failed"
-    assert "\n" not in result.message
-    for phrase in phrases:
-        assert phrase in result.message, f"{phrase!r} not in {result.message!r}"
-    return True
 
 
 # ----------------------------------------------------------------- the references agree with the library

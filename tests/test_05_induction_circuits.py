@@ -14,6 +14,7 @@ from course_utils.chapters import solution_module
 from course_utils.checks import induction_circuits as checks
 from course_utils.tasks.repeated import repeated_tokens
 from course_utils.zoo.evaluate import induction_scores
+from check_helpers import rejected, stub
 
 S = solution_module("05_induction_circuits")
 
@@ -59,20 +60,6 @@ def model():
 @pytest.fixture(scope="module")
 def folded():
     return checks._folded()
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError("write this function")
-
-
-def rejected(result, *phrases):
-    """The check failed, in one line, and the message names every phrase."""
-    assert not result, f"accepted a wrong answer: {result.message}"
-    assert result.status == "failed"
-    assert "\n" not in result.message
-    for phrase in phrases:
-        assert phrase in result.message, f"{phrase!r} not in {result.message!r}"
-    return True
 
 
 # ----------------------------------------------------------------- the course model and the references
