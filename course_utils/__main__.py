@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             print("--pdf needs Chromium (Debian: apt-get install chromium); writing HTML sheets only.")
             args.pdf = False
         results = sh.build_sheets(
-            chapters, args.out or sh.SHEETS_DIR, execute=not args.no_execute, timeout=args.timeout, pdf=args.pdf
+            chapters, args.out, execute=not args.no_execute, timeout=args.timeout, pdf=args.pdf
         )
         return 0 if all(r.ok for r in results) else 1
     return 0

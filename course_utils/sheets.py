@@ -344,22 +344,25 @@ def execute_notebook(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 600) -
 
 def build_sheets(
     chapters: Sequence[str],
-    out_dir: Path = SHEETS_DIR,
+    out_dir: Path | None = None,
     *,
-    notebooks_dir: Path = BUILD_DIR / "notebooks",
+    notebooks_dir: Path | None = None,
     build: Callable[[str, Path], tuple[Path, Path]] = build_chapter,
     execute: bool = True,
     timeout: int = 600,
     pdf: bool = False,
     log: Callable[[str], None] = print,
 ) -> list[SheetResult]:
-    """Write an exercise and a solution sheet per chapter, and ``index.html``; return what happened."""
-    out_dir = Path(out_dir)
+    """Write an exercise and a solution sheet per chapter, and ``index.html``; return what happened.
+
+    ``out_dir`` defaults to ``build/sheets`` and ``notebooks_dir`` to ``build/notebooks``."""
+    out_dir = Path(out_dir) if out_dir is not None else SHEETS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else BUILD_DIR / "notebooks"
     results = []
     for chapter in chapters:
         started = time.perf_counter()
-        learner_path, solution_path = build(chapter, Path(notebooks_dir))
+        learner_path, solution_path = build(chapter, notebooks_dir)
         exercise_page = out_dir / f"{chapter}-exercises.html"
         solution_page = out_dir / f"{chapter}-solutions.html"
 

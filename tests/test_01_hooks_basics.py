@@ -21,15 +21,6 @@ def _lenient_checks(monkeypatch):
     monkeypatch.delenv("COURSE_STRICT_CHECKS", raising=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: on a busy 2-core machine, two threads run several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model():
     return checks._model()

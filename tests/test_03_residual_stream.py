@@ -6,7 +6,6 @@ import torch
 from course_utils.chapters import solution_module
 from course_utils.checks import residual_stream as checks
 
-torch.set_num_threads(1)  # 2 threads run slower than 1 on a busy 2-core machine
 SOLUTION = solution_module("03_residual_stream")
 FUNCTIONS = ["decompose_by_hand", "direct_logit_attribution", "head_logit_attribution"]
 

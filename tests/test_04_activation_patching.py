@@ -12,14 +12,6 @@ from course_utils.checks import activation_patching as checks
 S = checks.SOLUTION
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Sweeps are hundreds of small forward passes: 2 threads run slower than 1 on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 SWEEP_CHECKS = {
     "patch_residual_stream": checks.RESID_MISTAKES,
     "patch_head_outputs": checks.HEAD_MISTAKES,

@@ -42,13 +42,11 @@ def _lenient_checks(monkeypatch):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread_no_grad():
-    """One torch thread (a busy 2-core machine runs two threads several times slower); no autograd."""
-    threads, grad = torch.get_num_threads(), torch.is_grad_enabled()
-    torch.set_num_threads(1)
+def _no_grad():
+    """No autograd in this module's checks."""
+    grad = torch.is_grad_enabled()
     torch.set_grad_enabled(False)
     yield
-    torch.set_num_threads(threads)
     torch.set_grad_enabled(grad)
 
 

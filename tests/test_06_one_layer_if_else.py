@@ -14,15 +14,6 @@ EXERCISES = ["ov_circuit", "ov_ranks", "qk_scores", "else_logit_decomposition", 
 ANSWERS = ["answer_qk_is_exact", "answer_biggest_omission", "answer_top_if_head"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: much faster on the shared, oversubscribed CI machine; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def _no_grad():
     with torch.no_grad():

@@ -15,8 +15,6 @@ from course_utils.zoo import checkpoint, evaluate
 from course_utils.zoo.checkpoint import COURSE_MODELS, MODELS_DIR, CheckpointError, load_checkpoint, load_tokenizer
 from course_utils.zoo.thresholds import checks_for
 
-torch.set_num_threads(1)
-
 KNOWN_SHORTFALLS: dict[str, str] = {
     "gelu-4l": "IOI stays near chance within the CPU budget of the first training session",
 }

@@ -137,15 +137,26 @@ def ioi_prompts(n: int, split: Split = "train", order: Order = "both", seed: int
     return prompts
 
 
+_SCENES = ("", "", "", "It was a warm day. ", "The {place} was quiet that morning. ", "Nobody expected rain that week. ",
+           "Everyone was tired after a long and busy week. ", "The old town was full of visitors. ",
+           "It had snowed all night and the roads were white. ", "The new {place} had just opened. ")
+"""Optional opening sentences: they move the names to later positions, so position is no cue."""
 _INTROS = ("", "Then, ", "Later, ", "Today ", "This morning ", "One evening ", "After dinner, ", "Once again ",
            "On Monday ", "In the end, ", "Earlier, ", "That night ")
 _CLAUSES = ("{A} and {B} went to the {place}", "{A} and {B} met at the {place}", "{A} and {B} were at the {place}",
             "{A} and {B} stayed at the {place}", "{A} met {B} at the {place}", "{A} talked with {B} at the {place}",
-            "{A} and {B} walked to the {place}", "{A} and {B} worked at the {place}")
-_JOINS = (". ", ", and ", ", then ", ". Soon ", ". After a while ")
+            "{A} and {B} walked to the {place}", "{A} and {B} worked at the {place}",
+            "{A} visited {B} at the {place}", "{A} and {B} were invited to the {place}",
+            "{A} sat next to {B} at the {place}", "{A} and {B} were seen near the {place}",
+            "{A} called {B} from the {place}", "{A} and {B} arrived at the busy {place}",
+            "{A} and {B} spent the day at the {place}", "{A} waited for {B} outside the {place}",
+            "the {place} was cleaned by {A} and {B}", "a trip to the {place} was planned by {A} and {B}",
+            "the {place} was painted by {A} and {B}", "{A} was joined by {B} at the {place}")
+_JOINS = (". ", ", and ", ", then ", ". Soon ", ". After a while ", ". Later ", "; ")
 _ACTIONS = ("gave {obj} to", "handed {obj} to", "passed {obj} to", "sent {obj} to", "showed {obj} to",
             "threw {obj} to", "brought {obj} to", "offered {obj} to", "sold {obj} to", "lent {obj} to",
-            "said goodbye to", "waved at", "smiled at", "wrote a note to", "made a sandwich for")
+            "said goodbye to", "waved at", "smiled at", "wrote a note to", "made a sandwich for",
+            "bought {obj} for", "found {obj} for", "kept {obj} for", "baked a pie for", "read a story to")
 _OBJECTS = ("a book", "an apple", "the bag", "a letter", "some water", "a cup", "the phone", "a hat", "a coin",
             "the map", "a flower", "the box", "a toy", "some bread", "a ticket")
 _PLACES = ("beach", "farm", "bank", "zoo", "shop", "church", "restaurant", "bakery", "theatre", "airport",
@@ -158,7 +169,9 @@ def procedural_prompt(rng: random.Random, io: str, s: str, order: Literal["ABBA"
     a, b = (io, s) if order == "ABBA" else (s, io)
     clause = rng.choice(_CLAUSES).format(A=a, B=b, place=rng.choice(_PLACES))
     action = rng.choice(_ACTIONS).format(obj=rng.choice(_OBJECTS))
-    text = f"{rng.choice(_INTROS)}{clause}{rng.choice(_JOINS)}{s} {action}"
+    scene = rng.choice(_SCENES).format(place=rng.choice(_PLACES))
+    opening = f"{scene}{rng.choice(_INTROS)}{clause}"
+    text = f"{opening[0].upper()}{opening[1:]}{rng.choice(_JOINS)}{s} {action}"
     return IOIPrompt(text=text, io=io, s=s, template_id=-1, order=order)
 
 

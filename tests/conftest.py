@@ -1,0 +1,14 @@
+"""Session-wide test settings."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One torch thread: the tests run hundreds of small forward passes, which two threads run
+    several times slower on a busy 2-core machine. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
