@@ -172,11 +172,12 @@ describe_task(aligned_pairs(256, seed=SEED + 1000), "256 other pairs")
 # (a positive mean logit difference, IO ahead in nearly all of them) and below S on the
 # flipped ones, whose answer is S. Patching explains the **gap** between the two runs: every
 # score below is measured as a fraction of it. The lines above are the figures of the model
-# in the parameters cell. Read them before trusting any heatmap: the course's `gelu-4l` is a
-# small model that does IOI only weakly (its model card, `models/gelu-4l/MODEL_CARD.md`,
-# gives its accuracy), so its gap is modest and varies from batch to batch. The patching maps
-# then show where the difference between the two runs comes from in *this* model; the method
-# is the same for any model, and `gpt2-small` (online) shows the original, strong effect.
+# in the parameters cell. Read them before trusting any heatmap: a model that fails the task
+# has no gap worth explaining. The course's `gelu-4l` gets over 90 % of held-out IOI prompts
+# right, on name pairs and sentence templates it never saw in training (its model card,
+# `models/gelu-4l/MODEL_CARD.md`, gives the figures per split), so the maps below show how
+# *this* small model does the task. The method is the same for any model; `gpt2-small`
+# (online) is the model of the original IOI study, and its circuit is larger and messier.
 
 # %%
 with torch.no_grad():

@@ -87,4 +87,4 @@ def head_logit_attribution(
 answer_unscaled_sum_is_times = "scale"
 answer_prompt_independent_rows = {"ln_final.b", "b_U"}
 answer_scaling_changes_rank = False
-answer_top_ioi_head = "L0H3"  # on gelu-4l; the check recomputes it from the model
+answer_top_ioi_head = "L1H1"  # on gelu-4l; the check recomputes it from the model

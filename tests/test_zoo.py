@@ -15,21 +15,6 @@ from course_utils.zoo import checkpoint, evaluate
 from course_utils.zoo.checkpoint import COURSE_MODELS, MODELS_DIR, CheckpointError, load_checkpoint, load_tokenizer
 from course_utils.zoo.thresholds import checks_for
 
-KNOWN_SHORTFALLS: dict[str, str] = {
-    "gelu-4l": "IOI stays near chance within the CPU budget of the first training session",
-}
-"""Models whose shipped checkpoint misses thresholds (their MODEL_CARD.md shows FAIL rows). Remove an
-entry once a retrain passes; the threshold test then runs as a normal assertion."""
-
-
-def _models_with_known_shortfalls_marked() -> list:
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(reason=KNOWN_SHORTFALLS[name], strict=False))
-        if name in KNOWN_SHORTFALLS else name
-        for name in COURSE_MODELS
-    ]
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     return load_tokenizer()
@@ -146,7 +131,7 @@ def test_tied_embeddings_share_one_parameter_and_survive_a_checkpoint(tmp_path):
     assert torch.equal(fresh.W_U, fresh.W_E.T)
 
 
-@pytest.mark.parametrize("name", _models_with_known_shortfalls_marked())
+@pytest.mark.parametrize("name", COURSE_MODELS)
 def test_model_meets_its_thresholds(models, name):
     model = models[name]
     if name == "attn-only-2l":
@@ -207,6 +192,6 @@ def test_model_cards_report_measured_figures():
     for name in COURSE_MODELS:
         card = (MODELS_DIR / name / "MODEL_CARD.md").read_text()
         assert "## Measured" in card and "wall time" in card
-        assert name in KNOWN_SHORTFALLS or "FAIL" not in card
+        assert "FAIL" not in card
         config = json.loads((MODELS_DIR / name / "config.json").read_text())
         assert config["d_vocab"] == len(load_tokenizer())
