@@ -55,7 +55,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from course_utils import bar, heatmap, line, load_model, position_labels
 from course_utils.checks import residual_stream as checks
-from course_utils.tasks import facts, ioi
+from course_utils.tasks import ioi
 
 # %% tags=["parameters"]
 MODEL_NAME = "gelu-4l"  # offline course model; online, the original IOI model: "gpt2-small"
@@ -481,8 +481,10 @@ print("mean of the other rows:", [(head_labels[i], round(mean_diff[i].item(), 2)
 # Read the heatmap (model `gelu-4l`, the held-out IOI prompts): a red cell is a head whose
 # output, read straight through the unembedding, pushes the indirect object above the
 # subject; a blue cell pushes the other way. The first printed line says how often the model
-# actually prefers the indirect object: `gelu-4l` is far from perfect at IOI, so expect heads
-# of both colours rather than one clean circuit. The last line shows the non-head rows, MLPs
+# actually prefers the indirect object. In the shipped `gelu-4l` the direct effect is shared
+# by several heads of layers 1 and 2 (the printed list), with weak blue cells in layer 0:
+# no single "name mover" does the job, and a small model trained on one task has no reason
+# to concentrate it in one head. The last line shows the non-head rows, MLPs
 # included, averaged the same way: a head map alone can miss where most of the difference is
 # written. And all of this is only the **direct** effect: a head that helps by informing a
 # later head (rather than writing a name itself) shows up here as near zero. Chapter 04
@@ -492,8 +494,8 @@ print("mean of the other rows:", [(head_labels[i], round(mean_diff[i].item(), 2)
 #
 # Chapter 02 decoded the running totals of the stream (the logit lens). Here we ask one
 # narrow question about it: how much does the final LayerNorm matter when we decode an
-# *intermediate* total? We use a factual prompt and its answer, and compare ranks (rank 0 =
-# top) when each running total is decoded
+# *intermediate* total? We take the chapter's IOI prompt again and follow its answer, the
+# indirect object, comparing its ranks (rank 0 = top) when each running total is decoded
 #
 # - **without LayerNorm**: $x\,W_U + b_U$;
 # - **with LayerNorm**, each running total normalised with its **own** statistics, as the
@@ -504,13 +506,8 @@ print("mean of the other rows:", [(head_labels[i], round(mean_diff[i].item(), 2)
 # To see *which* part of the LayerNorm moves the rank, we also add its steps one at a time.
 
 # %%
-fact_text, fact_answer = "The capital of Poland is", " " + facts.CAPITALS["Poland"]
-fact_token = model.to_single_token(fact_answer)
-fact_logits, fact_cache = model.run_with_cache(fact_text)
-print(repr(fact_text), "→", repr(fact_answer))
-print("the model's top 5 next tokens:", [model.to_string(i) for i in fact_logits[0, -1].topk(5).indices])
-
-acc, acc_labels = fact_cache.accumulated_resid(pos_slice=-1, return_labels=True)  # [n_layers + 1, 1, d_model]
+print(repr(prompt.text), "→", repr(prompt.answer))  # `cache` still holds this prompt's run (set-up)
+acc, acc_labels = cache.accumulated_resid(pos_slice=-1, return_labels=True)  # [n_layers + 1, 1, d_model]
 x = acc[:, 0]
 centred_x = x - x.mean(-1, keepdim=True)
 own_scale = (centred_x.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt()
@@ -522,7 +519,7 @@ steps = {
     "× w": (centred_x / own_scale * w) @ model.W_U + model.b_U,
     "+ b (full LN)": (centred_x / own_scale * w + b) @ model.W_U + model.b_U,
 }
-tl_ln = fact_cache.accumulated_resid(pos_slice=-1, apply_ln=True)[:, 0] @ model.W_U + model.b_U
+tl_ln = cache.accumulated_resid(pos_slice=-1, apply_ln=True)[:, 0] @ model.W_U + model.b_U
 print(f"max |full LN by steps - accumulated_resid(apply_ln=True)| = {(steps['+ b (full LN)'] - tl_ln).abs().max():.1e}")
 
 
@@ -531,8 +528,8 @@ def rank_of(layer_logits: Float[Tensor, "layer d_vocab"], token: int) -> Tensor:
     return (layer_logits > layer_logits[:, token, None]).sum(-1)
 
 
-ranks = {name: rank_of(step_logits, fact_token) for name, step_logits in steps.items()}
-print(f"\nrank of {fact_answer!r} (0 = top) after each layer; the columns add one LayerNorm step at a time:")
+ranks = {name: rank_of(step_logits, io_token) for name, step_logits in steps.items()}
+print(f"\nrank of {prompt.answer!r} (0 = top) after each layer; the columns add one LayerNorm step at a time:")
 print(f"{'':12}" + "".join(f"{name:>15}" for name in ranks))
 for row, label in enumerate(acc_labels):
     print(f"{label:12}" + "".join(f"{r[row].item():>15}" for r in ranks.values()))
@@ -544,14 +541,14 @@ print("mean |change in rank| caused by each step:", {k: round(v, 1) for k, v in 
 fig = line(torch.stack([ranks["no LN"], ranks["+ b (full LN)"]]).float() + 1, x=acc_labels,
            series=["without LayerNorm", "with LayerNorm (own statistics)"],
            x_title="running total of the residual stream", y_title="rank of the answer + 1 (log scale; 1 = top)",
-           title=f"{MODEL_NAME}: rank of {fact_answer!r} after each layer, decoded with and without the final LayerNorm")
+           title=f"{MODEL_NAME}: rank of {prompt.answer!r} after each layer, decoded with and without the final LayerNorm")
 fig.update_yaxes(type="log")
 fig.show()
 
 # %% [markdown]
-# Read the table (model `gelu-4l`, the sentence "The capital of Poland is"; the last row of
-# the last column is the model's real output). The figure draws its first and last columns:
-# the answer climbs with depth in both, but not to the same ranks. The line under the table
+# Read the table (model `gelu-4l`, the chapter's IOI prompt; the last row of the last column
+# is the model's real output). The figure draws its first and last columns: the answer climbs
+# with depth in both, but not through the same ranks. The line under the table
 # says which LayerNorm step moves the rank most. Step by step:
 #
 # - **centre** removes each row's mean, the component along the all-ones direction; it
@@ -565,8 +562,8 @@ fig.show()
 #   next to a normalised row it is not negligible, so ranks move again.
 #
 # So the two decodings differ because of the gain $w$ and the bias $b$ (and, in a model with
-# an unembedding bias, because the raw rows have the wrong size next to $b_U$). Even the final
-# row differs: the raw final residual is *not* what the unembedding reads; only the LN
+# an unembedding bias, because the raw rows have the wrong size next to $b_U$). The final row
+# can differ too: the raw final residual is *not* what the unembedding reads; only the LN
 # column's last row is the model's actual ranking. For intermediate rows, the LN column is
 # the one to trust: $W_U$ was only ever trained on normalised vectors.
 #

@@ -6,9 +6,10 @@ from course_utils.chapters import available_chapters
 
 
 def test_fill_cell_replaces_defs_and_answers_only(tmp_path, monkeypatch):
-    (tmp_path / "fake_solutions.py").write_text("def f(x: int) -> int:\n    return x + 1\n\nanswer_q = 3\n")
+    # a module name no other test imports (sys.modules would hand back the other test's module)
+    (tmp_path / "fill_cell_solutions.py").write_text("def f(x: int) -> int:\n    return x + 1\n\nanswer_q = 3\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    solutions = importlib.import_module("fake_solutions")
+    solutions = importlib.import_module("fill_cell_solutions")
     source = (
         "import math\n"
         "def f(x: int) -> int:\n"
