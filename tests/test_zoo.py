@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -66,6 +67,18 @@ def test_ioi_task_data(tokenizer):
             assert len(tokenizer.encode(clean.text)) == len(tokenizer.encode(bad.text))
     with pytest.raises(ValueError, match="unknown IOI split"):
         ioi.ioi_prompts(3, "test")
+
+
+def test_training_prompts_are_well_formed_and_never_a_heldout_template():
+    heldout = {ioi.TEMPLATES[i].format(A="N", B="N", S="N") for i in ioi.HELDOUT_TEMPLATE_IDS}
+    prompts = ioi.training_prompts(2000, procedural_fraction=0.5, seed=3)
+    assert sum(p.template_id == -1 for p in prompts) > 800
+    for p in prompts:
+        words = re.findall(r"[A-Za-z]+", p.text)
+        assert words.count(p.s) == 2 and words.count(p.io) == 1, p.text
+        assert p.text[0].isupper() and not p.text.endswith(" "), p.text
+        assert not ioi.is_heldout_pair(p.io, p.s)
+        assert re.sub(rf"\b({p.io}|{p.s})\b", "N", p.text) not in heldout, p.text
 
 
 def test_facts_task_data(tokenizer):
