@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformer_lens import patching
 
+from check_helpers import stub
 from course_utils.checks import activation_patching as checks
 
 S = checks.SOLUTION
@@ -40,9 +41,6 @@ def test_solution_passes(name):
 
 @pytest.mark.parametrize("name", ALL_CHECKS)
 def test_stub_is_not_implemented(name):
-    def stub(*args, **kwargs):
-        raise NotImplementedError
-
     result = run_check(name, stub)
     assert result.status == "not implemented" and "not implemented yet" in result.message
 
