@@ -11,7 +11,6 @@ the first line of each failure and a total.
 from __future__ import annotations
 
 import inspect
-import os
 import re
 import tempfile
 import time
@@ -20,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 
 from course_utils.chapters import checks_module
 from course_utils.harness import FAIL, PASS, TODO
-from course_utils.sheets import QUIET_KERNEL
+from course_utils.kernel import execute_in_kernel
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
 SYMBOL = {PASSED: PASS, FAILED: FAIL, NOT_ATTEMPTED: "·"}
@@ -72,23 +70,9 @@ def execute_copy(notebook: Path, timeout: int = 600) -> tuple[nbformat.NotebookN
     is a temporary folder, so files the notebook writes do not land in the workspace.
     """
     nb = nbformat.read(notebook, as_version=4)
-    env = {k: v for k, v in os.environ.items() if k != "COURSE_STRICT_CHECKS"}
-    env["PLOTLY_RENDERER"] = "plotly_mimetype"
-    note = ""
     with tempfile.TemporaryDirectory(prefix="course-progress-") as scratch:
-        client = NotebookClient(
-            nb,
-            timeout=timeout,
-            kernel_name="python3",
-            allow_errors=True,
-            extra_arguments=QUIET_KERNEL,
-            resources={"metadata": {"path": scratch}},
-        )
-        try:
-            client.execute(env=env)
-        except Exception as err:  # noqa: BLE001 - a timeout or a dead kernel ends this chapter only
-            text = str(err).strip().splitlines()
-            note = f"the notebook stopped early: {type(err).__name__}{': ' + text[-1][:160] if text else ''}"
+        stopped = execute_in_kernel(nb, Path(scratch), timeout, strict_checks=False)
+    note = f"the notebook stopped early: {stopped[:200]}" if stopped else ""
     return nb, note
 
 

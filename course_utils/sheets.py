@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -40,18 +39,16 @@ from pathlib import Path
 
 import nbformat
 from latex2mathml.converter import convert
-from nbclient import NotebookClient
 
 from course_utils.build import build_chapter
 from course_utils.chapters import BUILD_DIR
+from course_utils.kernel import execute_in_kernel
 
 SHEETS_DIR = BUILD_DIR / "sheets"
 ASSETS_DIR = Path(__file__).resolve().parent / "sheets_assets"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 LIBRARY_SLOT = "<!-- sheet-libraries -->"
 KINDS = {"exercise": "Exercise sheet", "solution": "Solution sheet"}
-# ipykernel 7 warns on every start that it uses TCP without encryption (local, harmless).
-QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
 ERRORS_SHOWN = 5
 
 # Where a page would fetch something from the network (checked before libraries are inlined).
@@ -315,22 +312,12 @@ def render_page(
 def execute_notebook(nb: nbformat.NotebookNode, cwd: Path, timeout: int = 600) -> list[str]:
     """Execute ``nb`` in place (every cell, even after an error); return one line per error.
 
-    The kernel runs with ``COURSE_STRICT_CHECKS=1`` (a failed check is an error) and
-    ``PLOTLY_RENDERER=plotly_mimetype`` (figures as JSON, whatever plotly would guess).
+    The kernel runs with ``COURSE_STRICT_CHECKS=1`` (a failed check is an error); figures come
+    out as plotly JSON (see :func:`course_utils.kernel.execute_in_kernel`).
     """
-    env = {**os.environ, "COURSE_STRICT_CHECKS": "1", "PLOTLY_RENDERER": "plotly_mimetype"}
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        allow_errors=True,
-        extra_arguments=QUIET_KERNEL,
-        resources={"metadata": {"path": str(cwd)}},
-    )
-    try:
-        client.execute(env=env)
-    except Exception as err:  # noqa: BLE001 - a timeout or a dead kernel stops this page only
-        return [f"execution stopped: {type(err).__name__}: {str(err).strip().splitlines()[-1][:200] if str(err).strip() else ''}"]
+    stopped = execute_in_kernel(nb, cwd, timeout, strict_checks=True)
+    if stopped is not None:
+        return [f"execution stopped: {stopped[:200]}"]
     errors = []
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []) if cell.cell_type == "code" else []:

@@ -16,6 +16,7 @@ from course_utils import chapters as chapters_module
 from course_utils import progress, sheets, workspace
 from course_utils.__main__ import main
 from course_utils.build import build_chapter
+from course_utils.kernel import execute_in_kernel
 
 CHAPTER = "99_fake"
 
@@ -325,6 +326,18 @@ def test_progress_runs_the_learners_notebook_without_changing_it(fake_chapter, t
     assert statuses["answer_layers"].detail == "not answered yet"
     print(progress.format_table([result]))
     assert "Total: 1 of 4 checks passed, 1 failed, 2 not attempted." in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strict", [True, False])
+def test_kernel_run_sets_the_check_mode_and_names_a_timeout(tmp_path, strict):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import os; print(os.environ.get('COURSE_STRICT_CHECKS'), os.environ['PLOTLY_RENDERER'])"),
+        nbformat.v4.new_code_cell("import time; time.sleep(30)"),
+    ])
+    stopped = execute_in_kernel(nb, tmp_path, timeout=3, strict_checks=strict)
+    assert stopped.startswith("CellTimeoutError: A cell timed out") and "after 3 seconds" in stopped
+    assert nb.cells[0].outputs[0]["text"] == f"{'1' if strict else 'None'} plotly_mimetype\n"
 
 
 # ----------------------------------------------------------------- sheets (no browser)
