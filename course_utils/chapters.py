@@ -3,9 +3,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
-BUILD_DIR = REPO_ROOT / "build"
+from course_utils.paths import BUILD_DIR, NOTEBOOKS_DIR, REPO_ROOT  # noqa: F401 - used from here
 
 CHAPTERS: tuple[str, ...] = (
     "01_hooks_basics",

@@ -25,7 +25,9 @@ def load_model(name: str, device: str | torch.device | None = None) -> Transform
     """Return an eval-mode ``TransformerBridge`` for ``name``.
 
     - A course model (``"attn-only-1l"``, ``"attn-only-2l"``, ``"gelu-4l"``) loads from
-      the repository's ``models/`` folder, offline, in well under a second.
+      the course's ``models/`` folder (the repository's, or the installed package's copy),
+      offline, in well under a second. A missing or changed file raises ``CheckpointError``
+      with the one command that restores it.
     - Any other TransformerLens name or alias (``"gpt2-small"``, ``"tiny-stories-1M"``)
       is downloaded from the Hugging Face hub, which needs a network connection.
       Course and hub names overlap (the hub also has ``attn-only-2l``): write

@@ -1,6 +1,7 @@
 """The learner's own workspace: ``python -m course_utils workspace`` (or ``make lab``).
 
-Builds the learner notebooks and copies them into ``workspace/`` (ignored by git), then
+Builds the learner notebooks (in a temporary folder) and copies them into ``workspace/``
+(ignored by git; in an installed course, ``workspace/`` of the current folder), then
 starts JupyterLab there. A notebook already in the workspace is the learner's work: it
 is never replaced unless the learner says so (an interactive prompt, or ``--force``),
 and even then the old file is first saved under ``workspace/.backups/``. Without a
@@ -13,14 +14,15 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from course_utils.build import build_chapter
-from course_utils.chapters import BUILD_DIR, REPO_ROOT
+from course_utils.paths import REPO_ROOT, WORKSPACE_DIR
 
-DEFAULT_WORKSPACE = REPO_ROOT / "workspace"
+DEFAULT_WORKSPACE = WORKSPACE_DIR
 BACKUP_DIR = ".backups"
 
 Ask = Callable[[str], bool]
@@ -54,9 +56,12 @@ def prepare_workspace(
     What happened is one of ``"copied"`` (new), ``"unchanged"`` (identical file already
     there), ``"replaced"`` (old file backed up, then replaced: ``force`` or the learner said
     yes) and ``"kept"`` (the learner's file was left alone). Notebooks are built into
-    ``build_dir`` (default ``build/notebooks``).
+    ``build_dir`` (default: a temporary folder, so that no solution lands next to the workspace).
     """
-    build_dir = Path(build_dir) if build_dir is not None else BUILD_DIR / "notebooks"
+    if build_dir is None:
+        with tempfile.TemporaryDirectory(prefix="course-build-") as tmp:
+            return prepare_workspace(chapters, dest, force=force, ask=ask, build=build, build_dir=Path(tmp), log=log)
+    build_dir = Path(build_dir)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     warning = _not_ignored_warning(dest)
@@ -141,6 +146,8 @@ def start_lab(dest: Path) -> int:
 
 def _not_ignored_warning(dest: Path) -> str | None:
     """A warning when ``dest`` lies inside the repository but git does not ignore it."""
+    if REPO_ROOT is None:
+        return None
     try:
         Path(dest).resolve().relative_to(REPO_ROOT)
     except ValueError:

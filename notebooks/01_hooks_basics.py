@@ -47,6 +47,7 @@
 # ## Set-up
 
 # %%
+# Without the course installed (Colab, JupyterHub)? Run first: %pip install "git+<repository URL>"
 import functools
 import time
 import warnings

@@ -40,6 +40,7 @@
 # ## Set-up
 
 # %%
+# Without the course installed (Colab, JupyterHub)? Run first: %pip install "git+<repository URL>"
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int

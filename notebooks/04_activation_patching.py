@@ -48,6 +48,7 @@
 # ## Set-up
 
 # %%
+# Without the course installed (Colab, JupyterHub)? Run first: %pip install "git+<repository URL>"
 import time
 from collections.abc import Callable
 from functools import partial

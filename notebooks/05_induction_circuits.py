@@ -49,6 +49,7 @@
 # ## Set-up
 
 # %%
+# Without the course installed (Colab, JupyterHub)? Run first: %pip install "git+<repository URL>"
 import math
 
 import circuitsvis as cv

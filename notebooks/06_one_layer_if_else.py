@@ -51,6 +51,7 @@
 # ## Set-up
 
 # %%
+# Without the course installed (Colab, JupyterHub)? Run first: %pip install "git+<repository URL>"
 import einops
 import plotly.express as px
 import torch

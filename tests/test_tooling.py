@@ -223,7 +223,6 @@ def test_a_rebuild_of_the_same_chapter_counts_as_unchanged(fake_chapter, tmp_pat
 def test_workspace_command_without_lab(fake_chapter, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(chapters_module, "CHAPTERS", (CHAPTER,))
     monkeypatch.setattr(workspace, "start_lab", lambda dest: pytest.fail("--no-lab started JupyterLab"))
-    monkeypatch.setattr(workspace, "BUILD_DIR", tmp_path / "build")
     assert main(["workspace", "--dir", str(tmp_path / "ws"), "--no-lab", "99"]) in (0, None)
     assert (tmp_path / "ws" / f"{CHAPTER}.ipynb").exists()
     assert "copied" in capsys.readouterr().out

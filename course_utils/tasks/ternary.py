@@ -21,8 +21,10 @@ from typing import Iterable, Literal
 
 from tqdm.auto import tqdm
 
+from course_utils.paths import MODELS_DIR
+
 Kind = Literal["trusted", "anomalous"]
-EVAL_FILE = Path(__file__).resolve().parents[2] / "models" / "ternary_eval.json"
+EVAL_FILE = MODELS_DIR / "ternary_eval.json"
 CONTEXT_CHARS = 200
 """Prefixes keep at most this many characters before the ``else``, cut at a line start."""
 

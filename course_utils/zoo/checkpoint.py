@@ -1,5 +1,7 @@
 """Save and load the course's checkpoints under ``models/``, verified against ``models/manifest.json``.
 
+``models/`` is the repository's folder, or the installed package's copy (see ``course_utils/paths.py``).
+
 Layout::
 
     models/tokenizer/                 saved PreTrainedTokenizerFast
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import torch
@@ -23,8 +26,10 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import PreTrainedTokenizerFast
 
+from course_utils import paths
+
 COURSE_MODELS: tuple[str, ...] = ("attn-only-1l", "attn-only-2l", "gelu-4l")
-MODELS_DIR: Path = Path(__file__).resolve().parents[2] / "models"
+MODELS_DIR: Path = paths.MODELS_DIR
 TOKENIZER_DIR = "tokenizer"
 MANIFEST = "manifest.json"
 FP16_ABOVE_BYTES = 10_500_000
@@ -33,6 +38,30 @@ RETRAIN_HINT = "retrain with `python -m course_utils.zoo` (or `--only NAME` for 
 
 class CheckpointError(Exception):
     """A shipped file is missing, corrupt, or does not match the manifest."""
+
+
+def restore_hint(models_dir: Path, relative_path: str) -> str:
+    """The one command that brings back the shipped version of a file of ``models_dir``.
+
+    An installed package is reinstalled; a file that git tracks is checked out again; only a
+    file that nothing holds any more is retrained.
+    """
+    if paths.is_packaged(models_dir):
+        return f"reinstall the course: `{paths.reinstall_command()}`"
+    models_dir = Path(models_dir).resolve()
+    existing = next((p for p in (models_dir, *models_dir.parents) if p.is_dir()), None)
+    try:
+        top = _git(["rev-parse", "--show-toplevel"], existing)
+        root = Path(top.stdout.strip()).resolve()
+        where = models_dir.relative_to(root)
+        _git(["ls-files", "--error-unmatch", "--", (where / relative_path).as_posix()], root)
+    except (OSError, ValueError, subprocess.SubprocessError):  # no git, outside a repository, or untracked
+        return RETRAIN_HINT
+    return f"restore the shipped files with `git checkout -- {where.as_posix()}/` in {root}"
+
+
+def _git(args: list[str], cwd: Path | None) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True)
 
 
 def sha256_file(path: Path) -> str:
@@ -52,7 +81,7 @@ def read_manifest(models_dir: Path = MODELS_DIR) -> dict[str, str]:
     try:
         return dict(json.loads(path.read_text())["files"])
     except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{path} is not a valid manifest ({err}); {RETRAIN_HINT}") from None
+        raise CheckpointError(f"{path} is not a valid manifest ({err}); {restore_hint(models_dir, MANIFEST)}") from None
 
 
 def record_files(relative_paths: list[str], models_dir: Path = MODELS_DIR) -> None:
@@ -68,16 +97,14 @@ def record_files(relative_paths: list[str], models_dir: Path = MODELS_DIR) -> No
 def verify(relative_path: str, models_dir: Path = MODELS_DIR) -> Path:
     """Return the file's path after checking it exists and matches the manifest."""
     path = models_dir / relative_path
-    if not path.is_file():
-        raise CheckpointError(f"missing file {path}; {RETRAIN_HINT}")
+    for missing, rel in ((models_dir / MANIFEST, MANIFEST), (path, relative_path)):
+        if not missing.is_file():
+            raise CheckpointError(f"missing file {missing}; {restore_hint(models_dir, rel)}")
     expected = read_manifest(models_dir).get(relative_path)
     if expected is None:
-        raise CheckpointError(f"{path} is not listed in {models_dir / MANIFEST}; {RETRAIN_HINT}")
+        raise CheckpointError(f"{path} is not listed in {models_dir / MANIFEST}; {restore_hint(models_dir, MANIFEST)}")
     if sha256_file(path) != expected:
-        raise CheckpointError(
-            f"checksum mismatch for {path} (file changed or corrupt); restore it with "
-            f"`git checkout -- {path}` or {RETRAIN_HINT}"
-        )
+        raise CheckpointError(f"checksum mismatch for {path} (changed or corrupt); {restore_hint(models_dir, relative_path)}")
     return path
 
 
@@ -87,7 +114,8 @@ def load_tokenizer(models_dir: Path = MODELS_DIR) -> PreTrainedTokenizerFast:
     for rel in sorted(k for k in read_manifest(models_dir) if k.startswith(TOKENIZER_DIR + "/")):
         verify(rel, models_dir)
     if not (folder / "tokenizer.json").is_file():
-        raise CheckpointError(f"missing file {folder / 'tokenizer.json'}; {RETRAIN_HINT}")
+        hint = restore_hint(models_dir, f"{TOKENIZER_DIR}/tokenizer.json")
+        raise CheckpointError(f"missing file {folder / 'tokenizer.json'}; {hint}")
     return PreTrainedTokenizerFast.from_pretrained(str(folder))
 
 
@@ -97,7 +125,7 @@ def load_config(name: str, models_dir: Path = MODELS_DIR) -> dict:
     try:
         return json.loads(path.read_text())
     except ValueError as err:
-        raise CheckpointError(f"{path} is not valid JSON ({err}); {RETRAIN_HINT}") from None
+        raise CheckpointError(f"{path} is not valid JSON ({err}); {restore_hint(models_dir, f'{name}/config.json')}") from None
 
 
 def load_checkpoint(
@@ -111,7 +139,7 @@ def load_checkpoint(
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read {weights} ({err}); {RETRAIN_HINT}") from None
+        raise CheckpointError(f"cannot read {weights} ({err}); {restore_hint(models_dir, f'{name}/model.safetensors')}") from None
     model = TransformerBridge.boot_native(
         TransformerBridgeConfig.from_dict(config), tokenizer=load_tokenizer(models_dir), device=device
     )
@@ -119,7 +147,8 @@ def load_checkpoint(
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"{weights} does not fit {name}/config.json ({err}); {RETRAIN_HINT}") from None
+        hint = restore_hint(models_dir, f"{name}/model.safetensors")
+        raise CheckpointError(f"{weights} does not fit {name}/config.json ({err}); {hint}") from None
     return model.eval()
 
 
