@@ -3,7 +3,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from course_utils.paths import BUILD_DIR, NOTEBOOKS_DIR, REPO_ROOT  # noqa: F401 - used from here
+from course_utils.paths import BUILD_DIR, NOTEBOOKS_DIR, REPO_ROOT  # noqa: F401 - build, sheets and tests import them from here
 
 CHAPTERS: tuple[str, ...] = (
     "01_hooks_basics",

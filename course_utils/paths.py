@@ -30,7 +30,6 @@ NOTEBOOKS_DIR: Path = DATA_ROOT / "notebooks"
 WORK_ROOT: Path = REPO_ROOT if REPO_ROOT is not None else Path.cwd()
 """Where ``build/`` and ``workspace/`` go: the checkout, or the folder an installed course runs in."""
 BUILD_DIR: Path = WORK_ROOT / "build"
-WORKSPACE_DIR: Path = WORK_ROOT / "workspace"
 
 
 def is_packaged(path: Path) -> bool:

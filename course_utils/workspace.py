@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from course_utils.build import build_chapter
-from course_utils.paths import REPO_ROOT, WORKSPACE_DIR
+from course_utils.paths import REPO_ROOT, WORK_ROOT
 
-DEFAULT_WORKSPACE = WORKSPACE_DIR
+DEFAULT_WORKSPACE = WORK_ROOT / "workspace"
 BACKUP_DIR = ".backups"
 
 Ask = Callable[[str], bool]

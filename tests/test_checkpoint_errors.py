@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from course_utils import paths
+from course_utils.tasks.ternary import load_ternary_eval
 from course_utils.zoo import checkpoint
 from course_utils.zoo.checkpoint import MODELS_DIR, CheckpointError, load_checkpoint
 
@@ -139,3 +140,14 @@ def test_a_checkout_reads_the_repository_folders():
     assert paths.REPO_ROOT == root and checkpoint.MODELS_DIR == root / "models"
     assert paths.NOTEBOOKS_DIR == root / "notebooks" and paths.BUILD_DIR == root / "build"
     assert paths.find_checkout(root / "course_utils") is None  # no pyproject.toml: not a checkout (site-packages)
+
+
+@needs_git
+def test_the_ternary_evaluation_set_is_restored_like_the_models(clone):
+    missing = clone / "ternary_eval.json"
+    shutil.copy(MODELS_DIR / "ternary_eval.json", missing)
+    _git(clone.parent, "add", "models")
+    _git(clone.parent, "commit", "-q", "-m", "eval set")
+    missing.unlink()
+    with pytest.raises(FileNotFoundError, match="missing .*ternary_eval.json; restore the shipped files with `git checkout -- models/`"):
+        load_ternary_eval(path=missing)

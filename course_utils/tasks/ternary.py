@@ -22,6 +22,7 @@ from typing import Iterable, Literal
 from tqdm.auto import tqdm
 
 from course_utils.paths import MODELS_DIR
+from course_utils.zoo.checkpoint import restore_hint
 
 Kind = Literal["trusted", "anomalous"]
 EVAL_FILE = MODELS_DIR / "ternary_eval.json"
@@ -112,7 +113,7 @@ def load_ternary_eval(kind: Kind | None = None, path: Path = EVAL_FILE) -> list[
     if kind not in (None, "trusted", "anomalous"):
         raise ValueError(f"unknown kind {kind!r}; use 'trusted', 'anomalous' or None")
     if not path.is_file():
-        raise FileNotFoundError(f"missing {path}; rebuild it with `python -m course_utils.zoo --only attn-only-1l`")
+        raise FileNotFoundError(f"missing {path}; {restore_hint(path.parent, path.name)}")
     items = [TernaryPrefix(**row) for row in json.loads(path.read_text())]
     return [p for p in items if kind is None or p.kind == kind]
 
