@@ -30,7 +30,8 @@ NOT_PACKAGED = shutil.ignore_patterns(
 )
 COURSE_ENTRIES = ("mechinterp_course", "__editable__", "course_utils", "solutions")
 """What an install of the course puts into site-packages (editable or not)."""
-LEARNER, SOLUTION = "01_hooks_basics", "06_one_layer_if_else"
+CHAPTER = "01_hooks_basics"
+"""The shortest chapter: its learner notebook runs up to its first check, its solution notebook to the end."""
 
 
 def test_each_set_up_cell_says_how_to_install_without_installing():
@@ -114,14 +115,16 @@ USE_THE_COURSE = textwrap.dedent(
     from course_utils.build import build_chapter
     from course_utils.kernel import execute_in_kernel
     from course_utils.sheets import build_sheets
+    from course_utils.tasks.ternary import load_ternary_eval
     from course_utils.zoo.checkpoint import COURSE_MODELS
 
-    learner_path, solution = Path(sys.argv[1]), sys.argv[2]
+    chapter = sys.argv[1]  # its learner notebook is in this folder (the README cell put it there)
     out = {"course_utils": course_utils.__file__, "repo_root": str(paths.REPO_ROOT), "models_dir": str(paths.MODELS_DIR)}
     out["models"] = {name: load_model(name, device="cpu").cfg.n_layers for name in COURSE_MODELS}
-    _, solution_path = build_chapter(solution)  # into build/notebooks/ of this folder
+    out["ternary_eval"] = len(load_ternary_eval())
+    _, solution_path = build_chapter(chapter)  # into build/notebooks/ of this folder
     out["solution_path"] = str(solution_path)
-    (sheet,) = build_sheets([learner_path.stem], Path("sheets"), execute=False, log=lambda line: None)
+    (sheet,) = build_sheets([chapter], Path("sheets"), execute=False, log=lambda line: None)
     out["sheet_bytes"] = sheet.exercise_page.stat().st_size
 
     WHERE = "import course_utils; print('course_utils from', course_utils.__file__)"
@@ -133,7 +136,7 @@ USE_THE_COURSE = textwrap.dedent(
         errors = [f"{o.ename}: {o.evalue}" for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
         return {"stopped": stopped, "errors": errors, "text": "".join(text), "seconds": time.perf_counter() - started}
 
-    learner = nbformat.read(learner_path, as_version=4)
+    learner = nbformat.read(f"{chapter}.ipynb", as_version=4)
     first = next(i for i, c in enumerate(learner.cells) if "exercise" in c.metadata.get("tags", []))
     check = next(i for i, c in enumerate(learner.cells) if i > first and c.cell_type == "code" and "checks.test_" in c.source)
     learner.cells = learner.cells[: check + 1]
@@ -178,14 +181,14 @@ def test_the_wheel_is_the_whole_course(scratch):
     assert not (work / "build").exists(), "the workspace left built notebooks (solutions included) behind"
 
     (scratch / "use_the_course.py").write_text(USE_THE_COURSE)
-    lines = _run([python, scratch / "use_the_course.py", work / f"{LEARNER}.ipynb", SOLUTION], work, env)
+    lines = _run([python, scratch / "use_the_course.py", CHAPTER], work, env)
     result = json.loads(lines.strip().splitlines()[-1])
 
     venv = (scratch / "venv").resolve()
     assert Path(result["course_utils"]).resolve().is_relative_to(venv), result["course_utils"]
     assert result["repo_root"] == "None" and Path(result["models_dir"]).resolve().is_relative_to(venv)
-    assert result["models"] == {"attn-only-1l": 1, "attn-only-2l": 2, "gelu-4l": 4}
-    assert Path(result["solution_path"]) == work / "build" / "notebooks" / "solutions" / f"{SOLUTION}.ipynb"
+    assert result["models"] == {"attn-only-1l": 1, "attn-only-2l": 2, "gelu-4l": 4} and result["ternary_eval"] > 0
+    assert Path(result["solution_path"]) == work / "build" / "notebooks" / "solutions" / f"{CHAPTER}.ipynb"
     assert result["sheet_bytes"] > 10_000  # the sheet's stylesheet and template came with the wheel
     for kind in ("learner", "solution"):
         run = result[kind]
@@ -193,4 +196,4 @@ def test_the_wheel_is_the_whole_course(scratch):
         assert f"course_utils from {venv}" in run["text"], f"the {kind} kernel did not import the installed course"
     assert "is not implemented yet" in result["learner"]["text"]
     print(f"learner up to its first check {result['learner']['seconds']:.0f} s, "
-          f"solution {SOLUTION} {result['solution']['seconds']:.0f} s, total {time.perf_counter() - started:.0f} s")
+          f"solution {CHAPTER} {result['solution']['seconds']:.0f} s, total {time.perf_counter() - started:.0f} s")
