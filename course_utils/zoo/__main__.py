@@ -39,7 +39,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m course_utils.zoo", description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=list(RECIPES), help="train only this model (repeatable)")
     parser.add_argument("--threads", type=int, default=determinism.THREADS,
-                        help=f"torch CPU threads (default {determinism.THREADS}; other counts give other weights)")
+                        help=f"torch CPU threads (default {determinism.THREADS}, as the shipped files were trained)")
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every recipe's steps (for quick smoke runs; cards record the real count)")
     parser.add_argument("--out", type=Path, help="folder to write into (default models/; with --verify a temporary one)")
