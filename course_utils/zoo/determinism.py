@@ -8,8 +8,8 @@ CPU vendor and model; ``MKL_CBWR=COMPATIBLE`` is the only code branch MKL reprod
 AMD CPUs alike (it also changes the weights). Training amplifies any last-bit difference.
 
 These variables act only if set before torch is imported, so ``python -m course_utils.zoo``
-restarts itself with them (:func:`reexec_pinned`). The thread count (2) is part of the pin:
-reductions split their work by thread.
+restarts itself with them (:func:`reexec_pinned`). The thread count (2) is part of the pin: MKL
+reproduces its results only for a fixed number of threads, and parallel reductions split by thread.
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ def problems(threads: int) -> list[str]:
     found = []
     if not is_pinned():
         found.append("the environment is not pinned (run `python -m course_utils.zoo`, which pins it)")
-    if torch.backends.cpu.get_cpu_capability() != "AVX2":
-        found.append(f"torch runs {torch.backends.cpu.get_cpu_capability()} kernels, not AVX2 (this CPU lacks AVX2?)")
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability != "AVX2":
+        found.append(f"torch runs {capability} kernels instead of AVX2" + (" (this CPU has no AVX2)" if is_pinned() else ""))
     if threads != THREADS:
         found.append(f"{threads} threads instead of {THREADS}")
     return found
