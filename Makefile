@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # pytest exits 5 when it collected no test; that is not a failure here.
 PYTEST = $(PY) -m pytest
 
-.PHONY: setup build test test-unit test-notebooks lab progress sheets benchmark zoo clean
+.PHONY: setup build test test-unit test-notebooks lab progress sheets benchmark zoo zoo-verify clean
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,10 @@ benchmark: build
 
 zoo: setup
 	$(PY) -m course_utils.zoo
+
+# Retrains the zoo into a temporary folder and compares every file with the shipped one (sha256).
+zoo-verify: setup
+	$(PY) -m course_utils.zoo --verify $(ARGS)
 
 clean:
 	rm -rf build

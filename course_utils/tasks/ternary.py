@@ -7,7 +7,8 @@ located exactly with ``ast.IfExp``. Two sets:
 * "anomalous": COND ends in ``)`` (``x if f(y)``, ``a if (b or c)``).
 
 The held-out set (from files never used for training) ships as ``models/ternary_eval.json`` so
-notebooks load it instantly with :func:`load_ternary_eval`.
+notebooks load it instantly with :func:`load_ternary_eval`; each prefix names its file relative to
+its package (``stdlib/json/decoder.py``, ``torch/nn/modules/linear.py``), never a machine's path.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Iterable, Literal, Mapping
 
 from tqdm.auto import tqdm
 
 from course_utils.paths import MODELS_DIR
-from course_utils.zoo.checkpoint import restore_hint
+from course_utils.zoo import checkpoint
 
 Kind = Literal["trusted", "anomalous"]
 EVAL_FILE = MODELS_DIR / "ternary_eval.json"
@@ -34,7 +35,8 @@ _TRUSTED_TAILS = (ast.Name, ast.Constant, ast.Attribute)
 
 @dataclass(frozen=True)
 class TernaryPrefix:
-    """A prefix ending just before `` else``; ``source`` names the file it came from."""
+    """A prefix ending just before `` else``; ``source`` names the file it came from (see
+    :func:`package_relative`)."""
 
     prefix: str
     kind: Kind
@@ -109,17 +111,27 @@ def save_eval_set(prefixes: list[TernaryPrefix], path: Path = EVAL_FILE) -> None
 
 
 def load_ternary_eval(kind: Kind | None = None, path: Path = EVAL_FILE) -> list[TernaryPrefix]:
-    """The shipped held-out prefixes (from files the models never trained on), optionally one kind."""
+    """The shipped held-out prefixes (from files the models never trained on), optionally one kind.
+
+    The file is checked against the manifest of its folder, like the model weights."""
     if kind not in (None, "trusted", "anomalous"):
         raise ValueError(f"unknown kind {kind!r}; use 'trusted', 'anomalous' or None")
-    if not path.is_file():
-        raise FileNotFoundError(f"missing {path}; {restore_hint(path.parent, path.name)}")
+    checkpoint.verify(path.name, path.parent)
     items = [TernaryPrefix(**row) for row in json.loads(path.read_text())]
     return [p for p in items if kind is None or p.kind == kind]
 
 
-def build_eval_set(files: Iterable[Path], per_kind: int = 400) -> list[TernaryPrefix]:
-    """Up to ``per_kind`` distinct prefixes of each kind, scanning ``files`` in order."""
+def package_relative(path: Path, roots: Mapping[str, Path]) -> str:
+    """``path`` as ``<root name>/<path inside that root>``, taking the innermost root that holds it."""
+    for name, root in sorted(roots.items(), key=lambda item: len(item[1].parts), reverse=True):
+        if path.is_relative_to(root):
+            return f"{name}/{path.relative_to(root).as_posix()}"
+    raise ValueError(f"{path} is in none of the roots {', '.join(roots)}")
+
+
+def build_eval_set(files: Iterable[Path], roots: Mapping[str, Path], per_kind: int = 400) -> list[TernaryPrefix]:
+    """Up to ``per_kind`` distinct prefixes of each kind, scanning ``files`` (all under ``roots``,
+    e.g. :func:`course_utils.zoo.corpus.code_roots`) in order."""
     picked: dict[str, list[TernaryPrefix]] = {"trusted": [], "anomalous": []}
     seen: set[str] = set()
     files = list(files)
@@ -128,7 +140,7 @@ def build_eval_set(files: Iterable[Path], per_kind: int = 400) -> list[TernaryPr
             if all(len(v) >= per_kind for v in picked.values()):
                 break
             try:
-                found = extract_from_source(path.read_text(encoding="utf-8"), source=str(path))
+                found = extract_from_source(path.read_text(encoding="utf-8"), source=package_relative(path, roots))
             except UnicodeDecodeError:
                 continue
             for p in found:

@@ -1,8 +1,12 @@
-"""Retrain the course's model zoo from scratch: ``python -m course_utils.zoo [--only NAME ...]``.
+"""Retrain the course's model zoo from scratch: ``python -m course_utils.zoo [--only NAME ...] [--verify]``.
 
 The full run retrains the tokenizer, rebuilds the ternary evaluation set, trains, evaluates and
-saves every model with its card, and updates ``models/manifest.json``. ``--only`` reuses the
-shipped tokenizer so the other checkpoints stay valid.
+saves every model with its card, and updates the manifest of the output folder (``models/`` by
+default). ``--only`` reuses the shipped tokenizer so the other checkpoints stay valid. ``--verify``
+retrains into a temporary folder and compares every retrained file with the shipped one.
+
+The command restarts itself with pinned CPU numerics (:mod:`course_utils.zoo.determinism`), so
+the files are byte-identical on any x86-64 CPU with AVX2.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import transformer_lens.model_bridge.sources  # noqa: F401 - registers TransformerBridge.boot_native
@@ -18,50 +24,54 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
 from course_utils.tasks import ternary
-from course_utils.zoo import checkpoint, corpus
+from course_utils.zoo import checkpoint, corpus, determinism
 from course_utils.zoo.cards import render_card
 from course_utils.zoo.recipes import RECIPES, build_streams
 from course_utils.zoo.thresholds import checks_for
 from course_utils.zoo.tokenizer import train_tokenizer
 from course_utils.zoo.train import tie_embeddings, train
 
+WALL_TIME_LINE = "- wall time:"
+"""The one line of a model card that differs between identical retrains."""
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m course_utils.zoo", description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=list(RECIPES), help="train only this model (repeatable)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--threads", type=int, default=determinism.THREADS,
+                        help=f"torch CPU threads (default {determinism.THREADS}, as the shipped files were trained)")
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every recipe's steps (for quick smoke runs; cards record the real count)")
+    parser.add_argument("--out", type=Path, help="folder to write into (default models/; with --verify a temporary one)")
+    parser.add_argument("--verify", action="store_true",
+                        help="retrain, compare every retrained file with the shipped one, exit 1 on any difference")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.threads < 1 or args.steps_scale <= 0:
-        print("error: --threads must be >= 1 and --steps-scale > 0", file=sys.stderr)
-        return 2
-    torch.set_num_threads(args.threads)
-    names = args.only or list(RECIPES)
-    start = time.perf_counter()
-    try:
-        if args.only:
-            tokenizer = checkpoint.load_tokenizer()
-        else:
-            checkpoint.save_tokenizer(train_tokenizer())
-            tokenizer = checkpoint.load_tokenizer()
-        if "attn-only-1l" in names:
-            ternary.save_eval_set(ternary.build_eval_set(corpus.unseen_code_files()))
-            checkpoint.record_files([ternary.EVAL_FILE.name])
-        streams = build_streams(tokenizer)
-    except (corpus.CorpusError, checkpoint.CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+def retrain(names: list[str], out: Path, threads: int, steps_scale: float, reuse_tokenizer: bool) -> tuple[list[str], list[str]]:
+    """Train ``names`` into ``out``; return (files written, relative to ``out``; failed checks)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    if reuse_tokenizer:
+        tokenizer = checkpoint.load_tokenizer()
+        if out.resolve() != checkpoint.MODELS_DIR.resolve():
+            checkpoint.save_tokenizer(tokenizer, out)  # a complete models folder: load_checkpoint(models_dir=out)
+    else:
+        checkpoint.save_tokenizer(train_tokenizer(), out)
+        tokenizer = checkpoint.load_tokenizer(out)
+        written += sorted(k for k in checkpoint.read_manifest(out) if k.startswith(checkpoint.TOKENIZER_DIR + "/"))
+    if "attn-only-1l" in names:
+        eval_file = out / ternary.EVAL_FILE.name
+        ternary.save_eval_set(ternary.build_eval_set(corpus.unseen_code_files(), corpus.code_roots()), eval_file)
+        checkpoint.record_files([eval_file.name], out)
+        written.append(eval_file.name)
+    streams = build_streams(tokenizer)
     failed = []
     for name in names:
         recipe = RECIPES[name]
         random.seed(0)
         torch.manual_seed(0)
-        steps = max(1, round(recipe.steps * args.steps_scale))
+        steps = max(1, round(recipe.steps * steps_scale))
         model = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(recipe.config), tokenizer=tokenizer)
         if recipe.tie_embeddings:
             tie_embeddings(model)
@@ -69,16 +79,85 @@ def main(argv: list[str] | None = None) -> int:
                     warmup=min(recipe.warmup, steps), desc=name)
         metrics = recipe.evaluate(model, streams)
         checks = checks_for(name, metrics)
-        sizes = checkpoint.save_checkpoint(model, name, render_card(recipe, log, metrics, checks, args.threads),
-                                           recipe.config)
+        sizes = checkpoint.save_checkpoint(model, name, render_card(recipe, log, metrics, checks, threads),
+                                           recipe.config, out)
+        written += list(sizes)
         print(f"\n{name}: {log.steps} steps, {log.seconds:.0f} s, files {sizes}")
         for check in checks:
             print(f"  [{'PASS' if check.passed else 'FAIL'}] {check.description}: {check.value:.4g} "
                   f"(required {check.op} {check.limit:g})")
         failed += [f"{name}: {c.description}" for c in checks if not c.passed]
-    print(f"\nzoo done in {time.perf_counter() - start:.0f} s; {len(failed)} failed checks")
-    return 1 if failed else 0
+    return written, failed
+
+
+def _card_body(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if not line.startswith(WALL_TIME_LINE)]
+
+
+def compare(files: list[str], shipped: Path, retrained: Path) -> list[tuple[str, str, str, str]]:
+    """Rows (file, shipped sha256, retrained sha256, same?) for files relative to both folders.
+
+    Model cards count as the same when only their wall-time line differs."""
+    rows = []
+    for rel in files:
+        new = checkpoint.sha256_file(retrained / rel)
+        if not (shipped / rel).is_file():
+            rows.append((rel, "(missing)", new, "NO"))
+            continue
+        old = checkpoint.sha256_file(shipped / rel)
+        if old == new:
+            same = "yes"
+        elif rel.endswith("MODEL_CARD.md") and _card_body(shipped / rel) == _card_body(retrained / rel):
+            same = "yes (wall time differs)"
+        else:
+            same = "NO"
+        rows.append((rel, old, new, same))
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str, str]]) -> None:
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'file':<{width}}  {'shipped':<12}  {'retrained':<12}  same?")
+    for rel, old, new, same in rows:
+        print(f"{rel:<{width}}  {old[:12]:<12}  {new[:12]:<12}  {same}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.threads < 1 or args.steps_scale <= 0:
+        print("error: --threads must be >= 1 and --steps-scale > 0", file=sys.stderr)
+        return 2
+    if args.verify and args.steps_scale != 1:
+        print("error: --verify retrains the real recipes; drop --steps-scale", file=sys.stderr)
+        return 2
+    if args.verify and args.out is not None and args.out.resolve() == checkpoint.MODELS_DIR.resolve():
+        print("error: --verify compares with models/; give it another --out folder (or none)", file=sys.stderr)
+        return 2
+    determinism.apply_in_process(args.threads)
+    print(determinism.describe(args.threads))
+    for problem in determinism.problems(args.threads):
+        print(f"warning: not reproducible: {problem}", file=sys.stderr)
+    names = args.only or list(RECIPES)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="zoo-verify-") as tmp:
+        out = args.out or (Path(tmp) if args.verify else checkpoint.MODELS_DIR)
+        try:
+            written, failed = retrain(names, out, args.threads, args.steps_scale, reuse_tokenizer=bool(args.only))
+        except (corpus.CorpusError, checkpoint.CheckpointError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"\nzoo done in {time.perf_counter() - start:.0f} s; {len(failed)} failed checks")
+        if not args.verify:
+            return 1 if failed else 0
+        rows = compare(written, checkpoint.MODELS_DIR, out)
+    print_table(rows)
+    differ = [r[0] for r in rows if r[3] == "NO"]
+    print(f"\n{len(rows) - len(differ)} of {len(rows)} retrained files match the shipped ones"
+          + (f"; differ: {', '.join(differ)}" if differ else ""))
+    return 1 if differ or failed else 0
 
 
 if __name__ == "__main__":
+    if not determinism.is_pinned():
+        determinism.reexec_pinned("course_utils.zoo", sys.argv[1:])
     sys.exit(main())
