@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from course_utils.tasks import facts, ioi, repeated, ternary
-from course_utils.zoo import checkpoint, evaluate
+from course_utils.zoo import checkpoint, evaluate, recipes
 from course_utils.zoo.checkpoint import COURSE_MODELS, MODELS_DIR, CheckpointError, load_checkpoint, load_tokenizer
 from course_utils.zoo.thresholds import checks_for
 
@@ -144,26 +144,23 @@ def test_tied_embeddings_share_one_parameter_and_survive_a_checkpoint(tmp_path):
     assert torch.equal(fresh.W_U, fresh.W_E.T)
 
 
+@pytest.fixture(scope="module")
+def heldout_streams(tokenizer):
+    return recipes.build_heldout_streams(tokenizer)
+
+
 @pytest.mark.parametrize("name", COURSE_MODELS)
-def test_model_meets_its_thresholds(models, name):
-    model = models[name]
-    if name == "attn-only-2l":
-        s = evaluate.induction_scores(model, seq_len=50, batch=16, seed=99)
-        metrics = {"best_layer1_induction": s.induction[1].max().item(),
-                   "best_layer0_previous_token": s.previous_token[0].max().item(),
-                   "first_repeat_loss": s.first_half_loss, "second_repeat_loss": s.second_half_loss}
-    elif name == "attn-only-1l":
-        metrics = evaluate.ternary_metrics(model, n_random=200)
-    else:
-        metrics = {}
-        for split in ("heldout_pairs", "heldout_templates", "heldout"):
-            metrics.update({f"ioi_{split}_{k}": v for k, v in evaluate.ioi_metrics(model, split, n=200, seed=5).items()})
-        for relation in ("capital", "language"):
-            m = evaluate.fact_metrics(model, relation, seed=3)
-            metrics[f"facts_{relation}_top1"] = m["top1"]
-            metrics[f"facts_{relation}_rank_by_layer"] = m["rank_by_layer"]
+def test_model_meets_its_thresholds(models, heldout_streams, name):
+    """The model's own evaluation (the one its card reports), re-run on the shipped weights."""
+    metrics = recipes.RECIPES[name].evaluate(models[name], heldout_streams)
     failed = [f"{c.description}: {c.value:.3g} (need {c.op} {c.limit:g})" for c in checks_for(name, metrics) if not c.passed]
     assert not failed, failed
+
+
+def test_every_course_model_has_a_recipe_and_checks():
+    from course_utils.zoo.thresholds import CHECKS
+
+    assert set(recipes.RECIPES) == set(COURSE_MODELS) == set(CHECKS)
 
 
 def _copy_zoo(tmp_path: Path, name: str) -> Path:

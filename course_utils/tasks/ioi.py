@@ -184,6 +184,28 @@ def training_prompts(n: int, procedural_fraction: float = 0.5, seed: int = 0) ->
     ]
 
 
+_CLAUSES_3 = ("{A}, {B} and {C} went to the {place}", "{A}, {B} and {C} met at the {place}",
+              "{A} met {B} and {C} at the {place}", "{A}, {B} and {C} were at the {place}",
+              "the {place} was visited by {A}, {B} and {C}")
+
+
+def three_name_prompt(rng: random.Random) -> IOIPrompt:
+    """A training variant with three names, two of which act again: "A, B and C met at the bank.
+    C and A gave a cup to" -> " B". Training name pairs only; ``s`` is the first repeated name and
+    ``template_id`` is -2."""
+    while True:
+        names = rng.sample(NAMES, 3)
+        if not any(is_heldout_pair(a, b) for a in names for b in names if a < b):
+            break
+    io = names[rng.randrange(3)]
+    repeated = [n for n in names if n != io]
+    rng.shuffle(repeated)
+    clause = rng.choice(_CLAUSES_3).format(A=names[0], B=names[1], C=names[2], place=rng.choice(_PLACES))
+    action = rng.choice(_ACTIONS).format(obj=rng.choice(_OBJECTS))
+    text = f"{rng.choice(_INTROS)}{clause}{rng.choice(_JOINS)}{repeated[0]} and {repeated[1]} {action}"
+    return IOIPrompt(text=text[0].upper() + text[1:], io=io, s=repeated[0], template_id=-2, order="ABBA")
+
+
 def corrupt(prompt: IOIPrompt, kind: Literal["abc", "flip"] = "abc", seed: int = 0) -> IOIPrompt:
     """Corrupted partner of ``prompt`` with the same token length: the second mention of S becomes
     a third name C ("abc": no name repeats, so the duplicate-token signal is gone) or IO ("flip":
@@ -201,6 +223,16 @@ def corrupt(prompt: IOIPrompt, kind: Literal["abc", "flip"] = "abc", seed: int =
         raise ValueError(f"prompt does not mention {prompt.s!r} twice: {prompt.text!r}")
     last = matches[-1]
     return replace(prompt, text=prompt.text[: last.start()] + new_name + prompt.text[last.end() :])
+
+
+def abc_reference(prompt: IOIPrompt, seed: int = 0) -> str:
+    """The prompt's template filled with three fresh, distinct names (no name repeats): the
+    reference distribution for mean ablation, with the clean prompt's token positions."""
+    if prompt.template_id < 0:
+        raise ValueError("abc_reference() needs a template prompt (template_id >= 0), not a procedural one")
+    rng = random.Random(f"{seed}|abc|{prompt.text}")
+    a, b, c = rng.sample([name for name in NAMES if name not in (prompt.io, prompt.s)], 3)
+    return TEMPLATES[prompt.template_id].format(A=a, B=b, S=c)
 
 
 def clean_corrupted_pairs(

@@ -67,16 +67,21 @@ def periodic_sequences(
     low: int = 1,
     min_period: int = 5,
     max_period: int = 60,
+    max_offset: int = 0,
 ) -> Int[torch.Tensor, "batch seq_len"]:
     """BOS + a random block of random length (``min_period`` … ``max_period``) repeated to fill
     ``seq_len``: after the first period every token is predictable, but only by content (the
-    period changes from row to row, so no fixed offset works)."""
+    period changes from row to row, so no fixed offset works). With ``max_offset > 0`` each row
+    first has 0 … ``max_offset`` unrelated random tokens, so the repeats also start late in the row."""
     _check(d_vocab, low)
-    if not 1 <= min_period <= max_period < seq_len:
-        raise ValueError(f"need 1 <= min_period <= max_period < seq_len; got {min_period}, {max_period}, seq_len={seq_len}")
+    if not 1 <= min_period <= max_period < seq_len - max_offset:
+        raise ValueError(f"need 1 <= min_period <= max_period < seq_len - max_offset; got {min_period}, {max_period}, seq_len={seq_len}, max_offset={max_offset}")
     rows = torch.full((batch, seq_len), bos_id, dtype=torch.long)
     for row in rows:
         period = int(torch.randint(min_period, max_period + 1, (1,), generator=generator))
         block = torch.randint(low, d_vocab, (period,), generator=generator)
-        row[1:] = block.repeat(seq_len // period + 1)[: seq_len - 1]
+        offset = int(torch.randint(0, max_offset + 1, (1,), generator=generator)) if max_offset else 0
+        if offset:
+            row[1 : 1 + offset] = torch.randint(low, d_vocab, (offset,), generator=generator)
+        row[1 + offset :] = block.repeat(seq_len // period + 1)[: seq_len - 1 - offset]
     return rows

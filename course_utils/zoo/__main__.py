@@ -29,7 +29,7 @@ from course_utils.zoo.cards import render_card
 from course_utils.zoo.recipes import RECIPES, build_streams
 from course_utils.zoo.thresholds import checks_for
 from course_utils.zoo.tokenizer import train_tokenizer
-from course_utils.zoo.train import tie_embeddings, train
+from course_utils.zoo.train import tie_embeddings
 
 WALL_TIME_LINE = "- wall time:"
 """The one line of a model card that differs between identical retrains."""
@@ -71,12 +71,10 @@ def retrain(names: list[str], out: Path, threads: int, steps_scale: float, reuse
         recipe = RECIPES[name]
         random.seed(0)
         torch.manual_seed(0)
-        steps = max(1, round(recipe.steps * steps_scale))
         model = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(recipe.config), tokenizer=tokenizer)
         if recipe.tie_embeddings:
             tie_embeddings(model)
-        log = train(model, recipe.make_batches(streams, tokenizer, recipe), steps, recipe.lr,
-                    warmup=min(recipe.warmup, steps), desc=name)
+        log = recipe.fit(model, streams, tokenizer, steps_scale)
         metrics = recipe.evaluate(model, streams)
         checks = checks_for(name, metrics)
         sizes = checkpoint.save_checkpoint(model, name, render_card(recipe, log, metrics, checks, threads),

@@ -28,7 +28,7 @@ from transformers import PreTrainedTokenizerFast
 
 from course_utils import paths
 
-COURSE_MODELS: tuple[str, ...] = ("attn-only-1l", "attn-only-2l", "gelu-4l")
+COURSE_MODELS: tuple[str, ...] = ("attn-only-1l", "attn-only-2l", "gelu-4l", "facts-4l")
 MODELS_DIR: Path = paths.MODELS_DIR
 TOKENIZER_DIR = "tokenizer"
 MANIFEST = "manifest.json"

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from transformer_lens.model_bridge import TransformerBridge
 
-from course_utils.tasks import facts, ioi, ternary
+from course_utils.tasks import facts, ioi, recall, ternary
 from course_utils.tasks.repeated import repeated_tokens
 
 
@@ -142,3 +142,220 @@ def lm_loss(model: TransformerBridge, stream: Int[torch.Tensor, " n"], seq_len: 
     tokens = torch.cat([bos, stream[starts[:, None] + torch.arange(seq_len - 1)]], dim=1)
     with torch.no_grad():
         return model(tokens, return_type="loss").item()
+
+
+# Behaviour across the context window ----------------------------------------------------------
+
+POSITION_BIN = 16
+"""Width of the position bins in the "behaviour by position" tables."""
+
+
+def _binned(values: Float[torch.Tensor, "batch pos"], first_pos: int, bin_width: int = POSITION_BIN) -> dict[str, float]:
+    """Mean of ``values`` per bin of absolute positions (``values[:, j]`` is position ``first_pos + j``)."""
+    out = {}
+    n = values.shape[-1]
+    start = first_pos - first_pos % bin_width
+    while start < first_pos + n:
+        lo, hi = max(start, first_pos), min(start + bin_width, first_pos + n)
+        out[f"{start}-{start + bin_width - 1}"] = values[:, lo - first_pos : hi - first_pos].mean().item()
+        start += bin_width
+    return out
+
+
+def previous_token_by_position(model: TransformerBridge, stream: Int[torch.Tensor, " n"], n_windows: int = 32
+                               ) -> tuple[int, dict[str, float]]:
+    """The layer-0 head with the highest mean attention to the previous token on full-context windows
+    of ``stream`` (held-out code), and that head's score per position bin of the query."""
+    seq_len = model.cfg.n_ctx
+    starts = torch.linspace(0, len(stream) - seq_len, n_windows).long()
+    bos = torch.full((n_windows, 1), model.tokenizer.bos_token_id, dtype=torch.long)
+    tokens = torch.cat([bos, stream[starts[:, None] + torch.arange(seq_len - 1)]], dim=1)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_pattern")
+    prev = cache["blocks.0.attn.hook_pattern"].diagonal(offset=-1, dim1=-2, dim2=-1)  # batch head query-1
+    head = int(prev.mean(dim=(0, 2)).argmax())
+    return head, _binned(prev[:, head], first_pos=1)
+
+
+def induction_by_position(model: TransformerBridge, batch: int = 32, seed: int = 4321) -> tuple[int, dict[str, float]]:
+    """The last-layer head with the highest induction score on BOS + x + x filling the context, and
+    its score per position bin of the query (queries in the second copy only)."""
+    seq_len = (model.cfg.n_ctx - 1) // 2
+    tokens = repeated_tokens(batch, seq_len, model.cfg.d_vocab, model.tokenizer.bos_token_id, seed=seed)
+    name = f"blocks.{model.cfg.n_layers - 1}.attn.hook_pattern"
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=name)
+    scores = cache[name].diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)[..., -seq_len:]  # batch head query
+    head = int(scores.mean(dim=(0, 2)).argmax())
+    return head, _binned(scores[:, head], first_pos=seq_len + 1)
+
+
+def _with_preamble(tok, text: str, preamble: list[int]) -> list[int]:
+    newline = tok.encode("\n", add_special_tokens=False)
+    return [tok.bos_token_id, *(preamble + newline if preamble else []), *tok.encode(text, add_special_tokens=False)]
+
+
+def ioi_by_preamble(model: TransformerBridge, stream: Int[torch.Tensor, " n"], split: ioi.Split = "heldout_templates",
+                    lengths: tuple[int, ...] = (0, 25, 50, 75, 100), n: int = 200, seed: int = 31
+                    ) -> dict[int, dict[str, float]]:
+    """IOI accuracy and mean logit difference with ``k`` tokens of ordinary held-out text (``stream``)
+    before each prompt, for each ``k`` in ``lengths``."""
+    tok = model.tokenizer
+    prompts = ioi.ioi_prompts(n, split, seed=seed)
+    io = torch.tensor([ioi.name_token_id(tok, p.io) for p in prompts])
+    s = torch.tensor([ioi.name_token_id(tok, p.s) for p in prompts])
+    starts = torch.linspace(0, len(stream) - max(lengths) - 1, n).long().tolist()
+    out = {}
+    for k in lengths:
+        rows = [_with_preamble(tok, p.text, stream[a : a + k].tolist()) for p, a in zip(prompts, starts)]
+        tokens, last = _right_pad(rows, tok.pad_token_id)
+        final = _last_logits(model, tokens, last)
+        diff = final[torch.arange(n), io] - final[torch.arange(n), s]
+        out[k] = {"accuracy": (diff > 0).float().mean().item(), "logit_diff": diff.mean().item(),
+                  "tokens": float(tokens.shape[1])}
+    return out
+
+
+def ternary_by_preamble(model: TransformerBridge, stream: Int[torch.Tensor, " n"], lengths: tuple[int, ...] = (0, 60, 110)
+                        ) -> dict[int, float]:
+    """Mean P(`` else``) at the end of held-out trusted ternaries (their last line only), with ``k``
+    tokens of unrelated held-out code (``stream``) before the line, for each ``k`` in ``lengths``."""
+    tok = model.tokenizer
+    else_id = tok.encode(" else", add_special_tokens=False)[0]
+    lines = [p.prefix.splitlines()[-1] for p in ternary.load_ternary_eval("trusted")]
+    starts = torch.linspace(0, len(stream) - max(lengths) - 1, len(lines)).long().tolist()
+    out = {}
+    for k in lengths:
+        rows = [_with_preamble(tok, line, stream[a : a + k].tolist())[-model.cfg.n_ctx :] for line, a in zip(lines, starts)]
+        tokens, last = _right_pad(rows, tok.pad_token_id)
+        out[k] = _last_logits(model, tokens, last).softmax(-1)[:, else_id].mean().item()
+    return out
+
+
+# Fact recall (facts-4l) -----------------------------------------------------------------------
+
+def _subject_span(tok, text: str, subject: str) -> tuple[int, int]:
+    """Token positions ``[start, stop)`` of the last mention of ``subject`` in BOS + ``text``."""
+    at = text.rindex(subject)
+    start = len(tok.encode(text[:at].rstrip(" "), add_special_tokens=False)) + 1 if at else 1
+    stop = len(tok.encode(text[: at + len(subject)], add_special_tokens=False)) + 1
+    return start, stop
+
+
+def _corrupted_subject(tok, prompt: recall.RecallPrompt, length: int) -> str | None:
+    """The prompt with its subject swapped for another subject of the same token length whose
+    answer differs (fixed choice per prompt), or None if there is none."""
+    table = recall.get_relation(prompt.relation).table
+    n_tokens = lambda s: len(tok.encode(" " + s, add_special_tokens=False))  # noqa: E731
+    others = [s for s in sorted(table) if table[s] != table[prompt.subject] and n_tokens(s) == length]
+    if not others:
+        return None
+    other = random.Random(prompt.text).choice(others)
+    at = prompt.text.rindex(prompt.subject)
+    return prompt.text[:at] + other + prompt.text[at + len(prompt.subject) :]
+
+
+@torch.no_grad()
+def recall_depth(model: TransformerBridge, prompts: list[recall.RecallPrompt]) -> dict[str, object]:
+    """Where in depth the answer appears, on ``prompts`` (one forward pass each):
+
+    - ``rank_by_layer``: median logit-lens rank of the answer at the last position, after the
+      embedding (index 0) and after each block;
+    - ``top1_depth``: median depth from which the answer is, and stays, the top token (index as above;
+      ``n_layers + 1`` if never);
+    - ``mlp_removal_nats``: mean drop of the answer's log-probability when one MLP's output is zeroed;
+    - ``mlp_dla_fraction``: each MLP's mean direct contribution to the answer's centred logit, as a
+      fraction of that logit;
+    - ``tracing``: causal tracing at the subject's last token — with the subject swapped for another
+      of the same length, restoring the clean ``resid_pre`` of block L there recovers this mean
+      fraction of the answer's probability (index L; the last entry restores ``resid_post`` of the
+      last block);
+    - ``top1``: accuracy.
+    """
+    tok, n_layers = model.tokenizer, model.cfg.n_layers
+    ranks, depths, top1 = [], [], []
+    removal = torch.zeros(n_layers)
+    dla = torch.zeros(n_layers)
+    tracing = torch.zeros(n_layers + 1)
+    n_traced = 0
+    resid_names = [f"blocks.{l}.hook_resid_pre" for l in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
+    for prompt in prompts:
+        tokens = torch.tensor([[tok.bos_token_id, *tok.encode(prompt.text, add_special_tokens=False)]])
+        answer = tok.encode(prompt.answer, add_special_tokens=False)[0]
+        logits, cache = model.run_with_cache(tokens)
+        final = logits[0, -1]
+        top1.append(int(final.argmax() == answer))
+        lens = cache.accumulated_resid(apply_ln=True, pos_slice=-1)[:, 0] @ model.W_U
+        rank = (lens > lens[:, answer : answer + 1]).sum(-1)
+        ranks.append(rank)
+        is_top = (rank == 0).tolist()
+        depth = n_layers + 1
+        while depth > 0 and is_top[depth - 1]:
+            depth -= 1
+        depths.append(depth)
+        log_p = final.log_softmax(-1)[answer]
+        scale = cache["ln_final.hook_scale"][0, -1]
+        direction = model.W_U[:, answer] - model.W_U.mean(-1)
+        centred = final[answer] - final.mean()
+        for layer in range(n_layers):
+            dla[layer] += (cache[f"blocks.{layer}.hook_mlp_out"][0, -1] / scale @ direction) / centred
+            ablated = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.hook_mlp_out", lambda x, hook: x * 0)])
+            removal[layer] += log_p - ablated[0, -1].log_softmax(-1)[answer]
+        start, stop = _subject_span(tok, prompt.text, prompt.subject)
+        corrupted_text = _corrupted_subject(tok, prompt, stop - start)
+        if corrupted_text is None:
+            continue
+        corrupted = torch.tensor([[tok.bos_token_id, *tok.encode(corrupted_text, add_special_tokens=False)]])
+        if corrupted.shape != tokens.shape:
+            continue
+        p_clean = final.softmax(-1)[answer]
+        p_corrupt = model(corrupted)[0, -1].softmax(-1)[answer]
+        if p_clean - p_corrupt < 0.1:
+            continue
+        for i, name in enumerate(resid_names):
+            clean = cache[name][0, stop - 1]
+
+            def restore(x, hook, clean=clean):
+                x[0, stop - 1] = clean
+                return x
+
+            p = model.run_with_hooks(corrupted, fwd_hooks=[(name, restore)])[0, -1].softmax(-1)[answer]
+            tracing[i] += (p - p_corrupt) / (p_clean - p_corrupt)
+        n_traced += 1
+    n = len(prompts)
+    return {
+        "top1": sum(top1) / n,
+        "rank_by_layer": torch.stack(ranks).float().median(0).values.tolist(),
+        "top1_depth": float(torch.tensor(depths).float().median()),
+        "mlp_removal_nats": (removal / n).tolist(),
+        "mlp_dla_fraction": (dla / n).tolist(),
+        "tracing": (tracing / max(n_traced, 1)).tolist(),
+        "n_traced": n_traced,
+    }
+
+
+def recall_metrics(model: TransformerBridge, stream: Int[torch.Tensor, " n"], max_prompts: int = 80) -> dict:
+    """facts-4l's card: top-1 per relation and held-out form, with a preamble of ordinary text, and
+    :func:`recall_depth` on the Q/A and bare forms (at most ``max_prompts`` each)."""
+    out: dict = {}
+    tok = model.tokenizer
+    for relation in recall.RELATIONS:
+        for form in ("qa_heldout", "qa", "bare"):
+            prompts = recall.eval_prompts(relation, form)
+            rows = [[tok.bos_token_id, *tok.encode(p.text, add_special_tokens=False)] for p in prompts]
+            tokens, last = _right_pad(rows, tok.pad_token_id)
+            answers = torch.tensor([tok.encode(p.answer, add_special_tokens=False)[0] for p in prompts])
+            out[f"{relation}_{form}_top1"] = (_last_logits(model, tokens, last).argmax(-1) == answers).float().mean().item()
+        prompts = recall.eval_prompts(relation, "qa")
+        starts = torch.linspace(0, len(stream) - 101, len(prompts)).long().tolist()
+        by_pre = {}
+        for k in (0, 50, 100):
+            rows = [_with_preamble(tok, p.text, stream[a : a + k].tolist()) for p, a in zip(prompts, starts)]
+            tokens, last = _right_pad(rows, tok.pad_token_id)
+            answers = torch.tensor([tok.encode(p.answer, add_special_tokens=False)[0] for p in prompts])
+            by_pre[k] = (_last_logits(model, tokens, last).argmax(-1) == answers).float().mean().item()
+        out[f"{relation}_qa_top1_by_preamble_tokens"] = by_pre
+        for form in ("qa", "bare"):
+            prompts = recall.eval_prompts(relation, form)[:max_prompts]
+            out[f"{relation}_{form}_depth"] = recall_depth(model, prompts)
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -11,8 +12,8 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import PreTrainedTokenizerFast
 
-from course_utils.zoo import batches, corpus, evaluate
-from course_utils.zoo.train import Batch
+from course_utils.zoo import batches, corpus, evaluate, ioi_circuit
+from course_utils.zoo.train import Batch, TrainLog, train
 
 HELDOUT_PLAY = "the-tempest"
 """Shakespeare play never trained on (used to measure held-out loss)."""
@@ -28,11 +29,14 @@ class Streams:
     shakespeare_heldout: Int[torch.Tensor, " n"]
     english: Int[torch.Tensor, " n"]
     english_heldout: Int[torch.Tensor, " n"]
+    stories: Int[torch.Tensor, " n"]
+    """Ordinary text for preambles: two short stories per document."""
+    stories_heldout: Int[torch.Tensor, " n"]
 
 
 def build_streams(tokenizer: PreTrainedTokenizerFast) -> Streams:
     """Tokenize every corpus once (about half a minute on 2 cores)."""
-    steps = tqdm(total=4, desc="tokenizing corpora")
+    steps = tqdm(total=5, desc="tokenizing corpora")
     code = batches.tokenize_documents(corpus.read_code("train"), tokenizer)
     code_heldout = batches.tokenize_documents(corpus.read_code("heldout"), tokenizer)
     steps.update()
@@ -45,9 +49,40 @@ def build_streams(tokenizer: PreTrainedTokenizerFast) -> Streams:
     english_heldout = batches.tokenize_documents(
         ["\n".join(corpus.generated_english(8, seed=10**6 + i)) for i in range(100)], tokenizer
     )
+    stories = batches.tokenize_documents([_two_stories(i) for i in range(3000)], tokenizer)
+    stories_heldout = batches.tokenize_documents([_two_stories(10**6 + i) for i in range(200)], tokenizer)
     steps.update()
     steps.close()
-    return Streams(code, code_heldout, shakespeare, shakespeare_heldout, english, english_heldout)
+    return Streams(code, code_heldout, shakespeare, shakespeare_heldout, english, english_heldout, stories,
+                   stories_heldout)
+
+
+def build_heldout_streams(tokenizer: PreTrainedTokenizerFast) -> Streams:
+    """Only the held-out streams (what the evaluations read); training streams are empty."""
+    empty = torch.zeros(0, dtype=torch.long)
+    plays = corpus.shakespeare_plays()
+    return Streams(
+        empty, batches.tokenize_documents(corpus.read_code("heldout"), tokenizer),
+        empty, batches.tokenize_documents([plays[HELDOUT_PLAY]], tokenizer),
+        empty, batches.tokenize_documents(["\n".join(corpus.generated_english(8, seed=10**6 + i)) for i in range(100)],
+                                          tokenizer),
+        empty, batches.tokenize_documents([_two_stories(10**6 + i) for i in range(200)], tokenizer),
+    )
+
+
+def _two_stories(seed: int) -> str:
+    return f"{corpus.simple_story(random.Random(seed))} {corpus.simple_story(random.Random(10**5 + seed))}"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One training run with its own AdamW optimizer and learning-rate schedule."""
+
+    steps: int
+    lr: float
+    warmup: int
+    make_batches: Callable[[Streams, PreTrainedTokenizerFast, dict], Iterator[Batch]]
+    """``(streams, tokenizer, config) -> batches``."""
 
 
 @dataclass(frozen=True)
@@ -56,15 +91,30 @@ class Recipe:
 
     name: str
     config: dict
-    steps: int
-    lr: float
-    warmup: int
+    phases: tuple[Phase, ...]
     data: str
     """Markdown description of the data mix and objective, for the model card."""
-    make_batches: Callable[[Streams, PreTrainedTokenizerFast, "Recipe"], Iterator[Batch]]
     evaluate: Callable[[TransformerBridge, Streams], dict]
     tie_embeddings: bool = False
     """Train with ``W_U = W_E.T`` (see :func:`course_utils.zoo.train.tie_embeddings`)."""
+
+    @property
+    def steps(self) -> int:
+        return sum(phase.steps for phase in self.phases)
+
+    def fit(self, model: TransformerBridge, streams: Streams, tokenizer: PreTrainedTokenizerFast,
+            steps_scale: float = 1.0) -> TrainLog:
+        """Train ``model`` through every phase (steps scaled by ``steps_scale``); one merged log."""
+        log = TrainLog()
+        for i, phase in enumerate(self.phases):
+            steps = max(1, round(phase.steps * steps_scale))
+            part = train(model, phase.make_batches(streams, tokenizer, self.config), steps, phase.lr,
+                         warmup=min(phase.warmup, steps), desc=f"{self.name} ({i + 1}/{len(self.phases)})")
+            log.steps += part.steps
+            log.tokens += part.tokens
+            log.seconds += part.seconds
+            log.losses += part.losses
+        return log
 
 
 def _base_config(**overrides: object) -> dict:
@@ -90,14 +140,15 @@ INDUCTION_WARMUP_STEPS = 1400
 """attn-only-2l's first stage: periodic random-token rows only, until the induction heads form."""
 
 
-def _batches_2l(streams: Streams, tok: PreTrainedTokenizerFast, recipe: Recipe) -> Iterator[Batch]:
-    n_ctx, d_vocab, bos = recipe.config["n_ctx"], recipe.config["d_vocab"], tok.bos_token_id
+def _batches_2l(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) -> Iterator[Batch]:
+    n_ctx, d_vocab, bos = config["n_ctx"], config["d_vocab"], tok.bos_token_id
     periodic = batches.periodic_batches(d_vocab, bos, 16, n_ctx, seed=1, min_period=5, max_period=60)
     mixed = batches.mix(
         [periodic,
+         batches.periodic_batches(d_vocab, bos, 16, n_ctx, seed=5, min_period=5, max_period=30, max_offset=64),
          batches.copy_batches(d_vocab, bos, 16, n_ctx, seed=4, n_copies=4),
          batches.lm_batches(streams.code, 16, n_ctx, bos, seed=2)],
-        [0.4, 0.2, 0.4],
+        [0.2, 0.2, 0.2, 0.4],
         seed=3,
     )
     return batches.chain([(periodic, INDUCTION_WARMUP_STEPS), (mixed, 0)])
@@ -105,6 +156,8 @@ def _batches_2l(streams: Streams, tok: PreTrainedTokenizerFast, recipe: Recipe) 
 
 def _evaluate_2l(model: TransformerBridge, streams: Streams) -> dict:
     scores = evaluate.induction_scores(model, seq_len=50, batch=64, seed=1234)
+    prev_head, prev_by_pos = evaluate.previous_token_by_position(model, streams.code_heldout)
+    induction_head, induction_by_pos = evaluate.induction_by_position(model)
     return {
         "induction_score_by_head": scores.induction.tolist(),
         "previous_token_score_by_head": scores.previous_token.tolist(),
@@ -112,6 +165,10 @@ def _evaluate_2l(model: TransformerBridge, streams: Streams) -> dict:
         "best_layer0_previous_token": scores.previous_token[0].max().item(),
         "first_repeat_loss": scores.first_half_loss,
         "second_repeat_loss": scores.second_half_loss,
+        "previous_token_head": prev_head,
+        "previous_token_by_position": prev_by_pos,
+        "induction_head": induction_head,
+        "induction_by_position": induction_by_pos,
         **_lm_losses(model, streams),
     }
 
@@ -119,22 +176,23 @@ def _evaluate_2l(model: TransformerBridge, streams: Streams) -> dict:
 ATTN_ONLY_2L = Recipe(
     name="attn-only-2l",
     config=_base_config(n_layers=2, d_model=64, n_heads=4, d_head=16),
-    steps=2400,
-    lr=3e-3,
-    warmup=50,
+    phases=(Phase(steps=2800, lr=3e-3, warmup=50, make_batches=_batches_2l),),
     data=(
-        "Batches of 16 x 128 tokens. Steps 1-1400: only (a) periodic random-token sequences (BOS + a "
-        "block of 5-60 uniform tokens repeated to fill the row: the period varies, so only content-based "
-        "copying predicts the repeats). Then each batch is drawn with probability 0.4 from (a), 0.2 from "
-        "(b) random-token sequences in which 4 segments of random length 8-32 are copied to random later "
-        "positions, and 0.4 from (c) Python source (standard library, torch, transformers; random "
-        "windows). Objective: plain next-token "
+        f"Batches of 16 x 128 tokens. Steps 1-{INDUCTION_WARMUP_STEPS}: only (a) periodic random-token "
+        "sequences (BOS + a block of 5-60 uniform tokens repeated to fill the row: the period varies, so "
+        "only content-based copying predicts the repeats). Then each batch is drawn with probability 0.2 "
+        "from (a), 0.2 from (b) the same with 0-64 unrelated random tokens before a block of 5-30 tokens "
+        "(so the repeats also start late in the row), 0.2 from (c) random-token sequences in which 4 "
+        "segments of random length 8-32 are copied to random later positions, and 0.4 from (d) Python "
+        "source (standard library, torch, transformers; random windows). Objective: plain next-token "
         "cross-entropy on every position. The unembedding is tied to the embedding during training "
         "(W_U = W_E^T, as in GPT-2); with untied random matrices and 4096 tokens no induction head formed "
-        "within the CPU budget (best layer-1 induction score 0.01 after 500-1500 steps). The checkpoint "
-        "stores both matrices, equal."
+        "within the CPU budget (best layer-1 induction score 0.01 after 500-1500 steps). Without (b) the "
+        "heads worked only in the first ~60 positions: with periods of at most 60 every later position is "
+        "already predicted once induction works, so late positional embeddings got little gradient and "
+        "decayed (previous-token score 0.99 before position 48, 0.02 after 64). The checkpoint stores both "
+        "matrices, equal."
     ),
-    make_batches=_batches_2l,
     evaluate=_evaluate_2l,
     tie_embeddings=True,
 )
@@ -142,35 +200,36 @@ ATTN_ONLY_2L = Recipe(
 
 # attn-only-1l ---------------------------------------------------------------------------------
 
-def _batches_1l(streams: Streams, tok: PreTrainedTokenizerFast, recipe: Recipe) -> Iterator[Batch]:
-    n_ctx, bos = recipe.config["n_ctx"], tok.bos_token_id
+def _batches_1l(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) -> Iterator[Batch]:
+    n_ctx, bos = config["n_ctx"], tok.bos_token_id
     elses = batches.ternary_else_positions(streams.code, tok)
     return batches.mix(
         [batches.lm_batches(streams.code, 16, n_ctx, bos, seed=11),
-         batches.ternary_batches(streams.code, elses, 16, n_ctx, bos, seed=12)],
-        [0.5, 0.5],
+         batches.ternary_batches(streams.code, elses, 16, n_ctx, bos, seed=12),
+         batches.ternary_batches(streams.code, elses, 16, n_ctx, bos, seed=14, min_where=n_ctx - 32)],
+        [0.4, 0.4, 0.2],
         seed=13,
     )
 
 
 def _evaluate_1l(model: TransformerBridge, streams: Streams) -> dict:
-    return {**evaluate.ternary_metrics(model), **_lm_losses(model, streams)}
+    by_preamble = evaluate.ternary_by_preamble(model, streams.code_heldout)
+    return {**evaluate.ternary_metrics(model), "p_else_by_preamble_tokens": by_preamble, **_lm_losses(model, streams)}
 
 
 ATTN_ONLY_1L = Recipe(
     name="attn-only-1l",
     config=_base_config(n_layers=1, d_model=128, n_heads=8, d_head=16),
-    steps=600,
-    lr=3e-3,
-    warmup=50,
+    phases=(Phase(steps=1200, lr=3e-3, warmup=50, make_batches=_batches_1l),),
     data=(
         "Python source only (standard library, torch, transformers; 1 file in 10 held out). Batches of "
-        "16 x 128 tokens, drawn with probability 1/2 each from: (a) random windows of the code stream and "
+        "16 x 128 tokens, drawn with probability 0.4 each from: (a) random windows of the code stream and "
         "(b) windows that contain the ` else` of a one-line ternary `X if C else Y` at a uniformly random "
-        "position (so the model cannot learn a position). Objective: plain next-token cross-entropy on "
+        "position (so the model cannot learn a position), and with probability 0.2 from (c) windows whose "
+        "ternary ` else` lies in the last 32 positions (after ~100 tokens of other code, where one head "
+        "must still find the ` if` among many tokens). Objective: plain next-token cross-entropy on "
         "every position."
     ),
-    make_batches=_batches_1l,
     evaluate=_evaluate_1l,
 )
 
@@ -188,9 +247,9 @@ GELU_IOI_STEPS = 600
 """gelu-4l's second stage: IOI prompts only, until the name-moving circuit forms."""
 
 
-def _batches_4l(streams: Streams, tok: PreTrainedTokenizerFast, recipe: Recipe) -> Iterator[Batch]:
+def _batches_4l(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) -> Iterator[Batch]:
     bos, seq = tok.bos_token_id, 64
-    periodic = batches.periodic_batches(recipe.config["d_vocab"], bos, 16, seq, seed=20, min_period=5, max_period=30)
+    periodic = batches.periodic_batches(config["d_vocab"], bos, 16, seq, seed=20, min_period=5, max_period=30)
     ioi_prompts = batches.ioi_batches(tok, 64, IOI_ANSWER_WEIGHT, seed=21, context_weight=IOI_CONTEXT_WEIGHT)
     mixed = batches.mix(
         [ioi_prompts,
@@ -204,6 +263,20 @@ def _batches_4l(streams: Streams, tok: PreTrainedTokenizerFast, recipe: Recipe) 
     return batches.chain([(periodic, GELU_WARMUP_STEPS), (ioi_prompts, GELU_IOI_STEPS), (mixed, 0)])
 
 
+def _batches_4l_long(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) -> Iterator[Batch]:
+    bos, seq = tok.bos_token_id, config["n_ctx"]
+    return batches.mix(
+        [batches.ioi_batches(tok, 32, IOI_ANSWER_WEIGHT, seed=27, context_weight=IOI_CONTEXT_WEIGHT,
+                             three_name_fraction=0.4, preambles=(streams.stories, streams.shakespeare),
+                             preamble_skip=0.2, seq_len=seq),
+         batches.lm_batches(streams.stories, 16, seq, bos, seed=28),
+         batches.lm_batches(streams.shakespeare, 16, seq, bos, seed=29),
+         batches.lm_batches(streams.code, 16, seq, bos, seed=30)],
+        [0.7, 0.1, 0.1, 0.1],
+        seed=31,
+    )
+
+
 def _evaluate_4l(model: TransformerBridge, streams: Streams) -> dict:
     out: dict = {}
     for split in ("train", "heldout_pairs", "heldout_templates", "heldout"):
@@ -212,19 +285,20 @@ def _evaluate_4l(model: TransformerBridge, streams: Streams) -> dict:
     for relation in ("capital", "language"):
         metrics = evaluate.fact_metrics(model, relation)
         out[f"facts_{relation}_top1"] = metrics["top1"]
-        out[f"facts_{relation}_rank_by_layer"] = metrics["rank_by_layer"]
+    out["ioi_by_preamble_tokens"] = evaluate.ioi_by_preamble(model, streams.stories_heldout)
+    out["ioi_circuit"] = ioi_circuit.describe(model)
     return {**out, **_lm_losses(model, streams)}
 
 
 GELU_4L = Recipe(
     name="gelu-4l",
     config=_base_config(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, attn_only=False),
-    steps=2400,
-    lr=3e-3,
-    warmup=100,
+    phases=(Phase(steps=2400, lr=3e-3, warmup=100, make_batches=_batches_4l),
+            Phase(steps=900, lr=1e-3, warmup=50, make_batches=_batches_4l_long)),
     data=(
-        f"Three stages. Steps 1-{GELU_WARMUP_STEPS}: periodic random-token rows only (16 x 64: BOS + a "
-        "block of 5-30 uniform tokens repeated), so attention learns to find earlier copies of a token. "
+        f"Two phases. Phase 1 (2400 steps, peak learning rate 3e-3) has three stages. Steps 1-{GELU_WARMUP_STEPS}: "
+        "periodic random-token rows only (16 x 64: BOS + a block of 5-30 uniform tokens repeated), so "
+        "attention learns to find earlier copies of a token. "
         f"Steps {GELU_WARMUP_STEPS + 1}-{GELU_WARMUP_STEPS + GELU_IOI_STEPS}: IOI prompts only (64 per "
         "batch, TRAINING name pairs only, half from the 16 training templates and half built from random "
         "phrase parts: optional scene sentence, intro, one of 20 opening clauses (active and passive), "
@@ -234,16 +308,64 @@ GELU_4L = Recipe(
         f"(p=0.15; 16 prompts with 0-3 solved Q/A lines, answer weight {FACT_ANSWER_WEIGHT:g}, 1 "
         f"elsewhere), and 16 x 64-token windows of Shakespeare (p=0.1, all plays but {HELDOUT_PLAY}), "
         "Python source (p=0.05) and generated English (p=0.1: short stories, IOI sentences of training "
-        "pairs/templates, factual statements and Q/A lines) with plain next-token loss. The unembedding "
-        "is tied to the embedding during training (W_U = W_E^T): with untied matrices the model stayed "
-        "at chance on IOI (train accuracy 0.50 after 1000 steps, or 600 warmup + 600 IOI steps), since "
-        "moving a name to the output first needs W_E and W_U aligned name by name. Without the IOI-only "
-        "stage the circuit had not formed 1000 steps into the mix."
+        "pairs/templates, factual statements and Q/A lines) with plain next-token loss. "
+        "Phase 2 (900 steps, a fresh optimizer, peak learning rate 1e-3) uses the whole 128-token context: "
+        "IOI prompts (p=0.7; 32 per batch, as above, 40 % of them with three names of which two act again, "
+        "\"A, B and C met at the bank. C and A gave a cup to\" -> B; 80 % preceded by 1-100 tokens of short "
+        "stories or Shakespeare, which name other people) and 16 x 128-token windows of stories, Shakespeare "
+        "and code (p=0.1 each). Before phase 2, IOI accuracy fell to chance after two sentences of ordinary "
+        "text (0.43 with a 109-token prompt). The unembedding is tied to the embedding during training "
+        "(W_U = W_E^T): with untied matrices the model stayed at chance on IOI (train accuracy 0.50 after "
+        "1000 steps), since moving a name to the output first needs W_E and W_U aligned name by name. "
+        "Without the IOI-only stage the circuit had not formed 1000 steps into the mix."
     ),
-    make_batches=_batches_4l,
     evaluate=_evaluate_4l,
     tie_embeddings=True,
 )
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (ATTN_ONLY_2L, ATTN_ONLY_1L, GELU_4L)}
+
+# facts-4l -------------------------------------------------------------------------------------
+
+RECALL_ANSWER_WEIGHT = 10.0
+
+
+def _batches_facts(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) -> Iterator[Batch]:
+    seq, bos = config["n_ctx"], tok.bos_token_id
+    return batches.mix(
+        [batches.recall_batches(tok, (streams.stories, streams.shakespeare), 16, seq, RECALL_ANSWER_WEIGHT, seed=41),
+         batches.lm_batches(streams.stories, 16, seq, bos, seed=42),
+         batches.lm_batches(streams.shakespeare, 16, seq, bos, seed=43)],
+        [0.8, 0.1, 0.1],
+        seed=44,
+    )
+
+
+def _evaluate_facts(model: TransformerBridge, streams: Streams) -> dict:
+    return {**evaluate.recall_metrics(model, streams.stories_heldout), **_lm_losses(model, streams)}
+
+
+FACTS_4L = Recipe(
+    name="facts-4l",
+    config=_base_config(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, attn_only=False),
+    phases=(Phase(steps=1600, lr=3e-3, warmup=100, make_batches=_batches_facts),),
+    data=(
+        "A model of its own for chapter 02 (early decoding), so that fact recall is not shaped by the IOI "
+        "curriculum of gelu-4l and its story can be told alone. The fact world (`course_utils.tasks.recall`): "
+        "40 real countries -> capital, 30 -> language, and 640 invented two-word towns (3-7 tokens each, "
+        "every word shared by many towns) -> the country they lie in. Batches of 16 x 128 tokens: with "
+        "p=0.8, rows of BOS + (70 %: 1-60 tokens of short stories or Shakespeare + newline) + fact lines "
+        "until the row is full; each line is a statement in one of 5-6 phrasings (60 %) or a Q/A prompt with "
+        "0-3 solved shots (30 % of them about invented subjects with invented, often multi-token answers) "
+        "(40 %); answer tokens weigh "
+        f"{RECALL_ANSWER_WEIGHT:g}, other tokens 1. With p=0.1 each, plain windows of stories and Shakespeare. "
+        "Held out of training: the bare statement form of every relation (\"The capital of Poland is\"), "
+        "and the Q/A form for a quarter of the subjects of each relation. A first version with 160 towns "
+        "resolved every answer in block 0 (MLP 0 alone); with 480 towns the answer rose over blocks 0-2. "
+        "Tied embeddings (W_U = W_E^T) as in the other course models."
+    ),
+    evaluate=_evaluate_facts,
+    tie_embeddings=True,
+)
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (ATTN_ONLY_2L, ATTN_ONLY_1L, GELU_4L, FACTS_4L)}
 """In delivery order."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -20,29 +21,76 @@ class Check:
         return {"<": operator.lt, ">=": operator.ge, ">": operator.gt}[self.op](self.value, self.limit)
 
 
+def _attn_only_2l(m: dict) -> list[Check]:
+    out = [
+        Check("best layer-1 induction score", m["best_layer1_induction"], ">=", 0.6),
+        Check("best layer-0 previous-token score", m["best_layer0_previous_token"], ">=", 0.4),
+        Check("second-repeat loss / first-repeat loss", m["second_repeat_loss"] / m["first_repeat_loss"], "<", 0.5),
+    ]
+    out += [Check(f"previous-token head on held-out code, positions {b}", v, ">=", 0.9)
+            for b, v in m["previous_token_by_position"].items()]
+    out += [Check(f"induction head on a repeat filling the context, queries {b}", v, ">=", 0.8)
+            for b, v in m["induction_by_position"].items()]
+    return out
+
+
+def _attn_only_1l(m: dict) -> list[Check]:
+    by_pre = {int(k): v for k, v in m["p_else_by_preamble_tokens"].items()}
+    base = by_pre[0]
+    return [
+        Check("P(else) on trusted prefixes > P(else) at random positions",
+              m["trusted_p_else"] - m["random_position_p_else"], ">", 0.0),
+        Check("P(else) drops when ` if` is replaced (trusted)",
+              m["trusted_p_else"] - m["trusted_p_else_if_replaced"], ">", 0.0),
+        *[Check(f"P(else) after {k} tokens of other code / without", v / base, ">=", 0.5)
+          for k, v in by_pre.items() if k],
+    ]
+
+
+def _gelu_4l(m: dict) -> list[Check]:
+    out = []
+    for split in ("heldout_pairs", "heldout_templates", "heldout"):
+        out.append(Check(f"IOI accuracy, {split}", m[f"ioi_{split}_accuracy"], ">=", 0.9))
+        out.append(Check(f"IOI mean logit diff IO-S, {split}", m[f"ioi_{split}_logit_diff"], ">=", 2.0))
+    for k, v in m["ioi_by_preamble_tokens"].items():
+        out.append(Check(f"IOI accuracy, held-out templates after {k} tokens of stories", v["accuracy"], ">=", 0.9))
+        out.append(Check(f"IOI logit diff, held-out templates after {k} tokens of stories", v["logit_diff"], ">=", 2.0))
+    for relation in ("capital", "language"):
+        out.append(Check(f"fact recall top-1, {relation}", m[f"facts_{relation}_top1"], ">=", 0.9))
+    circuit = m["ioi_circuit"]
+    out.append(Check("IOI circuit alone (other heads mean-ablated) keeps this share of the logit diff",
+                     circuit["faithfulness"], ">=", 0.8))
+    for role in ("other-name", "mover from S2"):
+        out.append(Check(f"mean-ablating the {role} heads removes this share of the logit diff",
+                         circuit.get(f"removed_by_{role}", 0.0), ">=", 0.5))
+    return out
+
+
+def _facts_4l(m: dict) -> list[Check]:
+    out = [Check("bare statement top-1 (\"The capital of Poland is\")", m["capital_bare_top1"], ">=", 0.8)]
+    for relation in ("capital", "language", "country"):
+        out.append(Check(f"{relation}: few-shot Q/A top-1, any shots", m[f"{relation}_qa_top1"], ">=", 0.9))
+        out.append(Check(f"{relation}: Q/A top-1, subjects never asked in training", m[f"{relation}_qa_heldout_top1"],
+                         ">=", 0.9))
+        pre = m[f"{relation}_qa_top1_by_preamble_tokens"]
+        out.append(Check(f"{relation}: Q/A top-1 after 100 tokens of stories", pre[100] if 100 in pre else pre["100"],
+                         ">=", 0.9))
+    depth = m["country_qa_depth"]
+    out.append(Check("towns (Q/A): median depth where the answer becomes top-1", depth["top1_depth"], ">=", 2))
+    return out
+
+
+CHECKS: dict[str, Callable[[dict], list[Check]]] = {
+    "attn-only-2l": _attn_only_2l,
+    "attn-only-1l": _attn_only_1l,
+    "gelu-4l": _gelu_4l,
+    "facts-4l": _facts_4l,
+}
+"""Each course model's checks, by name (the same names as the recipes)."""
+
+
 def checks_for(name: str, m: dict) -> list[Check]:
     """Checks of the figures in ``m`` (from the recipe's evaluation) for model ``name``."""
-    if name == "attn-only-2l":
-        return [
-            Check("best layer-1 induction score", m["best_layer1_induction"], ">=", 0.6),
-            Check("best layer-0 previous-token score", m["best_layer0_previous_token"], ">=", 0.4),
-            Check("second-repeat loss / first-repeat loss", m["second_repeat_loss"] / m["first_repeat_loss"], "<", 0.5),
-        ]
-    if name == "attn-only-1l":
-        return [
-            Check("P(else) on trusted prefixes > P(else) at random positions",
-                  m["trusted_p_else"] - m["random_position_p_else"], ">", 0.0),
-            Check("P(else) drops when ` if` is replaced (trusted)",
-                  m["trusted_p_else"] - m["trusted_p_else_if_replaced"], ">", 0.0),
-        ]
-    if name == "gelu-4l":
-        out = []
-        for split in ("heldout_pairs", "heldout_templates", "heldout"):
-            out.append(Check(f"IOI accuracy, {split}", m[f"ioi_{split}_accuracy"], ">=", 0.9))
-            out.append(Check(f"IOI mean logit diff IO-S, {split}", m[f"ioi_{split}_logit_diff"], ">=", 2.0))
-        for relation in ("capital", "language"):
-            out.append(Check(f"fact recall top-1, {relation}", m[f"facts_{relation}_top1"], ">=", 0.9))
-            ranks = m[f"facts_{relation}_rank_by_layer"]
-            out.append(Check(f"logit-lens rank falls with depth, {relation} (final - embed)", ranks[-1] - ranks[0], "<", 0.0))
-        return out
-    raise ValueError(f"no checks defined for {name!r}")
+    if name not in CHECKS:
+        raise ValueError(f"no checks defined for {name!r}; models with checks: {', '.join(CHECKS)}")
+    return CHECKS[name](m)
