@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +44,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every recipe's steps (for quick smoke runs; cards record the real count)")
     parser.add_argument("--out", type=Path, help="folder to write into (default models/; with --verify a temporary one)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="train models side by side in this many processes (default 2; each uses --threads)")
     parser.add_argument("--verify", action="store_true",
                         help="retrain, compare every retrained file with the shipped one, exit 1 on any difference")
     return parser.parse_args(argv)
@@ -53,8 +56,8 @@ def retrain(names: list[str], out: Path, threads: int, steps_scale: float, reuse
     out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     if reuse_tokenizer:
-        tokenizer = checkpoint.load_tokenizer()
-        if out.resolve() != checkpoint.MODELS_DIR.resolve():
+        tokenizer = checkpoint.load_tokenizer(out if (out / checkpoint.TOKENIZER_DIR).is_dir() else checkpoint.MODELS_DIR)
+        if not (out / checkpoint.TOKENIZER_DIR).is_dir():
             checkpoint.save_tokenizer(tokenizer, out)  # a complete models folder: load_checkpoint(models_dir=out)
     else:
         checkpoint.save_tokenizer(train_tokenizer(), out)
@@ -85,6 +88,40 @@ def retrain(names: list[str], out: Path, threads: int, steps_scale: float, reuse
             print(f"  [{'PASS' if check.passed else 'FAIL'}] {check.description}: {check.value:.4g} "
                   f"(required {check.op} {check.limit:g})")
         failed += [f"{name}: {c.description}" for c in checks if not c.passed]
+    return written, failed
+
+
+def _groups(names: list[str], jobs: int) -> list[list[str]]:
+    """Split models into ``jobs`` groups of similar total training steps (longest first)."""
+    groups: list[list[str]] = [[] for _ in range(min(jobs, len(names)))]
+    cost = [0] * len(groups)
+    for name in sorted(names, key=lambda n: -RECIPES[n].cost):
+        i = cost.index(min(cost))
+        groups[i].append(name)
+        cost[i] += RECIPES[name].cost
+    return [sorted(g, key=names.index) for g in groups if g]
+
+
+def retrain_in_parallel(names: list[str], out: Path, args: argparse.Namespace, reuse_tokenizer: bool
+                        ) -> tuple[list[str], list[str]]:
+    """The tokenizer first (unless reused), then one ``--only`` process per group of models, side by
+    side; each writes into ``out`` (the manifest is locked) and its checks' verdict is its exit code."""
+    written: list[str] = []
+    if not reuse_tokenizer:
+        checkpoint.save_tokenizer(train_tokenizer(), out)
+        written += sorted(k for k in checkpoint.read_manifest(out) if k.startswith(checkpoint.TOKENIZER_DIR + "/"))
+    groups = _groups(names, args.jobs)
+    print(f"training side by side: {' | '.join(', '.join(g) for g in groups)}", flush=True)
+    procs = []
+    for group in groups:
+        cmd = [sys.executable, "-m", "course_utils.zoo", "--out", str(out), "--threads", str(args.threads),
+               "--steps-scale", str(args.steps_scale), "--jobs", "1"]
+        procs.append((group, subprocess.Popen(cmd + [a for n in group for a in ("--only", n)])))
+    failed = [f"{', '.join(group)}: a check failed or the run stopped" for group, p in procs if p.wait() != 0]
+    for group in groups:
+        written += [f"{name}/{f}" for name in group for f in ("config.json", "model.safetensors", "MODEL_CARD.md")]
+        if "attn-only-1l" in group:
+            written.append(ternary.EVAL_FILE.name)
     return written, failed
 
 
@@ -140,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="zoo-verify-") as tmp:
         out = args.out or (Path(tmp) if args.verify else checkpoint.MODELS_DIR)
         try:
-            written, failed = retrain(names, out, args.threads, args.steps_scale, reuse_tokenizer=bool(args.only))
+            if args.jobs > 1 and len(names) > 1:
+                written, failed = retrain_in_parallel(names, out, args, reuse_tokenizer=bool(args.only))
+            else:
+                written, failed = retrain(names, out, args.threads, args.steps_scale, reuse_tokenizer=bool(args.only))
         except (corpus.CorpusError, checkpoint.CheckpointError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1

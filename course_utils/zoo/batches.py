@@ -188,7 +188,7 @@ def recall_batches(
     tokenizer: PreTrainedTokenizerFast, preambles: Sequence[Stream], batch: int, seq_len: int,
     answer_weight: float, seed: int, qa_fraction: float = 0.4,
 ) -> Iterator[Batch]:
-    """Rows of BOS + (0-60 tokens of ordinary text + newline) + fact lines of the ``facts-4l`` world
+    """Rows of BOS + (1-64 tokens of ordinary text + newline, 70 % of rows) + fact lines of the ``facts-4l`` world
     (:mod:`course_utils.tasks.recall`: statements, and Q/A lines for subjects that are not held out),
     one per line until the row is full. Answer tokens weigh ``answer_weight``, other tokens 1."""
     rng = random.Random(seed)
@@ -196,7 +196,7 @@ def recall_batches(
     while True:
         rows, weights = [], []
         for _ in range(batch):
-            pre = preamble_tokens(rng, preambles, 60, skip=0.3)
+            pre = preamble_tokens(rng, preambles, 100, skip=0.3)[: seq_len // 2]
             row = [tokenizer.bos_token_id, *(pre + newline if pre else [])]
             weight = [1.0] * len(row)
             while True:

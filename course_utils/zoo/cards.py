@@ -18,7 +18,7 @@ def _fmt(value: object) -> str:
 
 
 def _table(header: list[str], rows: list[list[object]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
+    return ["| " + " | ".join(str(h) for h in header) + " |", "|" + " --- |" * len(header),
             *["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows], ""]
 
 

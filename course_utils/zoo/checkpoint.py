@@ -13,6 +13,7 @@ Layout::
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import subprocess
@@ -86,12 +87,14 @@ def read_manifest(models_dir: Path = MODELS_DIR) -> dict[str, str]:
 
 def record_files(relative_paths: list[str], models_dir: Path = MODELS_DIR) -> None:
     """Hash the given files (relative to ``models_dir``) into the manifest, dropping entries whose
-    file no longer exists."""
-    manifest = {k: v for k, v in read_manifest(models_dir).items() if (models_dir / k).is_file()}
-    for rel in relative_paths:
-        manifest[rel] = sha256_file(models_dir / rel)
-    text = json.dumps({"files": dict(sorted(manifest.items()))}, indent=2) + "\n"
-    (models_dir / MANIFEST).write_text(text)
+    file no longer exists. Safe when several zoo processes write one folder (a file lock)."""
+    with open(models_dir / ".manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = {k: v for k, v in read_manifest(models_dir).items() if (models_dir / k).is_file()}
+        for rel in relative_paths:
+            manifest[rel] = sha256_file(models_dir / rel)
+        text = json.dumps({"files": dict(sorted(manifest.items()))}, indent=2) + "\n"
+        (models_dir / MANIFEST).write_text(text)
 
 
 def verify(relative_path: str, models_dir: Path = MODELS_DIR) -> Path:

@@ -8,7 +8,7 @@ CPU vendor and model; ``MKL_CBWR=COMPATIBLE`` is the only code branch MKL reprod
 AMD CPUs alike (it also changes the weights). Training amplifies any last-bit difference.
 
 These variables act only if set before torch is imported, so ``python -m course_utils.zoo``
-restarts itself with them (:func:`reexec_pinned`). The thread count (2) is part of the pin: MKL
+restarts itself with them (:func:`reexec_pinned`). The thread count (1) is part of the pin: MKL
 reproduces its results only for a fixed number of threads, and parallel reductions split by thread.
 """
 
@@ -26,8 +26,9 @@ PINNED_ENV: dict[str, str] = {
     "OMP_DYNAMIC": "FALSE",
     "PYTHONHASHSEED": "0",  # set and dict order of strings
 }
-THREADS = 2
-"""Torch CPU threads of a reproducible run (the shipped files were trained with 2)."""
+THREADS = 1
+"""Torch CPU threads of a reproducible run (the shipped files were trained with 1 each; ``--jobs`` trains
+models side by side in separate processes instead)."""
 
 
 def is_pinned(env: Mapping[str, str] = os.environ) -> bool:

@@ -190,9 +190,11 @@ def induction_by_position(model: TransformerBridge, batch: int = 32, seed: int =
     return head, _binned(scores[:, head], first_pos=seq_len + 1)
 
 
-def _with_preamble(tok, text: str, preamble: list[int]) -> list[int]:
-    newline = tok.encode("\n", add_special_tokens=False)
-    return [tok.bos_token_id, *(preamble + newline if preamble else []), *tok.encode(text, add_special_tokens=False)]
+def _with_preamble(tok, text: str, preamble: list[int], n_ctx: int = 128) -> list[int]:
+    """BOS + preamble + newline + text, the preamble cut (from its start) to fit ``n_ctx`` tokens."""
+    body = tok.encode(text, add_special_tokens=False)
+    preamble = preamble[max(0, len(preamble) - (n_ctx - 2 - len(body))) :]
+    return [tok.bos_token_id, *(preamble + tok.encode("\n", add_special_tokens=False) if preamble else []), *body]
 
 
 def ioi_by_preamble(model: TransformerBridge, stream: Int[torch.Tensor, " n"], split: ioi.Split = "heldout_templates",
@@ -226,7 +228,7 @@ def ternary_by_preamble(model: TransformerBridge, stream: Int[torch.Tensor, " n"
     starts = torch.linspace(0, len(stream) - max(lengths) - 1, len(lines)).long().tolist()
     out = {}
     for k in lengths:
-        rows = [_with_preamble(tok, line, stream[a : a + k].tolist())[-model.cfg.n_ctx :] for line, a in zip(lines, starts)]
+        rows = [_with_preamble(tok, line, stream[a : a + k].tolist()) for line, a in zip(lines, starts)]
         tokens, last = _right_pad(rows, tok.pad_token_id)
         out[k] = _last_logits(model, tokens, last).softmax(-1)[:, else_id].mean().item()
     return out

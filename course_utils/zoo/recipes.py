@@ -83,6 +83,8 @@ class Phase:
     warmup: int
     make_batches: Callable[[Streams, PreTrainedTokenizerFast, dict], Iterator[Batch]]
     """``(streams, tokenizer, config) -> batches``."""
+    decay_positions: bool = True
+    """Weight decay on the positional embedding (see :func:`course_utils.zoo.train.train`)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,13 @@ class Recipe:
     def steps(self) -> int:
         return sum(phase.steps for phase in self.phases)
 
+    @property
+    def cost(self) -> float:
+        """Rough relative training time (steps x parameters), to balance parallel jobs."""
+        c = self.config
+        per_layer = 4 * c["d_model"] * c["n_heads"] * c["d_head"] + (0 if c["attn_only"] else 2 * c["d_model"] * c["d_mlp"])
+        return self.steps * (c["n_layers"] * per_layer + c["d_model"] * c["d_vocab"])
+
     def fit(self, model: TransformerBridge, streams: Streams, tokenizer: PreTrainedTokenizerFast,
             steps_scale: float = 1.0) -> TrainLog:
         """Train ``model`` through every phase (steps scaled by ``steps_scale``); one merged log."""
@@ -109,7 +118,8 @@ class Recipe:
         for i, phase in enumerate(self.phases):
             steps = max(1, round(phase.steps * steps_scale))
             part = train(model, phase.make_batches(streams, tokenizer, self.config), steps, phase.lr,
-                         warmup=min(phase.warmup, steps), desc=f"{self.name} ({i + 1}/{len(self.phases)})")
+                         warmup=min(phase.warmup, steps), desc=f"{self.name} ({i + 1}/{len(self.phases)})",
+                         decay_positions=phase.decay_positions)
             log.steps += part.steps
             log.tokens += part.tokens
             log.seconds += part.seconds
@@ -353,7 +363,7 @@ FACTS_4L = Recipe(
         "curriculum of gelu-4l and its story can be told alone. The fact world (`course_utils.tasks.recall`): "
         "40 real countries -> capital, 30 -> language, and 640 invented two-word towns (3-7 tokens each, "
         "every word shared by many towns) -> the country they lie in. Batches of 16 x 128 tokens: with "
-        "p=0.8, rows of BOS + (70 %: 1-60 tokens of short stories or Shakespeare + newline) + fact lines "
+        "p=0.8, rows of BOS + (70 %: 1-64 tokens of short stories or Shakespeare + newline) + fact lines "
         "until the row is full; each line is a statement in one of 5-6 phrasings (60 %) or a Q/A prompt with "
         "0-3 solved shots (30 % of them about invented subjects with invented, often multi-token answers) "
         "(40 %); answer tokens weigh "
