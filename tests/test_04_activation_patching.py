@@ -52,7 +52,7 @@ def test_answers(name):
 
 
 @pytest.mark.parametrize(
-    "name, wrong", [("answer_layer0_position", 14), ("answer_layer0_position", "10"), ("answer_forward_passes", "c"),
+    "name, wrong", [("answer_layer0_position", 14), ("answer_layer0_position", "14"), ("answer_forward_passes", "c"),
                     ("answer_noising_vs_denoising", "b"), ("answer_attribution_passes", (1, 0)),
                     ("answer_attribution_passes", (2, 1))]
 )
