@@ -513,3 +513,25 @@ def test_the_prompt_replaces_only_on_yes(monkeypatch):
 
     monkeypatch.setattr("builtins.input", closed)
     assert workspace.ask_on_terminal("Replace it?") is False
+
+
+def test_solution_sheets_lose_progress_bars_and_machine_paths():
+    venv_file = f"{sys.prefix}/lib/python3.11/site-packages/tqdm/auto.py"
+    repo_file = f"{chapters_module.REPO_ROOT}/course_utils/tasks/ternary.py"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("stream", name="stderr", text=(
+            "patching heads:  50%|█████     | 1/2 [00:00<00:00,  9.81it/s]\r"
+            "patching heads: 100%|██████████| 2/2 [00:00<00:00, 10.02it/s]\n"
+            f"{venv_file}:21: TqdmWarning: IProgress not found.\n"
+        )),
+        nbformat.v4.new_output("stream", name="stderr", text="ternaries:   3%|▎         | 3/100 [00:01<00:40,  2.41s/it]\n"),
+        nbformat.v4.new_output("stream", name="stdout", text=f"read {repo_file}\n100%| kept: stdout is the notebook's own text\n"),
+        nbformat.v4.new_output("error", ename="ValueError", evalue=f"bad {repo_file}", traceback=[f"File {venv_file}"]),
+    ])])
+    sheets.clean_streams(nb)
+    outputs = nb.cells[0].outputs
+    assert [o.get("name", o["output_type"]) for o in outputs] == ["stderr", "stdout", "error"]
+    assert outputs[0]["text"] == "lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress not found.\n"
+    assert outputs[1]["text"] == "read course_utils/tasks/ternary.py\n100%| kept: stdout is the notebook's own text\n"
+    page = json.dumps(outputs)
+    assert sys.prefix not in page and str(chapters_module.REPO_ROOT) not in page
