@@ -103,8 +103,11 @@ def _replace_in(nb, needle, old, new):
     cell.source = cell.source.replace(old, new)
 
 
-def _synthetic_class(root, tmp_path):
-    learner_path, solution_path = build_chapter(CHAPTER, tmp_path / "nb")
+def synthetic_class(root, notebooks_dir):
+    """Six students of chapter 01 in ``root`` (see the module's docstring); return every file's bytes.
+
+    ``benchmarks/grade_class.py`` copies them into a larger class."""
+    learner_path, solution_path = build_chapter(CHAPTER, notebooks_dir)
     solution = lambda: nbformat.read(solution_path, as_version=4)  # noqa: E731
     name = f"{CHAPTER}.ipynb"
 
@@ -139,7 +142,7 @@ def _synthetic_class(root, tmp_path):
 @pytest.mark.slow
 def test_a_synthetic_class_is_graded_row_by_row(tmp_path, capsys):
     root = tmp_path / "submissions"
-    before = _synthetic_class(root, tmp_path)
+    before = synthetic_class(root, tmp_path / "nb")
     out = tmp_path / "grades" / "grades.csv"
 
     code = main(["grade", str(root), "--out", str(out), "--timeout", "30", "--notebook-timeout", "400", "--jobs", "2"])
