@@ -51,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--jobs", type=int, default=None, help="notebooks run at once (default: the number of cores)")
 
     args = parser.parse_args(argv)
-    chapters = [resolve(c) for c in args.chapters] or available_chapters()
+    try:
+        chapters = [resolve(c) for c in args.chapters] or available_chapters()
+    except ValueError as err:
+        print(err)
+        return 2
     if args.command == "build":
         for chapter in chapters:
             learner, solution = build_chapter(chapter)
@@ -95,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0 if all(r.ok for r in results) else 1
     elif args.command == "grade":
-        return _grade(args)
+        return _grade(args, chapters if args.chapters else [])
     return 0
 
 
-def _grade(args: argparse.Namespace) -> int:
+def _grade(args: argparse.Namespace, chosen: list[str]) -> int:
     from course_utils import grade as gr
     from course_utils.kernel import Sandbox
     from course_utils.progress import RunLimits
@@ -107,7 +111,7 @@ def _grade(args: argparse.Namespace) -> int:
     if not args.submissions.is_dir():
         print(f"{args.submissions} is not a folder: give the folder that holds one folder per student.")
         return 1
-    chapters = gr.graded_chapters(args.submissions, [resolve(c) for c in args.chapters])
+    chapters = gr.graded_chapters(args.submissions, chosen)
     out = args.out or gr.GRADES_DIR / "grades.csv"
     html_dir = args.html or out.parent
     limits = RunLimits(args.timeout, args.notebook_timeout, Sandbox(int(args.memory_gb * 2**30)))
@@ -122,10 +126,15 @@ def _grade(args: argparse.Namespace) -> int:
     index = gr.write_html(grades, html_dir)
     notebooks = sum(len(s.notebooks) for s in grades.students)
     print(
-        f"Graded {len(grades.students)} students × {len(chapters)} chapters ({notebooks} notebooks, {jobs} at a time) "
+        f"Graded {_count(len(grades.students), 'student')} × {_count(len(chapters), 'chapter')} "
+        f"({_count(notebooks, 'notebook')}, {jobs} at a time) "
         f"in {grades.seconds:.0f} s. {grades.total()} Wrote {out} and {index}."
     )
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 if __name__ == "__main__":

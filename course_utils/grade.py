@@ -20,6 +20,7 @@ output in their notebook is not detected.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import os
 import re
@@ -116,10 +117,7 @@ def grade_class(
     jobs = jobs or default_jobs()
     # Each kernel gets its share of the cores; torch's default (all cores each) only makes them fight.
     threads = str(max(1, default_jobs() // jobs))
-    limits = RunLimits(
-        limits.cell_timeout, limits.notebook_timeout, limits.sandbox,
-        {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **limits.extra_env},
-    )
+    limits = dataclasses.replace(limits, extra_env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **limits.extra_env})
     work = [(s, c) for s in students for c in chapters if c in s.notebooks]
     results: dict[tuple[str, str], ChapterProgress] = {}
     from tqdm.auto import tqdm

@@ -167,7 +167,7 @@ def chapter_progress(chapter: str, notebook: Path, expected: Sequence[str], limi
     """Run a copy of one chapter's notebook and read each expected check's status."""
     if not notebook.exists():
         return ChapterProgress(
-            chapter, [ExerciseStatus(n, NOT_ATTEMPTED, f"no {notebook.name}") for n in expected],
+            chapter, [ExerciseStatus(n, NOT_ATTEMPTED, "not in your workspace") for n in expected],
             note=f"{notebook.name} is not in your workspace (make lab copies it there)",
         )
     started = time.perf_counter()

@@ -150,7 +150,7 @@ def test_a_synthetic_class_is_graded_row_by_row(tmp_path, capsys):
     assert code == 0
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before  # the submissions are untouched
     printed = capsys.readouterr().out
-    assert "Graded 6 students × 1 chapters" in printed and "fay: no chapter notebook handed in" in printed
+    assert "Graded 6 students × 1 chapter (4 notebooks, 2 at a time) in " in printed and "fay: no chapter notebook handed in" in printed
     assert "fay: not graded (not a chapter's notebook name): notes.ipynb" in printed
 
     with out.open(newline="", encoding="utf-8") as f:
@@ -197,3 +197,8 @@ def test_a_synthetic_class_is_graded_row_by_row(tmp_path, capsys):
     summary = (out.parent / "index.html").read_text(encoding="utf-8")
     assert "Plotly.newPlot(" in summary and 'href="students/dee.html"' in summary
     assert "is there an infinite loop?" in (out.parent / "students" / "dee.html").read_text(encoding="utf-8")
+
+
+def test_an_unknown_chapter_is_one_line(tmp_path, capsys):
+    assert main(["grade", str(tmp_path), "99"]) == 2
+    assert capsys.readouterr().out.startswith("Unknown chapter '99'")
