@@ -190,7 +190,7 @@ def _tensor_difference(
     )
     if low_precision:
         return f"{message} — your output is {_dtype_name(actual)}, which keeps about 3 significant digits: compute in float32"
-    if torch.equal(a, a.round()) and not torch.equal(e, e.round()):
+    if bool(a.any()) and torch.equal(a, a.round()) and not torch.equal(e, e.round()):
         return f"{message} — all your values are whole numbers: is an integer division (`//`) or a rounding dropping the fractions?"
     return message
 
