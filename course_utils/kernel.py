@@ -15,7 +15,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec
 from nbclient import NotebookClient
 
-from course_utils.sandbox import MEMORY_ENV
+from course_utils import sandbox as sandbox_kernel
 
 QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
 """ipykernel 7 warns on every start that it uses TCP without encryption (local, harmless): silence it."""
@@ -39,17 +39,17 @@ class Sandbox:
     def env(self) -> dict[str, str]:
         env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
         if self.memory_bytes:
-            env[MEMORY_ENV] = str(self.memory_bytes)
+            env[sandbox_kernel.MEMORY_ENV] = str(self.memory_bytes)
         return env
 
 
 class SandboxKernelManager(AsyncKernelManager):
-    """Starts ``python -m course_utils.sandbox`` (limits, then an IPython kernel) instead of ipykernel."""
+    """Starts ``course_utils/sandbox.py`` (limits, then an IPython kernel) instead of ipykernel."""
 
     @property
     def kernel_spec(self) -> KernelSpec:
         return KernelSpec(
-            argv=[sys.executable, "-m", "course_utils.sandbox", "-f", "{connection_file}"],
+            argv=[sys.executable, sandbox_kernel.__file__, "-f", "{connection_file}"],
             display_name="Python 3 (grading sandbox)",
             language="python",
         )

@@ -395,13 +395,14 @@ def test_sandboxed_kernel_has_no_network_a_memory_cap_and_a_notebook_limit(tmp_p
         nbformat.v4.new_code_cell(
             "import socket, resource, os\n"
             "try:\n    socket.create_connection(('203.0.113.1', 80), timeout=2)\nexcept OSError as err:\n    print(err)\n"
-            "print(resource.getrlimit(resource.RLIMIT_AS)[0], os.environ['HF_HUB_OFFLINE'])"
+            "print(resource.getrlimit(resource.RLIMIT_AS)[0], os.environ['HF_HUB_OFFLINE'])\n"
+            "import sys; print(any(p.rstrip('/').endswith('course_utils') for p in sys.path))"
         ),
-        nbformat.v4.new_code_cell("import time\nfor _ in range(20):\n    time.sleep(0.5)"),
+        nbformat.v4.new_code_cell("import time\nfor _ in range(100):\n    time.sleep(0.5)"),
         nbformat.v4.new_code_cell("print('never reached')"),
     ])
-    stopped = execute_in_kernel(nb, tmp_path, timeout=60, strict_checks=False, notebook_timeout=20, sandbox=Sandbox(3 * 2**30))
-    assert nb.cells[0].outputs[0]["text"] == f"{BLOCKED}\n{3 * 2**30} 1\n"
+    stopped = execute_in_kernel(nb, tmp_path, timeout=60, strict_checks=False, notebook_timeout=20, sandbox=Sandbox(6 * 2**30))
+    assert nb.cells[0].outputs[0]["text"] == f"{BLOCKED}\n{6 * 2**30} 1\nFalse\n"  # no course module shadows a student's
     assert stopped == "the notebook ran longer than 20 s and was stopped"
     assert not nb.cells[2].get("outputs")
 
