@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from course_utils.chapters import BUILD_DIR, available_chapters
 from course_utils.harness import ERROR, FAILED, NOT_ATTEMPTED, PASSED
 from course_utils.progress import ChapterProgress, ExerciseStatus, RunLimits, chapter_progress, expected_checks, total_line
@@ -120,8 +122,6 @@ def grade_class(
     limits = dataclasses.replace(limits, extra_env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **limits.extra_env})
     work = [(s, c) for s in students for c in chapters if c in s.notebooks]
     results: dict[tuple[str, str], ChapterProgress] = {}
-    from tqdm.auto import tqdm
-
     with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(
         total=len(work), desc="grading", unit="notebook", disable=not show_progress or not work
     ) as bar:
