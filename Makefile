@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # pytest exits 5 when it collected no test; that is not a failure here.
 PYTEST = $(PY) -m pytest
 
-.PHONY: setup build test test-unit test-notebooks lab progress sheets benchmark zoo zoo-verify clean
+.PHONY: setup build test test-unit test-notebooks lab progress sheets grade benchmark zoo zoo-verify clean
 
 setup: $(VENV)/.installed
 
@@ -28,7 +28,8 @@ test-notebooks: build
 	COURSE_STRICT_CHECKS=1 $(PYTEST) --nbmake --nbmake-timeout=600 build/notebooks/solutions || [ $$? -eq 5 ]
 
 # Your own copy of the learner notebooks in workspace/, then JupyterLab there.
-# ARGS passes options: make lab ARGS="--force", make progress ARGS="01 02", make sheets ARGS="--pdf".
+# ARGS passes options: make lab ARGS="--force", make progress ARGS="01 02", make sheets ARGS="--pdf",
+# make grade ARGS="submissions/ --jobs 4".
 lab: setup
 	$(PY) -m course_utils workspace $(ARGS)
 
@@ -39,6 +40,10 @@ progress: setup
 # Exercise and solution sheets (offline HTML, printable) in build/sheets/.
 sheets: setup
 	$(PY) -m course_utils sheets $(ARGS)
+
+# Runs a class's notebooks (one folder per student) and writes build/grades/: grades.csv and feedback pages.
+grade: setup
+	$(PY) -m course_utils grade $(ARGS)
 
 benchmark: build
 	$(PY) benchmarks/run_course.py

@@ -1,11 +1,13 @@
-"""Command line: ``python -m course_utils build|workspace|progress|sheets`` (see ``--help``).
+"""Command line: ``python -m course_utils build|workspace|progress|sheets|grade`` (see ``--help``).
 
   build      learner and solution notebooks into build/notebooks/
   workspace  copy the learner notebooks into workspace/ (yours; never overwritten without asking), start JupyterLab
   progress   run your workspace notebooks headless and print which checks pass
   sheets     exercise and solution sheets as offline HTML pages in build/sheets/
+  grade      run a class's notebooks (one folder per student) and write grades.csv and feedback pages
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -29,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     progress.add_argument("chapters", nargs="*", help="chapters to run, e.g. 01 02 (default: all in the workspace)")
     progress.add_argument("--dir", type=Path, default=None, help="workspace folder (default: workspace/)")
     progress.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
+    progress.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
 
     sheets = sub.add_parser("sheets", help="render exercise and solution sheets (offline HTML) into build/sheets/")
     sheets.add_argument("chapters", nargs="*", help="chapters to render, e.g. 01 02 (default: all)")
@@ -37,8 +40,22 @@ def main(argv: list[str] | None = None) -> int:
     sheets.add_argument("--pdf", action="store_true", help="also print each sheet to PDF (needs Chromium)")
     sheets.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
 
+    grade = sub.add_parser("grade", help="run a class's notebooks and write grades.csv and feedback pages")
+    grade.add_argument("submissions", type=Path, help="folder with one folder per student, holding their NN_name.ipynb")
+    grade.add_argument("chapters", nargs="*", help="chapters to grade (default: every chapter someone handed in)")
+    grade.add_argument("--out", type=Path, default=None, help="the CSV (default: build/grades/grades.csv)")
+    grade.add_argument("--html", type=Path, default=None, help="folder for the feedback pages (default: beside the CSV)")
+    grade.add_argument("--timeout", type=int, default=300, help="seconds allowed per cell (default 300)")
+    grade.add_argument("--notebook-timeout", type=int, default=1800, help="seconds allowed per notebook (default 1800)")
+    grade.add_argument("--memory-gb", type=float, default=8.0, help="address space per kernel, GiB (default 8)")
+    grade.add_argument("--jobs", type=int, default=None, help="notebooks run at once (default: the number of cores)")
+
     args = parser.parse_args(argv)
-    chapters = [resolve(c) for c in args.chapters] or available_chapters()
+    try:
+        chapters = [resolve(c) for c in args.chapters] or available_chapters()
+    except ValueError as err:
+        print(err)
+        return 2
     if args.command == "build":
         for chapter in chapters:
             learner, solution = build_chapter(chapter)
@@ -63,10 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         if not chapters:
             print(f"No chapter notebook in {dest}: run `make lab` (or python -m course_utils workspace --no-lab) first.")
             return 0
-        print(f"Running your notebooks in {dest} (copies: your files are not changed).", flush=True)
-        results = pr.collect_progress(chapters, dest, timeout=args.timeout, log=lambda s: print(s, flush=True))
-        print()
-        print(pr.format_table(results))
+        log = (lambda s: print(s, file=sys.stderr, flush=True)) if args.json else (lambda s: print(s, flush=True))
+        log(f"Running your notebooks in {dest} (copies: your files are not changed).")
+        results = pr.collect_progress(chapters, dest, limits=pr.RunLimits(cell_timeout=args.timeout), log=log)
+        if args.json:
+            print(json.dumps([r.as_dict() for r in results], indent=1, ensure_ascii=False))
+        else:
+            print()
+            print(pr.format_table(results))
     elif args.command == "sheets":
         from course_utils import sheets as sh
 
@@ -77,7 +98,43 @@ def main(argv: list[str] | None = None) -> int:
             chapters, args.out, execute=not args.no_execute, timeout=args.timeout, pdf=args.pdf
         )
         return 0 if all(r.ok for r in results) else 1
+    elif args.command == "grade":
+        return _grade(args, chapters if args.chapters else [])
     return 0
+
+
+def _grade(args: argparse.Namespace, chosen: list[str]) -> int:
+    from course_utils import grade as gr
+    from course_utils.kernel import Sandbox
+    from course_utils.progress import RunLimits
+
+    if not args.submissions.is_dir():
+        print(f"{args.submissions} is not a folder: give the folder that holds one folder per student.")
+        return 1
+    chapters = gr.graded_chapters(args.submissions, chosen)
+    out = args.out or gr.GRADES_DIR / "grades.csv"
+    html_dir = args.html or out.parent
+    limits = RunLimits(args.timeout, args.notebook_timeout, Sandbox(int(args.memory_gb * 2**30)))
+    jobs = args.jobs or gr.default_jobs()
+    grades = gr.grade_class(args.submissions, chapters, limits=limits, jobs=jobs)
+    for student in grades.students:
+        if not student.notebooks:
+            print(f"  {student.name}: no chapter notebook handed in")
+        if student.ignored:
+            print(f"  {student.name}: not graded (not a chapter's notebook name): {', '.join(student.ignored)}")
+    gr.write_csv(grades.rows, out)
+    index = gr.write_html(grades, html_dir)
+    notebooks = sum(len(s.notebooks) for s in grades.students)
+    print(
+        f"Graded {_count(len(grades.students), 'student')} × {_count(len(chapters), 'chapter')} "
+        f"({_count(notebooks, 'notebook')}, {jobs} at a time) "
+        f"in {grades.seconds:.0f} s. {grades.total()} Wrote {out} and {index}."
+    )
+    return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 if __name__ == "__main__":

@@ -6,13 +6,24 @@ calls :func:`check`. Printing is for the notebook; the returned :class:`CheckRes
 is for tests (it is truthy only when the check passed). Set the environment variable
 ``COURSE_STRICT_CHECKS=1`` to make a failed check raise :class:`CheckFailed`
 (CI does this when it executes the solution notebooks).
+
+In a Jupyter kernel the line is shown as a display output whose bundle also carries the
+outcome as data (:data:`RESULT_MIME`: ``{exercise, status, message}``), which ``make
+progress`` and ``make grade`` read. The learner's function runs under a time limit
+(:func:`time_limit_for`), so an infinite loop becomes a failed check, not a hung notebook.
 """
 from __future__ import annotations
 
+import ast
+import contextlib
 import math
 import os
+import signal
+import sys
+import threading
+import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,7 +32,13 @@ import torch
 from transformer_lens import ActivationCache
 
 PASS, FAIL, TODO = "✓", "✗", "…"
-Status = Literal["passed", "failed", "not implemented"]
+PASSED, FAILED, NOT_ATTEMPTED, ERROR = "passed", "failed", "not attempted", "error"
+Status = Literal["passed", "failed", "not attempted", "error"]
+"""One vocabulary for the harness, ``make progress`` and ``make grade``; ``error`` means the
+notebook itself could not run (it never comes from a check)."""
+RESULT_MIME = "application/vnd.mechinterp.check+json"
+TIME_LIMIT_ENV = "COURSE_CHECK_TIME_LIMIT"
+GRACE_SECONDS, SLOWDOWN = 5.0, 10.0
 
 
 class CheckFailed(AssertionError):
@@ -78,7 +95,7 @@ def describe_difference(
     if isinstance(expected, torch.Tensor):
         return _tensor_difference(actual, expected, tol, index_names, what)
     if isinstance(expected, bool) or isinstance(expected, str):
-        return None if actual == expected else f"{what} is {actual!r} but expected {expected!r}"
+        return None if actual == expected else f"{what} is {_shown(actual)} but expected {_shown(expected)}"
     if isinstance(expected, (int, float, np.floating, np.integer)):
         return _number_difference(actual, expected, tol, what)
     if isinstance(expected, Mapping):
@@ -101,7 +118,15 @@ def describe_difference(
             if diff:
                 return diff
         return None
-    return None if actual == expected else f"{what} is {actual!r} but expected {expected!r}"
+    return None if actual == expected else f"{what} is {_shown(actual)} but expected {_shown(expected)}"
+
+
+def _shown(value: Any) -> str:
+    """``repr`` on one line, numpy scalars and 0-d tensors as plain Python numbers."""
+    if isinstance(value, np.generic) or (isinstance(value, torch.Tensor) and value.dim() == 0):
+        value = value.item()
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 120 else text[:119] + "…"
 
 
 def _number_difference(actual: Any, expected: float, tol: Tolerance, what: str) -> str | None:
@@ -110,9 +135,14 @@ def _number_difference(actual: Any, expected: float, tol: Tolerance, what: str) 
     if not isinstance(actual, (int, float, np.floating, np.integer)) or isinstance(actual, bool):
         return f"{what} is a {type(actual).__name__}, expected a number"
     if isinstance(expected, (int, np.integer)) and not float(actual).is_integer():
-        return f"{what} is {actual} but expected the whole number {expected}"
+        return f"{what} is {float(actual):.4g} but expected the whole number {int(expected)}"
     if math.isclose(float(actual), float(expected), rel_tol=tol.rtol, abs_tol=tol.atol):
         return None
+    if isinstance(actual, (int, np.integer)) and not float(expected).is_integer():
+        return (
+            f"{what} is the integer {int(actual)} but expected {float(expected):.4g} — "
+            "is an integer division (`//`) or an `int(...)` dropping the fraction?"
+        )
     return f"{what} is {float(actual):.4g} but expected {float(expected):.4g}"
 
 
@@ -130,7 +160,12 @@ def _tensor_difference(
     if actual.shape != expected.shape:
         return f"{what} has shape {tuple(actual.shape)} but expected {tuple(expected.shape)}"
     if _dtype_kind(actual) != _dtype_kind(expected):
-        return f"{what} has dtype {actual.dtype} but expected a {_dtype_kind(expected)} tensor"
+        because = (
+            " — an integer division (`//`), `.long()` or `.int()` drops the fractions"
+            if _dtype_kind(actual) == "integer" and _dtype_kind(expected) == "float"
+            else ""
+        )
+        return f"{what} has dtype {actual.dtype} but expected a {_dtype_kind(expected)} tensor{because}"
     a, e = actual.detach().cpu(), expected.detach().cpu()
     if _dtype_kind(expected) != "float":
         wrong = (a != e).nonzero()
@@ -138,22 +173,34 @@ def _tensor_difference(
             return None
         idx = tuple(wrong[0].tolist())
         return f"{what}{_where(idx, index_names)} is {a[idx].item()} but expected {e[idx].item()} ({len(wrong)} of {e.numel()} elements differ)"
+    low_precision = actual.dtype in (torch.float16, torch.bfloat16)
     a, e = a.double(), e.double()
     if not torch.isfinite(a).all():
         idx = tuple((~torch.isfinite(a)).nonzero()[0].tolist())
-        return f"{what}{_where(idx, index_names)} is {a[idx].item()} (not finite)"
+        overflow = f" — {_dtype_name(actual)} overflows past {torch.finfo(actual.dtype).max:.0f}" if low_precision else ""
+        return f"{what}{_where(idx, index_names)} is {a[idx].item()} (not finite){overflow}"
     err = (a - e).abs()
     bad = err > tol.atol + tol.rtol * e.abs()
     if not bad.any():
         return None
     idx = tuple(np.unravel_index(int(torch.argmax(err * bad)), tuple(e.shape))) if e.dim() else ()
-    return (
+    message = (
         f"{what}{_where(idx, index_names)} is {a[idx].item():.4g} but expected {e[idx].item():.4g} "
         f"(max abs error {err.max().item():.3g}; {int(bad.sum())} of {e.numel()} elements differ)"
     )
+    if low_precision:
+        return f"{message} — your output is {_dtype_name(actual)}, which keeps about 3 significant digits: compute in float32"
+    if bool(a.any()) and torch.equal(a, a.round()) and not torch.equal(e, e.round()):
+        return f"{message} — all your values are whole numbers: is an integer division (`//`) or a rounding dropping the fractions?"
+    return message
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
 
 
 def _where(idx: tuple[int, ...], index_names: Sequence[str] | None) -> str:
+    idx = tuple(int(i) for i in idx)
     if not idx:
         return ""
     if index_names and len(index_names) == len(idx):
@@ -217,10 +264,56 @@ def _error_line(err: BaseException, fn: Callable) -> str:
     return f"{type(err).__name__}{': ' + text[:200] if text else ''}{where}"
 
 
+class TookTooLong(BaseException):
+    """Raised inside the learner's function when it runs past its time limit.
+
+    A ``BaseException``, so that a learner's ``except Exception`` cannot swallow it."""
+
+
+def time_limit_for(reference_seconds: float) -> float:
+    """Seconds the learner's function may take on one case: ``GRACE_SECONDS`` plus
+    ``SLOWDOWN`` times the reference's own time, or ``$COURSE_CHECK_TIME_LIMIT`` when set."""
+    configured = os.environ.get(TIME_LIMIT_ENV)
+    if configured:
+        return float(configured)
+    return GRACE_SECONDS + SLOWDOWN * reference_seconds
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise :class:`TookTooLong` in the body after ``seconds`` (POSIX main thread; elsewhere no limit)."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise TookTooLong(seconds)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _publish(result: CheckResult) -> None:
+    """Show the check's line. In a Jupyter kernel it is a display output whose bundle also
+    carries ``{exercise, status, message}`` as :data:`RESULT_MIME`; elsewhere it is printed."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if getattr(shell, "kernel", None) is None:
+        print(result.message)
+        return
+    data = {"exercise": result.name, "status": result.status, "message": result.message}
+    ipython.display.display({"text/plain": result.message, RESULT_MIME: data}, raw=True)
+
+
 def _emit(name: str, status: Status, message: str) -> CheckResult:
     result = CheckResult(name, status, message)
-    print(message)
-    if status != "passed" and os.environ.get("COURSE_STRICT_CHECKS") == "1":
+    _publish(result)
+    if status != PASSED and os.environ.get("COURSE_STRICT_CHECKS") == "1":
         raise CheckFailed(message)
     return result
 
@@ -235,6 +328,7 @@ def check(
     index_names: Sequence[str] | None = None,
     known_mistakes: Mapping[str, Callable] | None = None,
     compare: Callable[[Any, Any], str | None] | None = None,
+    time_limit: float | None = None,
 ) -> CheckResult:
     """Compare ``learner_fn`` with ``reference_fn`` on every case; print and return one line.
 
@@ -242,19 +336,33 @@ def check(
     function implementing that mistake: when the learner's output matches it, the
     failure line names the diagnosis. ``compare(actual, expected)`` replaces the default
     :func:`describe_difference` for outputs that need a custom notion of "equal".
+    ``time_limit`` (seconds per case) replaces :func:`time_limit_for`.
     """
     compare = compare or (lambda a, e: describe_difference(a, e, tol, index_names))
     for case in cases:
+        started = time.perf_counter()
         expected = reference_fn(*case.args, **case.kwargs)
+        limit = time_limit or time_limit_for(time.perf_counter() - started)
         before = [[t.detach().clone() for t in _tensors(v)] for v in list(case.args) + list(case.kwargs.values())]
         try:
-            actual = learner_fn(*case.args, **case.kwargs)
+            with _time_limit(limit):
+                actual = learner_fn(*case.args, **case.kwargs)
         except NotImplementedError:
             _leftover_hooks(case)
-            return _emit(name, "not implemented", f"{TODO} {name} is not implemented yet.")
+            return _emit(name, NOT_ATTEMPTED, f"{TODO} {name} is not implemented yet.")
+        except TookTooLong:
+            _leftover_hooks(case)
+            _mutated_input(case, before)
+            return _emit(
+                name, FAILED, f"{FAIL} {name}: on {case.label}, your function took longer than {round(limit, 1):g} s — is there an infinite loop?"
+            )
         except Exception as err:  # noqa: BLE001 - any learner error becomes one line
             _leftover_hooks(case)
-            return _emit(name, "failed", f"{FAIL} {name}: on {case.label}, your function raised {_error_line(err, learner_fn)}")
+            return _emit(name, FAILED, f"{FAIL} {name}: on {case.label}, your function raised {_error_line(err, learner_fn)}")
+        except BaseException:  # an interrupt: leave the model and the inputs as they were, then stop
+            _leftover_hooks(case)
+            _mutated_input(case, before)
+            raise
         problem = _leftover_hooks(case) or _mutated_input(case, before)
         if problem is None and actual is None and expected is not None:
             problem = "your function returned None — did you forget `return`?"
@@ -263,9 +371,9 @@ def check(
             if diff is None:
                 continue
             problem = diff + _diagnose(actual, case, known_mistakes or {}, compare)
-        return _emit(name, "failed", f"{FAIL} {name}: on {case.label}, {problem}")
+        return _emit(name, FAILED, f"{FAIL} {name}: on {case.label}, {problem}")
     n = len(cases)
-    return _emit(name, "passed", f"{PASS} {name}: matches the reference on {n} input{'s' if n != 1 else ''}.")
+    return _emit(name, PASSED, f"{PASS} {name}: matches the reference on {n} input{'s' if n != 1 else ''}.")
 
 
 def _diagnose(actual: Any, case: Case, known_mistakes: Mapping[str, Callable], compare: Callable) -> str:
@@ -275,10 +383,50 @@ def _diagnose(actual: Any, case: Case, known_mistakes: Mapping[str, Callable], c
     return ""
 
 
+def answer_readings(given: Any) -> list[Any]:
+    """``given``, then what a learner may reasonably have meant by it in another type.
+
+    ``'True'`` → True, ``'3'``/``torch.tensor(3)``/``np.int64(3)``/``3.0`` → 3, ``'0.5'`` → 0.5,
+    ``'(1, 2)'`` → (1, 2), and a list ↔ a tuple.
+    """
+    readings = [given]
+    if isinstance(given, torch.Tensor) and given.numel() == 1:
+        readings.append(given.item())
+    elif isinstance(given, np.generic):
+        readings.append(given.item())
+    elif isinstance(given, str):
+        text = given.strip()
+        if text.lower() in ("true", "false"):
+            readings.append(text.lower() == "true")
+        else:
+            with contextlib.suppress(ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                value = ast.literal_eval(text)
+                if isinstance(value, (int, float, tuple, list)):
+                    readings.append(value)
+    for value in list(readings):
+        if isinstance(value, float) and value.is_integer():
+            readings.append(int(value))
+        if isinstance(value, (list, tuple)):
+            readings.append(tuple(value) if isinstance(value, list) else list(value))
+    return readings
+
+
+def _accepts(accepted: Callable[[Any], bool], value: Any) -> bool:
+    try:
+        return bool(accepted(value))
+    except Exception:  # noqa: BLE001 - an answer of a type the test does not handle is not right
+        return False
+
+
 def check_answer(name: str, given: Any, accepted: Callable[[Any], bool], hint: str) -> CheckResult:
-    """Check a "check your understanding" answer; ``hint`` is shown when it is wrong."""
+    """Check a "check your understanding" answer; ``hint`` is shown when it is wrong.
+
+    ``accepted`` sees the answer as given and then each of :func:`answer_readings`, so
+    ``'True'`` answers a yes/no question and ``torch.tensor(3)`` names head 3. The hint
+    should make the learner think, never state the answer.
+    """
     if given is ...:
-        return _emit(name, "not implemented", f"{TODO} {name} is not answered yet.")
-    if accepted(given):
-        return _emit(name, "passed", f"{PASS} {name}: correct.")
-    return _emit(name, "failed", f"{FAIL} {name}: {given!r} is not right — {hint}")
+        return _emit(name, NOT_ATTEMPTED, f"{TODO} {name} is not answered yet.")
+    if any(_accepts(accepted, value) for value in answer_readings(given)):
+        return _emit(name, PASSED, f"{PASS} {name}: correct.")
+    return _emit(name, FAILED, f"{FAIL} {name}: {_shown(given)} is not right — {hint}")

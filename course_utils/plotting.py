@@ -23,6 +23,14 @@ def position_labels(str_tokens: Sequence[str]) -> list[str]:
     return [f"{i}: {t.replace(' ', '␣').replace(chr(10), '↵')}" for i, t in enumerate(str_tokens)]
 
 
+def integer_ticks(n: int, most: int = 12) -> dict:
+    """Axis settings that put ticks on whole numbers only, at most ``most`` of them, for ``0 … n-1``.
+
+    Plotly's automatic ticks put half-integers on a short axis (layers 0, 0.5, 1)."""
+    step = next(s for s in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000) if n / s <= most or s == 1000)
+    return dict(tickmode="linear", tick0=0, dtick=step)
+
+
 def heatmap(
     values: torch.Tensor | np.ndarray,
     *,
@@ -48,8 +56,8 @@ def heatmap(
         aspect="auto",
         **scale,
     )
-    fig.update_xaxes(type="category" if x_labels is not None else "-")
-    fig.update_yaxes(type="category" if y_labels is not None else "-")
+    fig.update_xaxes(**(dict(type="category") if x_labels is not None else integer_ticks(z.shape[1])))
+    fig.update_yaxes(**(dict(type="category") if y_labels is not None else integer_ticks(z.shape[0])))
     return fig
 
 
@@ -72,6 +80,8 @@ def line(
     data = {"x": xs * len(names), "y": rows.reshape(-1), "series": [n for n in names for _ in xs]}
     fig = px.line(data, x="x", y="y", color="series" if len(names) > 1 else None, title=title, markers=True)
     fig.update_layout(xaxis_title=x_title, yaxis_title=y_title, legend_title_text="")
+    if x is None:
+        fig.update_xaxes(**integer_ticks(len(xs)))
     return fig
 
 

@@ -20,6 +20,9 @@ loads from CDNs (require.js, MathJax, mermaid). Maths in markdown is converted t
 MathML (which browsers render natively) with ``latex2mathml`` (``aligned`` blocks, which
 it lacks, are rewritten as ``array``).
 
+The kernel shows no progress bars (``TQDM_DISABLE=1``), and :func:`clean_streams` drops
+any left on stderr and removes the build machine's folders from printed text.
+
 A print stylesheet (``sheets_assets/sheet.css``) keeps figures whole on paper;
 ``--pdf`` prints every sheet to PDF with headless Chromium.
 """
@@ -28,9 +31,11 @@ from __future__ import annotations
 import functools
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -41,7 +46,7 @@ import nbformat
 from latex2mathml.converter import convert
 
 from course_utils.build import build_chapter
-from course_utils.chapters import BUILD_DIR
+from course_utils.chapters import BUILD_DIR, REPO_ROOT
 from course_utils.kernel import execute_in_kernel
 
 SHEETS_DIR = BUILD_DIR / "sheets"
@@ -211,6 +216,43 @@ def prepare_outputs(nb: nbformat.NotebookNode, prefix: str = "fig") -> PageFigur
     return found
 
 
+_PROGRESS_BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+|\d+(?:\.\d+)?(?:it|s)/(?:s|it)\]")
+
+
+def machine_prefixes() -> list[str]:
+    """Folders of the machine that built a sheet (the repository, the venv, the home folder), longest first."""
+    folders = {str(REPO_ROOT), sys.prefix, sys.base_prefix, str(Path.home())}
+    return sorted((f for f in folders if len(f) > 1), key=len, reverse=True)
+
+
+def clean_streams(nb: nbformat.NotebookNode) -> None:
+    """Drop progress bars printed on stderr, and the build machine's folders from every printed text, in place."""
+    prefixes = machine_prefixes()
+
+    def anonymise(text: str) -> str:
+        for prefix in prefixes:
+            text = text.replace(prefix + os.sep, "").replace(prefix, "")
+        return text
+
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                text = output["text"]
+                if output.get("name") == "stderr":
+                    text = "".join(line for line in re.split(r"(?<=[\r\n])", text) if not _PROGRESS_BAR.search(line))
+                output["text"] = anonymise(text)
+                if not output["text"].strip():
+                    continue
+            elif output.get("output_type") == "error":
+                output["evalue"] = anonymise(str(output.get("evalue", "")))
+                output["traceback"] = [anonymise(line) for line in output.get("traceback", [])]
+            kept.append(output)
+        cell.outputs = kept
+
+
 def external_references(page: str) -> list[str]:
     """Every place where ``page`` would load something from the network."""
     return [m.group(0)[:120] for pattern in _EXTERNAL for m in pattern.finditer(page)]
@@ -364,6 +406,7 @@ def build_sheets(
 
         solution = nbformat.read(solution_path, as_version=4)
         errors = execute_notebook(solution, solution_path.parent, timeout) if execute else []
+        clean_streams(solution)
         page, figures, more_external = render_page(
             solution, chapter=chapter, kind="solution", links=[("exercise sheet", exercise_page.name)]
         )

@@ -1,4 +1,4 @@
-"""Chapter 04 checks: they pass the solutions, say "not implemented" for stubs, reject each classic
+"""Chapter 04 checks: they pass the solutions, say "not attempted" for stubs, reject each classic
 mistake with its diagnosis, and accept correct alternatives (loops, batched sweeps, the
 TransformerLens sweeps, float64)."""
 import functools
@@ -42,17 +42,17 @@ def test_solution_passes(name):
 @pytest.mark.parametrize("name", ALL_CHECKS)
 def test_stub_is_not_implemented(name):
     result = run_check(name, stub)
-    assert result.status == "not implemented" and "not implemented yet" in result.message
+    assert result.status == "not attempted" and "not implemented yet" in result.message
 
 
 @pytest.mark.parametrize("name", ANSWERS)
 def test_answers(name):
     assert run_check(name, getattr(S, name))
-    assert run_check(name, ...).status == "not implemented"
+    assert run_check(name, ...).status == "not attempted"
 
 
 @pytest.mark.parametrize(
-    "name, wrong", [("answer_layer0_position", 14), ("answer_layer0_position", "10"), ("answer_forward_passes", "c"),
+    "name, wrong", [("answer_layer0_position", 14), ("answer_layer0_position", "14"), ("answer_forward_passes", "c"),
                     ("answer_noising_vs_denoising", "b"), ("answer_attribution_passes", (1, 0)),
                     ("answer_attribution_passes", (2, 1))]
 )

@@ -9,6 +9,7 @@ from nbclient.exceptions import CellExecutionError
 
 from course_utils.build import build_chapter
 from course_utils.chapters import available_chapters
+from course_utils.harness import RESULT_MIME
 
 
 @pytest.mark.slow
@@ -21,7 +22,11 @@ def test_learner_notebook_runs_until_a_stub(chapter, tmp_path):
         client.execute()
     except CellExecutionError as err:
         assert err.ename == "NotImplementedError", f"{chapter}: learner notebook failed with {err.ename}: {err.evalue}"
-    printed = "".join(
-        out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
-    )
-    assert "is not implemented yet" in printed, f"{chapter}: no check ran before the first stub error"
+    reported = [
+        out["data"][RESULT_MIME]
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if RESULT_MIME in out.get("data", {})
+    ]
+    assert any(r["message"].endswith("is not implemented yet.") for r in reported), f"{chapter}: no check ran before the first stub error"

@@ -40,3 +40,14 @@ def test_seed_everything_is_reproducible():
 
 def test_device_is_a_torch_device():
     assert isinstance(get_device(), torch.device)
+
+
+def test_integer_axes_get_integer_ticks():
+    fig = heatmap(torch.randn(2, 8), title="t", x_title="head", y_title="layer")
+    assert (fig.layout.yaxis.tickmode, fig.layout.yaxis.tick0, fig.layout.yaxis.dtick) == ("linear", 0, 1)
+    assert fig.layout.xaxis.dtick == 1
+    wide = heatmap(torch.randn(2, 128), title="t", x_title="position", y_title="layer")
+    assert wide.layout.xaxis.dtick == 20 and 128 / wide.layout.xaxis.dtick <= 12
+    labelled = heatmap(torch.randn(2, 2), title="t", x_title="x", y_title="y", x_labels=["a", "b"])
+    assert labelled.layout.xaxis.type == "category" and labelled.layout.xaxis.dtick is None
+    assert line(torch.randn(3), title="t", x_title="layer", y_title="y").layout.xaxis.dtick == 1

@@ -16,7 +16,9 @@ from course_utils import chapters as chapters_module
 from course_utils import progress, sheets, workspace
 from course_utils.__main__ import main
 from course_utils.build import build_chapter
-from course_utils.kernel import execute_in_kernel
+from course_utils.harness import RESULT_MIME
+from course_utils.kernel import CELL_TIMEOUT, OUTPUT_LIMIT, Sandbox, execute_in_kernel
+from course_utils.sandbox import BLOCKED
 
 CHAPTER = "99_fake"
 
@@ -247,57 +249,99 @@ def test_expected_checks_are_the_test_functions_in_order(fake_chapter):
 
 
 def _executed(cells):
-    """A notebook as if executed: (source, printed text, error name or None) per code cell."""
+    """A notebook as if executed: (source, check result or None, error name or None) per code cell.
+
+    A check result is (exercise, status, line), published as the harness does in a kernel."""
     nb = nbformat.v4.new_notebook()
-    for source, text, error in cells:
-        outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)] if text else []
+    for source, result, error in cells:
+        outputs = []
+        if result:
+            exercise, status, line = result
+            data = {"text/plain": line, RESULT_MIME: {"exercise": exercise, "status": status, "message": line}}
+            outputs.append(nbformat.v4.new_output("display_data", data=data))
         if error:
             outputs.append(nbformat.v4.new_output("error", ename=error, evalue="boom\nmore", traceback=[]))
         nb.cells.append(nbformat.v4.new_code_cell(source, outputs=outputs))
     return nb
 
 
-def test_read_statuses_from_check_lines():
+def test_read_statuses_from_published_results():
     nb = _executed([
-        ("checks.test_a(a)", "✓ a: matches the reference on 2 inputs.\n", None),
-        ("checks.test_b(b)", "✗ b: on x = 1, output is 3 but expected 2 — did you add 2?\n", None),
-        ("checks.test_c(c)", "… c is not implemented yet.\n", None),
-        ("checks.test_d(d)", "", "NameError"),
-        ("y = e(1)\nchecks.test_e(e)", "", "NotImplementedError"),
-        ("print('✓ done: not a check of ours')", "✓ done: not a check of ours\n", None),
+        ("checks.test_a(a)", ("a", "passed", "✓ a: matches the reference on 2 inputs."), None),
+        ("checks.test_b(b)", ("b", "failed", "✗ b: on x = 1, output is 3 but expected 2 — did you add 2?"), None),
+        ("checks.test_c(c)", ("c", "not attempted", "… c is not implemented yet."), None),
+        ("checks.test_d(d)", None, "NameError"),
+        ("y = e(1)\nchecks.test_e(e)", None, "NotImplementedError"),
+        ("checks.test_g(g)", None, CELL_TIMEOUT),
+        ("print('✓ f: a line that looks like a check is not one')", None, None),
     ])
-    statuses = {s.name: s for s in progress.read_statuses(nb, ["a", "b", "c", "d", "e", "f"])}
-    assert statuses["a"].status == progress.PASSED
+    nb.cells[-1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="✓ f: a line that looks like a check\n")]
+    statuses = {s.name: s for s in progress.read_statuses(nb, ["a", "b", "c", "d", "e", "f", "g"])}
+    assert statuses["a"].status == progress.PASSED and statuses["a"].message == "matches the reference on 2 inputs"
     assert statuses["b"].status == progress.FAILED
-    assert statuses["b"].detail == "on x = 1, output is 3 but expected 2 — did you add 2?"
-    assert statuses["c"].status == progress.NOT_ATTEMPTED and statuses["c"].detail == "not implemented yet"
-    assert statuses["d"].status == progress.FAILED and "NameError: boom" in statuses["d"].detail
+    assert statuses["b"].message == "on x = 1, output is 3 but expected 2 — did you add 2?"
+    assert statuses["c"].status == progress.NOT_ATTEMPTED and statuses["c"].message == "not implemented yet"
+    assert statuses["d"].status == progress.FAILED and "NameError: boom" in statuses["d"].message
     assert statuses["e"].status == progress.NOT_ATTEMPTED
-    assert statuses["f"].status == progress.NOT_ATTEMPTED and statuses["f"].detail == "not run"
+    assert statuses["f"].status == progress.NOT_ATTEMPTED and statuses["f"].message == "not run"
+    assert statuses["g"].status == progress.FAILED and "stopped" in statuses["g"].message
 
 
-def test_table_has_every_exercise_and_a_total():
-    results = [
+def test_a_run_that_stopped_early_marks_the_unreported_checks_as_errors():
+    nb = _executed([("checks.test_a(a)", ("a", "passed", "✓ a: matches the reference on 2 inputs."), None)])
+    statuses = progress.read_statuses(nb, ["a", "b"], stopped="the notebook ran longer than 60 s and was stopped")
+    assert [(s.name, s.status) for s in statuses] == [("a", "passed"), ("b", "error")]
+    assert statuses[1].message == "the notebook ran longer than 60 s and was stopped"
+
+
+LONG_DIAGNOSIS = "on x = 1, output is 3 but expected 2 " + " ".join(f"word{i}" for i in range(60)) + " — THE END"
+
+
+def _two_chapters():
+    return [
         progress.ChapterProgress("01_x", [
-            progress.ExerciseStatus("a", progress.PASSED),
-            progress.ExerciseStatus("b", progress.FAILED, "on x = 1, output is 3 but expected 2 " + "very long " * 30),
+            progress.ExerciseStatus("a", progress.PASSED, "matches the reference on 2 inputs"),
+            progress.ExerciseStatus("b", progress.FAILED, LONG_DIAGNOSIS),
         ]),
         progress.ChapterProgress("02_y", [progress.ExerciseStatus("c", progress.NOT_ATTEMPTED, "not run")], note="stopped"),
     ]
-    table = progress.format_table(results, width=100)
+
+
+@pytest.mark.parametrize("width", [100, 50])
+def test_table_shows_every_diagnosis_whole_within_the_width(width):
+    table = progress.format_table(_two_chapters(), width=width)
     lines = table.splitlines()
-    assert max(len(line) for line in lines) <= 100
+    assert max(len(line) for line in lines) <= width
     assert any(line.startswith("01_x") and " a " in line and "✓ passed" in line for line in lines)
-    assert any("✗ failed" in line and "on x = 1, output is 3" in line for line in lines)
-    assert any("· not attempted" in line and "not run" in line for line in lines)
+    assert " ".join(table.split()).count(LONG_DIAGNOSIS) == 1  # wrapped, never cut
+    assert any("· not attempted" in line for line in lines) and "not run" in table
     assert "1/2 passed" in table and "0/1 passed · stopped" in table
-    assert lines[-1] == "Total: 1 of 3 checks passed, 1 failed, 1 not attempted."
+    assert " ".join(table.split()).endswith("Total: 1 of 3 checks passed, 1 failed, 1 not attempted.")
+
+
+def test_table_width_follows_the_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "70")
+    assert max(len(line) for line in progress.format_table(_two_chapters()).splitlines()) <= 70
+
+
+def test_progress_json(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(progress, "collect_progress", lambda chapters, dest, **kw: _two_chapters())
+    (tmp_path / "01_hooks_basics.ipynb").write_text("{}")
+    assert main(["progress", "--dir", str(tmp_path), "--json", "01"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data[0]["chapter"] == "01_x" and data[0]["exercises"][1] == {"name": "b", "status": "failed", "message": LONG_DIAGNOSIS}
 
 
 def test_a_chapter_missing_from_the_workspace_is_not_attempted(tmp_path):
     (result,) = progress.collect_progress(["01_x"], tmp_path, expected=lambda c: ["a", "b"], log=lambda s: None)
     assert [e.status for e in result.exercises] == [progress.NOT_ATTEMPTED] * 2
     assert "not in your workspace" in result.note
+
+
+def test_an_unreadable_notebook_is_an_error_with_the_reason(tmp_path):
+    (tmp_path / "01_x.ipynb").write_text('{"cells": [{"cell_type": "code", "sour')
+    (result,) = progress.collect_progress(["01_x"], tmp_path, expected=lambda c: ["a"], log=lambda s: None)
+    assert [(e.status, e.message.split(" (")[0]) for e in result.exercises] == [("error", "01_x.ipynb is not a readable notebook")]
 
 
 @pytest.mark.slow
@@ -319,24 +363,47 @@ def test_progress_runs_the_learners_notebook_without_changing_it(fake_chapter, t
     assert list(statuses) == ["add_one", "double", "triple", "answer_layers"]
     assert statuses["add_one"].status == progress.PASSED
     assert statuses["double"].status == progress.FAILED
-    assert statuses["double"].detail.startswith("on x = 1, output is 3 but expected 2 — did you add 2 instead of doubling?")
-    assert statuses["triple"].status == progress.NOT_ATTEMPTED and statuses["triple"].detail == "not run"
+    assert statuses["double"].message.startswith("on x = 1, output is 3 but expected 2 — did you add 2 instead of doubling?")
+    assert statuses["triple"].status == progress.NOT_ATTEMPTED and statuses["triple"].message == "not run"
     assert statuses["answer_layers"].status == progress.NOT_ATTEMPTED
-    assert statuses["answer_layers"].detail == "not answered yet"
+    assert statuses["answer_layers"].message == "not answered yet"
     print(progress.format_table([result]))
     assert "Total: 1 of 4 checks passed, 1 failed, 2 not attempted." in capsys.readouterr().out
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strict", [True, False])
-def test_kernel_run_sets_the_check_mode_and_names_a_timeout(tmp_path, strict):
+def test_kernel_run_sets_the_check_mode_and_goes_on_after_a_cell_timeout(tmp_path, strict):
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("import os; print(os.environ.get('COURSE_STRICT_CHECKS'), os.environ['PLOTLY_RENDERER'])"),
-        nbformat.v4.new_code_cell("import time; time.sleep(30)"),
+        nbformat.v4.new_code_cell("import os; print(os.environ.get('COURSE_STRICT_CHECKS'), os.environ['PLOTLY_RENDERER'], os.environ['TQDM_DISABLE'])"),
+        nbformat.v4.new_code_cell("while True:\n    pass"),
+        nbformat.v4.new_code_cell("print('x' * 10_000_000)"),
+        nbformat.v4.new_code_cell("print('still running')"),
     ])
-    stopped = execute_in_kernel(nb, tmp_path, timeout=3, strict_checks=strict)
-    assert stopped.startswith("CellTimeoutError: A cell timed out") and "after 3 seconds" in stopped
-    assert nb.cells[0].outputs[0]["text"] == f"{'1' if strict else 'None'} plotly_mimetype\n"
+    assert execute_in_kernel(nb, tmp_path, timeout=3, strict_checks=strict) is None
+    assert nb.cells[0].outputs[0]["text"] == f"{'1' if strict else 'None'} plotly_mimetype 1\n"
+    (timeout,) = nb.cells[1].outputs
+    assert (timeout["ename"], timeout["evalue"]) == (CELL_TIMEOUT, "the cell ran longer than 3 s and was stopped")
+    assert len(nb.cells[2].outputs[0]["text"]) < 2 * OUTPUT_LIMIT and "more output was dropped" in nb.cells[2].outputs[0]["text"]
+    assert nb.cells[3].outputs[0]["text"] == "still running\n"
+
+
+@pytest.mark.slow
+def test_sandboxed_kernel_has_no_network_a_memory_cap_and_a_notebook_limit(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(
+            "import socket, resource, os\n"
+            "try:\n    socket.create_connection(('203.0.113.1', 80), timeout=2)\nexcept OSError as err:\n    print(err)\n"
+            "print(resource.getrlimit(resource.RLIMIT_AS)[0], os.environ['HF_HUB_OFFLINE'])\n"
+            "import sys; print(any(p.rstrip('/').endswith('course_utils') for p in sys.path))"
+        ),
+        nbformat.v4.new_code_cell("import time\nfor _ in range(100):\n    time.sleep(0.5)"),
+        nbformat.v4.new_code_cell("print('never reached')"),
+    ])
+    stopped = execute_in_kernel(nb, tmp_path, timeout=60, strict_checks=False, notebook_timeout=20, sandbox=Sandbox(6 * 2**30))
+    assert nb.cells[0].outputs[0]["text"] == f"{BLOCKED}\n{6 * 2**30} 1\nFalse\n"  # no course module shadows a student's
+    assert stopped == "the notebook ran longer than 20 s and was stopped"
+    assert not nb.cells[2].get("outputs")
 
 
 # ----------------------------------------------------------------- sheets (no browser)
@@ -446,3 +513,25 @@ def test_the_prompt_replaces_only_on_yes(monkeypatch):
 
     monkeypatch.setattr("builtins.input", closed)
     assert workspace.ask_on_terminal("Replace it?") is False
+
+
+def test_solution_sheets_lose_progress_bars_and_machine_paths():
+    venv_file = f"{sys.prefix}/lib/python3.11/site-packages/tqdm/auto.py"
+    repo_file = f"{chapters_module.REPO_ROOT}/course_utils/tasks/ternary.py"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("stream", name="stderr", text=(
+            "patching heads:  50%|█████     | 1/2 [00:00<00:00,  9.81it/s]\r"
+            "patching heads: 100%|██████████| 2/2 [00:00<00:00, 10.02it/s]\n"
+            f"{venv_file}:21: TqdmWarning: IProgress not found.\n"
+        )),
+        nbformat.v4.new_output("stream", name="stderr", text="ternaries:   3%|▎         | 3/100 [00:01<00:40,  2.41s/it]\n"),
+        nbformat.v4.new_output("stream", name="stdout", text=f"read {repo_file}\n100%| kept: stdout is the notebook's own text\n"),
+        nbformat.v4.new_output("error", ename="ValueError", evalue=f"bad {repo_file}", traceback=[f"File {venv_file}"]),
+    ])])
+    sheets.clean_streams(nb)
+    outputs = nb.cells[0].outputs
+    assert [o.get("name", o["output_type"]) for o in outputs] == ["stderr", "stdout", "error"]
+    assert outputs[0]["text"] == "lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress not found.\n"
+    assert outputs[1]["text"] == "read course_utils/tasks/ternary.py\n100%| kept: stdout is the notebook's own text\n"
+    page = json.dumps(outputs)
+    assert sys.prefix not in page and str(chapters_module.REPO_ROOT) not in page

@@ -455,7 +455,7 @@ def test_answer_hook_returns_none(answer_hook_returns_none) -> CheckResult:
         "answer_hook_returns_none",
         answer_hook_returns_none,
         lambda a: isinstance(a, str) and a.strip().lower().strip("()") == "b",
-        "returning None means 'keep the activation as it is now' — and an in-place edit has already changed it",
+        "what does a hook that returns None tell the model to use — and what has an in-place edit already done to that tensor?",
     )
 
 
@@ -483,5 +483,5 @@ def test_answer_pattern_after_z_ablation(answer_pattern_after_z_ablation) -> Che
         "answer_pattern_after_z_ablation",
         answer_pattern_after_z_ablation,
         lambda a: isinstance(a, str) and a.strip().lower().strip("()") == "b",
-        "hook_pattern fires before hook_z: the head's pattern is computed before your hook zeroes its z",
+        "in which order does a head compute its pattern and its z? Which of the two can a hook on hook_z still change?",
     )

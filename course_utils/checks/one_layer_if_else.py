@@ -635,8 +635,8 @@ def test_answer_qk_is_exact(answer_qk_is_exact) -> CheckResult:
         "answer_qk_is_exact",
         answer_qk_is_exact,
         lambda a: a is True,
-        "in a one-layer model each query and key is computed from one residual vector, W_E[token] + W_pos[position], "
-        "through ln1 — nothing else in the context enters the score (the context only enters through the softmax)",
+        "in a one-layer model, which residual vector is a query (or a key) computed from? Could any other token of the "
+        "context change the score between two positions before the softmax?",
     )
 
 
