@@ -29,7 +29,7 @@ from course_utils.tasks import ioi
 SOLUTION = solution_module("04_activation_patching")
 CHECK_MODEL = "gelu-4l"
 N_METRIC_PROMPTS = 8
-N_SWEEP_PROMPTS = 4
+N_SWEEP_PROMPTS = 2
 SWEEP_CORRUPTION = "swap"
 SEED = 1
 
