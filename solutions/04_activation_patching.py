@@ -256,18 +256,20 @@ def patch_head_outputs_by_pos_fast(
         stream = [corrupted_cache[f"blocks.{layer}.hook_resid_pre"] for layer in range(n_layers)] + [corrupted_cache[last]]
         results = torch.full((len(heads), n_pos), metric(corrupted_logits).item(), device=corrupted_tokens.device)
         logits = corrupted_logits.clone()
+        # resid_pre of block layer + 1 at every position, when head i alone is patched there:
+        # the output projection and the MLP work position by position, so one pass serves all positions.
+        patched_rows = []
+        for layer, head in heads:
+            block, z = model.blocks[layer], corrupted_cache[f"blocks.{layer}.attn.hook_z"].clone()
+            z[:, :, head] = clean_cache[f"blocks.{layer}.attn.hook_z"][:, :, head]
+            rows = stream[layer] + torch.einsum("bphd,hdm->bpm", z, block.attn.W_O) + block.attn.b_O
+            patched_rows.append(rows if model.cfg.attn_only else rows + block.mlp(block.ln2(rows)))
         for pos in tqdm(reversed(range(n_pos)), total=n_pos, desc="fast patching heads by position", leave=False):
             joins: dict[int, list[tuple[Tensor, int]]] = {}  # block the copy starts at -> (its row at pos, head index)
             for i, (layer, head) in enumerate(heads):
-                clean, z = clean_cache[f"blocks.{layer}.attn.hook_z"][:, pos], corrupted_cache[f"blocks.{layer}.attn.hook_z"][:, pos].clone()
-                if torch.equal(clean[:, head], z[:, head]):
-                    continue
-                z[:, head] = clean[:, head]
-                block = model.blocks[layer]
-                row = stream[layer][:, pos] + torch.einsum("bhd,hdm->bm", z, block.attn.W_O) + block.attn.b_O
-                if not model.cfg.attn_only:
-                    row = row + block.mlp(block.ln2(row))
-                joins.setdefault(layer + 1, []).append((row, i))
+                name = f"blocks.{layer}.attn.hook_z"
+                if not torch.equal(clean_cache[name][:, pos, head], corrupted_cache[name][:, pos, head]):
+                    joins.setdefault(layer + 1, []).append((patched_rows[i][:, pos], i))
             if not joins:
                 continue
             resid, order = None, []
