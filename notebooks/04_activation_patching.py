@@ -662,7 +662,8 @@ for layer in range(n_layers):
     print(f"after block {layer}: max |patched − corrupted| before S2 {change[:S2_POS].max():.1e}, "
           f"from S2 on {change[S2_POS:].min():.2f} … {change[S2_POS:].max():.2f}")
 logit_change = (patched_logits - corrupted_logits).abs().amax(dim=(0, 2))
-print(f"logits: before S2 {logit_change[:S2_POS].max():.1e}, from S2 on {logit_change[S2_POS:].min():.2f} … {logit_change[S2_POS:].max():.2f}")
+print(f"logits: max |patched − corrupted| before S2 {logit_change[:S2_POS].max():.1e}, "
+      f"from S2 on {logit_change[S2_POS:].min():.2f} … {logit_change[S2_POS:].max():.2f}")
 
 # %% [markdown]
 # Before S2 the difference is exactly zero in every block (block 0 runs before the patch, so

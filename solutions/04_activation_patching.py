@@ -217,16 +217,19 @@ def patch_residual_stream_fast(
         logits = corrupted_logits.clone()
         for pos in tqdm(reversed(range(n_pos)), total=n_pos, desc="fast patching resid_pre", leave=False):
             # Descending positions: a patch at pos rewrites logits[:, pos:], so logits[:, :pos] stay corrupted.
-            layers = [l for l in range(n_layers) if not torch.equal(clean_cache[names[l]][:, pos], corrupted_cache[names[l]][:, pos])]
+            layers = [
+                layer for layer, name in enumerate(names)
+                if not torch.equal(clean_cache[name][:, pos], corrupted_cache[name][:, pos])
+            ]
+            if not layers:
+                continue  # no patch at this position changes anything
             resid = None  # [copies, batch, n_pos - pos, d_model]: copy i is patched at layers[i]
-            for layer in range(layers[0] if layers else n_layers, n_layers):
+            for layer in range(layers[0], n_layers):
                 if layer in layers:
                     copy = corrupted_cache[names[layer]][:, pos:].clone()
                     copy[:, 0] = clean_cache[names[layer]][:, pos]
                     resid = copy[None] if resid is None else torch.cat([resid, copy[None]])
                 resid = block_on_suffix(model, layer, resid, corrupted_cache)
-            if resid is None:
-                continue
             suffix_logits = model.unembed(model.ln_final(resid))
             for i, layer in enumerate(layers):
                 logits[:, pos:] = suffix_logits[i]
@@ -250,7 +253,8 @@ def patch_head_outputs_by_pos_fast(
     """
     n_layers, n_pos = model.cfg.n_layers, corrupted_tokens.shape[1]
     last = f"blocks.{n_layers - 1}.hook_resid_post"
-    keep = lambda name: name == last or name.endswith(("hook_resid_pre", "attn.hook_z", "attn.hook_k", "attn.hook_v"))  # noqa: E731
+    wanted = ("hook_resid_pre", "attn.hook_z", "attn.hook_k", "attn.hook_v")
+    keep = lambda name: name == last or name.endswith(wanted)  # noqa: E731
     with torch.no_grad():
         corrupted_logits, corrupted_cache = model.run_with_cache(corrupted_tokens, names_filter=keep)
         stream = [corrupted_cache[f"blocks.{layer}.hook_resid_pre"] for layer in range(n_layers)] + [corrupted_cache[last]]
