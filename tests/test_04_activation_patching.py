@@ -5,6 +5,7 @@ import functools
 
 import pytest
 import torch
+import tqdm
 from transformer_lens import patching
 
 from check_helpers import stub
@@ -407,3 +408,11 @@ def test_fast_sweeps_equal_the_naive_loops_on_the_notebook_batch():
     heads = [(layer, layer % args[0].cfg.n_heads) for layer in range(args[0].cfg.n_layers)]
     by_pos = S.patch_head_outputs_by_pos(*args, heads)
     assert (S.patch_head_outputs_by_pos_fast(*args, heads) - by_pos).abs().max() <= 1e-5
+
+
+def test_checks_hide_the_progress_bars_of_the_sweeps_they_run(capsys):
+    assert checks.test_patch_head_outputs(S.patch_head_outputs)
+    assert capsys.readouterr().err == ""
+    with tqdm.tqdm(range(2), desc="outside a check") as bar:  # tqdm is itself again afterwards
+        list(bar)
+    assert "outside a check" in capsys.readouterr().err
