@@ -641,7 +641,8 @@ print(f"correlation {correlation:.3f}; worst cell {cells[worst]}: exact {exact[w
 #    The logits of positions before p are the corrupted run's logits too.
 #
 # Together: a patch at (ℓ, p) costs (n_layers − ℓ) × (n_pos − p) position-blocks instead of
-# n_layers × n_pos, about a quarter of the naive loop over the whole sweep. On top of that,
+# n_layers × n_pos. Over the whole sweep that is about a third of the naive loop's work for 4
+# layers and 15 positions, and close to a quarter for a large model. On top of that,
 # 3. **skip patches that change nothing**: where the clean and corrupted activations are
 #    equal (every position before the first corrupted token), the patched run *is* the
 #    corrupted run, and its score is `metric(corrupted_logits)`.
@@ -655,13 +656,13 @@ def patch_s2(resid, hook):
     return resid
 
 
-with model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", patch_s2)]):
-    patched_logits, patched_cache = model.run_with_cache(corrupted_tokens)
+with torch.no_grad(), model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", patch_s2)]):
+    s2_logits, s2_cache = model.run_with_cache(corrupted_tokens)
 for layer in range(n_layers):
-    change = (patched_cache["resid_post", layer] - corrupted_cache["resid_post", layer]).abs().amax(dim=(0, 2))
+    change = (s2_cache["resid_post", layer] - corrupted_cache["resid_post", layer]).abs().amax(dim=(0, 2))
     print(f"after block {layer}: max |patched − corrupted| before S2 {change[:S2_POS].max():.1e}, "
           f"from S2 on {change[S2_POS:].min():.2f} … {change[S2_POS:].max():.2f}")
-logit_change = (patched_logits - corrupted_logits).abs().amax(dim=(0, 2))
+logit_change = (s2_logits - corrupted_logits).abs().amax(dim=(0, 2))
 print(f"logits: max |patched − corrupted| before S2 {logit_change[:S2_POS].max():.1e}, "
       f"from S2 on {logit_change[S2_POS:].min():.2f} … {logit_change[S2_POS:].max():.2f}")
 
