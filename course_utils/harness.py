@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -29,6 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import tqdm
 from transformer_lens import ActivationCache
 
 PASS, FAIL, TODO = "✓", "✗", "…"
@@ -318,6 +320,45 @@ def _emit(name: str, status: Status, message: str) -> CheckResult:
     return result
 
 
+@contextlib.contextmanager
+def quiet_progress_bars():
+    """While inside, tqdm bars are off unless a call passes ``disable=`` itself (every tqdm
+    class, the notebook's included, initialises through ``tqdm.std.tqdm.__init__``).
+    :func:`check` runs in it: the sweeps it runs would fill notebooks and logs with bars."""
+    original = tqdm.std.tqdm.__init__
+
+    @functools.wraps(original)
+    def init(self, *args, **kwargs):
+        kwargs.setdefault("disable", True)
+        original(self, *args, **kwargs)
+
+    tqdm.std.tqdm.__init__ = init
+    try:
+        yield
+    finally:
+        tqdm.std.tqdm.__init__ = original
+
+
+def cached_by_inputs(fn: Callable) -> Callable:
+    """``fn`` computed once per session for each set of inputs, recognised by identity.
+
+    For expensive references and known mistakes (a patching sweep): a check builds its inputs
+    once (``functools.cache``), so the same objects come back on every run. Each result keeps
+    its inputs alive, so their ids cannot be reused by other objects.
+    """
+    store: dict = {}
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        key = tuple(map(id, args)) + tuple(sorted((k, id(v)) for k, v in kwargs.items()))
+        if key not in store:
+            store[key] = (fn(*args, **kwargs), args, kwargs)
+        return store[key][0]
+
+    return wrapper
+
+
+@quiet_progress_bars()
 def check(
     name: str,
     learner_fn: Callable,

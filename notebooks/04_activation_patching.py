@@ -626,22 +626,113 @@ print(f"correlation {correlation:.3f}; worst cell {cells[worst]}: exact {exact[w
 # %% [markdown]
 # ## 7. Beyond: a fast exact sweep
 #
-# The sweep in section 2 runs the whole model once per cell. Three observations make it much
-# cheaper **without changing any number**:
+# The sweep of section 2 runs the whole model, every layer and every position, once per cell.
+# Most of that work recomputes numbers that the patch cannot change. Two facts say which, and
+# both are about **causality**: what can a change at (layer ℓ, position p) possibly affect?
 #
-# 1. **Start at the patched layer.** A patch at layer ℓ leaves layers 0…ℓ−1 as they were in the
-#    corrupted run. Cache the corrupted `resid_pre` once, and start each patched run at layer ℓ:
-#    `model(resid, start_at_layer=layer)` takes a residual stream instead of tokens.
-# 2. **Batch the patches.** Put several patched copies of the batch side by side
-#    (`resid.repeat(k, 1, 1)`, copy i patched at its own position) and run them in one forward
-#    pass; split the logits back into `k` batches and score each one.
-# 3. **Skip the no-ops.** Where the clean and corrupted activations are equal (every position
-#    before S2, and every position but S2 at layer 0), the patched run *is* the corrupted run:
-#    its score is `metric(corrupted_logits)`, no forward pass needed.
+# 1. **Nothing below layer ℓ.** Blocks 0…ℓ−1 run before the patch, so they compute exactly
+#    what they computed in the corrupted run. Start each patched run at layer ℓ, from the
+#    corrupted run's cached `resid_pre`.
+# 2. **Nothing before position p.** In a causal transformer, position q's computation reads
+#    positions 0…q only: attention masks the later ones, and everything else (LayerNorm, MLP,
+#    unembedding) works position by position. So positions 0…p−1 are identical to the
+#    corrupted run *in every layer*, patched or not. Only positions p…n−1 need recomputing,
+#    and when their queries attend to the earlier positions, the keys and values they find
+#    there are the corrupted run's: read them from the cache (`attn.hook_k`, `attn.hook_v`).
+#    The logits of positions before p are the corrupted run's logits too.
+#
+# Together: a patch at (ℓ, p) costs (n_layers − ℓ) × (n_pos − p) position-blocks instead of
+# n_layers × n_pos. Over the whole sweep that is about a third of the naive loop's work for 4
+# layers and 15 positions, and close to a quarter for a large model. On top of that,
+# 3. **skip patches that change nothing**: where the clean and corrupted activations are
+#    equal (every position before the first corrupted token), the patched run *is* the
+#    corrupted run, and its score is `metric(corrupted_logits)`.
+#
+# The demo below checks fact 2 on our batch: patch S2 at the start of block 1, keep every
+# activation, and compare it with the corrupted run, position by position.
+
+# %%
+def patch_s2(resid, hook):
+    resid[:, S2_POS] = clean_cache["blocks.1.hook_resid_pre"][:, S2_POS]
+    return resid
+
+
+with torch.no_grad(), model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", patch_s2)]):
+    s2_logits, s2_cache = model.run_with_cache(corrupted_tokens)
+for layer in range(n_layers):
+    change = (s2_cache["resid_post", layer] - corrupted_cache["resid_post", layer]).abs().amax(dim=(0, 2))
+    print(f"after block {layer}: max |patched − corrupted| before S2 {change[:S2_POS].max():.1e}, "
+          f"from S2 on {change[S2_POS:].min():.2f} … {change[S2_POS:].max():.2f}")
+logit_change = (s2_logits - corrupted_logits).abs().amax(dim=(0, 2))
+print(f"logits: max |patched − corrupted| before S2 {logit_change[:S2_POS].max():.1e}, "
+      f"from S2 on {logit_change[S2_POS:].min():.2f} … {logit_change[S2_POS:].max():.2f}")
 
 # %% [markdown]
-# ### Exercise 7.1 — the same sweep, many times faster
+# Before S2 the difference is exactly zero in every block (block 0 runs before the patch, so
+# it is zero everywhere there); from S2 on, every position has changed: each attends to S2. This
+# is the whole trick: the positions before the patch are the corrupted run, bit for bit.
+#
+# ### Exercise 7.1 — one block, on the positions from p on
 # Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵⚪⚪⚪
+#
+# Write the block by hand for the positions p…n−1 only (chapter 01 recomputed attention by
+# hand): LayerNorm `block.ln1`, queries, keys and values from the weights (`attn.W_Q`
+# [head, d_model, d_head], `attn.b_Q` [head, d_head], the same for K and V; `attn.W_O`
+# [head, d_head, d_model], `attn.b_O`), the keys and values of the positions before p from the
+# corrupted cache, a causal mask, the output projection, then `block.mlp(block.ln2(…))` (only
+# if the model has MLPs: `model.cfg.attn_only` is False). The extra leading dimension `copies`
+# holds several patched versions of the batch, so that one call can run all of them.
+
+# %% tags=["exercise"]
+def block_on_suffix(
+    model: TransformerBridge,
+    layer: int,
+    resid: Float[Tensor, "copies batch suffix d_model"],
+    corrupted_cache: ActivationCache,
+) -> Float[Tensor, "copies batch suffix d_model"]:
+    """Block `layer` applied to the last `suffix` positions of `copies` copies of the batch.
+
+    `resid` is the residual stream before the block at positions p = n_pos − suffix … n_pos − 1.
+    The positions before p hold the corrupted run's values, so their keys and values are
+    `corrupted_cache[f"blocks.{layer}.attn.hook_k"]` and `…hook_v` ([batch, n_pos, head, d_head]),
+    positions 0…p−1. Query i of the suffix is position p + i: it attends to positions 0…p + i.
+    Scale the scores by 1/sqrt(d_head). Returns the residual stream after the block, same shape.
+    """
+    raise NotImplementedError("block_on_suffix: attention of the suffix over cached and new keys, then the MLP")
+
+
+# %%
+checks.test_block_on_suffix(block_on_suffix)
+
+# %% [markdown]
+# <details><summary>Hint 1: shapes</summary>
+#
+# `q = torch.einsum("cbpm,hmd->cbphd", block.ln1(resid), attn.W_Q) + attn.b_Q`, the same for
+# `k` and `v`. Put the cached keys of positions 0…p−1 in front of yours along the position
+# axis: `cached_k[None, :, :p].expand(copies, -1, -1, -1, -1)` then `torch.cat(…, dim=2)`, so
+# that key index j is position j. Scores: `torch.einsum("cbqhd,cbkhd->cbhqk", q, keys)`.
+# </details>
+#
+# <details><summary>Hint 2: the mask</summary>
+#
+# Query i is position p + i, key j is position j: mask where `j > p + i`, i.e.
+# `torch.arange(n_pos) > torch.arange(p, n_pos)[:, None]` ([suffix, n_pos]), with
+# `masked_fill(mask, float("-inf"))` before the softmax. Then
+# `z = torch.einsum("cbhqk,cbkhd->cbqhd", pattern, values)` and
+# `resid + torch.einsum("cbqhd,hdm->cbqm", z, attn.W_O) + attn.b_O`.
+# </details>
+
+# %% [markdown]
+# ### Exercise 7.2 — the same sweep, many times faster
+# Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵⚪⚪⚪
+#
+# Now the sweep. Every patch at position p shares positions 0…p−1 with the corrupted run, so
+# run all the patches at one position together, as copies: go through the blocks from the
+# first layer patched at p; at each layer ℓ patched at p, add one copy, the corrupted
+# `resid_pre` of layer ℓ at positions p… with position p replaced by the clean one; apply
+# `block_on_suffix` to all copies. After the last block, `model.unembed(model.ln_final(resid))`
+# gives the logits of positions p… of every copy; the positions before p take the corrupted
+# logits.
 
 # %% tags=["exercise"]
 def patch_residual_stream_fast(
@@ -649,42 +740,62 @@ def patch_residual_stream_fast(
     corrupted_tokens: Int[Tensor, "batch pos"],
     clean_cache: ActivationCache,
     metric: Callable[[Tensor], Tensor],
-    patches_per_forward: int = 16,
 ) -> Float[Tensor, "layer pos"]:
-    """The same [n_layers, n_pos] result as `patch_residual_stream`, with fewer and cheaper passes.
+    """The same [n_layers, n_pos] result as `patch_residual_stream`, computing only what a patch can change.
 
-    Use `model(resid, start_at_layer=layer)` from the corrupted run's cached resid_pre, put up
-    to `patches_per_forward` patched copies of the batch into one forward pass, and skip the
-    patches where the clean and corrupted activations are equal (their score is the
-    unpatched corrupted run's).
+    Cache the corrupted run (`resid_pre`, `attn.hook_k`, `attn.hook_v` of every layer). A patch at
+    (layer, pos) recomputes blocks layer… at positions pos… only (`block_on_suffix`); the logits
+    of the positions before pos are the corrupted run's. A patch where the clean and corrupted
+    `resid_pre` are equal scores `metric(corrupted_logits)` without running anything. Must give
+    the naive loop's numbers for any metric, including one that reads every position.
     """
-    raise NotImplementedError("patch_residual_stream_fast: start at the layer, batch the patches, skip no-ops")
+    raise NotImplementedError("patch_residual_stream_fast: from the layer, from the position, skip no-ops")
 
 
 # %%
 checks.test_patch_residual_stream_fast(patch_residual_stream_fast)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1: the loop</summary>
 #
-# `_, corrupted_cache = model.run_with_cache(corrupted_tokens, names_filter=names)` gives the
-# corrupted `resid_pre` of every layer. For one layer, with `chunk` a list of positions:
-# `resid = corrupted.repeat(len(chunk), 1, 1)`; copy i is rows `i*batch … (i+1)*batch − 1`;
-# set `resid[i*batch:(i+1)*batch, pos] = clean[:, pos]`; then
-# `logits = model(resid, start_at_layer=layer)` and `metric(logits[i*batch:(i+1)*batch])`.
-# `torch.equal(clean[:, pos], corrupted[:, pos])` finds the no-ops.
+# ```
+# for pos in range(n_pos):
+#     layers = [layers where clean and corrupted resid_pre differ at pos]
+#     resid = None                      # [copies, batch, n_pos - pos, d_model]
+#     for layer in range(layers[0], n_layers):
+#         if layer in layers: add a copy (torch.cat along dim 0)
+#         resid = block_on_suffix(model, layer, resid, corrupted_cache)
+#     suffix_logits = model.unembed(model.ln_final(resid))
+#     copy i belongs to layers[i]: score it
+# ```
+# </details>
+#
+# <details><summary>Hint 2: the logits</summary>
+#
+# `logits = corrupted_logits.clone()`, then for each copy `logits[:, pos:] = suffix_logits[i]`
+# and `metric(logits)`. Go through the positions from the last to the first: a patch at pos
+# only writes `logits[:, pos:]`, so the rows before pos are still the corrupted ones.
 # </details>
 
 # %%
 start = time.perf_counter()
 fast_results = patch_residual_stream_fast(model, corrupted_tokens, clean_cache, metric)
 fast_seconds = time.perf_counter() - start
-print(f"naive {naive_seconds:.2f} s, fast {fast_seconds:.2f} s: {naive_seconds / fast_seconds:.1f}× faster; "
-      f"max |difference| = {(fast_results - resid_results).abs().max():.1e}")
+differs_at = [[not torch.equal(clean_cache["resid_pre", l][:, p], corrupted_cache["resid_pre", l][:, p])
+               for p in range(corrupted_tokens.shape[1])] for l in range(n_layers)]
+n_pos = corrupted_tokens.shape[1]
+naive_work = n_layers * n_pos * n_layers * n_pos
+fast_work = sum((n_layers - l) * (n_pos - p) for l in range(n_layers) for p in range(n_pos) if differs_at[l][p])
+print(f"naive {naive_seconds:.2f} s, fast {fast_seconds:.2f} s: {naive_seconds / fast_seconds:.1f}× faster, "
+      f"{naive_work / fast_work:.0f}× fewer position-blocks; max |difference| = {(fast_results - resid_results).abs().max():.1e}")
 
 # %% [markdown]
-# The timing above is one run on whatever else your machine is doing; the script
-# `benchmarks/patching_sweep.py` compares the two sweeps and TransformerLens's more carefully.
+# The timing above is one run on whatever else your machine is doing, and the unembedding
+# (`d_model × d_vocab` per position, not counted in the position-blocks) limits the gain on a
+# small model with a large vocabulary. `benchmarks/patching_sweep.py` measures the sweeps
+# carefully, with their FLOPs, for a corruption of one token and of three, for head outputs
+# by position too (the same savings: patching `hook_z` of block ℓ at p changes block ℓ's output
+# at p only), and on a model of GPT-2 small's size.
 
 # %% [markdown]
 # ## Check your understanding
@@ -732,8 +843,9 @@ checks.test_answer_attribution_passes(answer_attribution_passes)
 # - Denoising asks "is it enough?", noising asks "is it needed?"; each patch measures a total
 #   effect, including everything it changes downstream.
 # - `transformer_lens.patching` gives the same numbers; attribution patching approximates a
-#   whole sweep with one backward pass; an exact sweep can skip the layers before the patch,
-#   batch many patches, and skip the ones that cannot matter.
+#   whole sweep with one backward pass; an exact sweep recomputes only what a patch can change:
+#   the layers from the patch on, the positions from the patch on (attention is causal), and
+#   nothing at all where clean and corrupted are equal.
 #
 # ## Going further
 #

@@ -151,38 +151,144 @@ def attribution_patch_residual(
     return torch.stack(rows)
 
 
+def block_on_suffix(
+    model: TransformerBridge,
+    layer: int,
+    resid: Float[Tensor, "copies batch suffix d_model"],
+    corrupted_cache: ActivationCache,
+) -> Float[Tensor, "copies batch suffix d_model"]:
+    """Block ``layer`` applied to the last ``suffix`` positions of ``copies`` copies of the batch.
+
+    ``resid`` is the residual stream before the block at positions ``n_pos - suffix … n_pos - 1``;
+    the positions before them hold the corrupted run's values, so their keys and values are read
+    from ``corrupted_cache`` (``blocks.{layer}.attn.hook_k`` / ``hook_v``, [batch, n_pos, head, d_head]).
+    Returns the residual stream after the block at the same positions.
+    """
+    cfg, block = model.cfg, model.blocks[layer]
+    if cfg.attention_dir != "causal" or cfg.positional_embedding_type != "standard":
+        raise ValueError("block_on_suffix needs causal attention and learned position embeddings")
+    attn = block.attn
+    cached_k = corrupted_cache[f"blocks.{layer}.attn.hook_k"]
+    cached_v = corrupted_cache[f"blocks.{layer}.attn.hook_v"]
+    n_pos, suffix = cached_k.shape[1], resid.shape[2]
+    first = n_pos - suffix
+
+    x = block.ln1(resid)
+    q = torch.einsum("cbpm,hmd->cbphd", x, attn.W_Q) + attn.b_Q
+    k = torch.einsum("cbpm,hmd->cbphd", x, attn.W_K) + attn.b_K
+    v = torch.einsum("cbpm,hmd->cbphd", x, attn.W_V) + attn.b_V
+    copies = resid.shape[0]
+    keys = torch.cat([cached_k[None, :, :first].expand(copies, -1, -1, -1, -1), k], dim=2)
+    values = torch.cat([cached_v[None, :, :first].expand(copies, -1, -1, -1, -1), v], dim=2)
+    scale = cfg.attn_scale if cfg.attn_scale > 0 else cfg.d_head**0.5
+    scores = torch.einsum("cbqhd,cbkhd->cbhqk", q, keys) / scale
+    future = torch.arange(n_pos, device=resid.device) > torch.arange(first, n_pos, device=resid.device)[:, None]
+    pattern = scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+    z = torch.einsum("cbhqk,cbkhd->cbqhd", pattern, values)
+    resid = resid + torch.einsum("cbqhd,hdm->cbqm", z, attn.W_O) + attn.b_O
+    if not cfg.attn_only:
+        resid = resid + block.mlp(block.ln2(resid))
+    return resid
+
+
 def patch_residual_stream_fast(
     model: TransformerBridge,
     corrupted_tokens: Int[Tensor, "batch pos"],
     clean_cache: ActivationCache,
     metric: Callable[[Tensor], Tensor],
-    patches_per_forward: int = 16,
 ) -> Float[Tensor, "layer pos"]:
-    """The same numbers as ``patch_residual_stream``, with far fewer and cheaper forward passes.
+    """The same numbers as ``patch_residual_stream``, computing only what a patch can change.
 
-    - Start each patched run at its layer (``model(resid, start_at_layer=layer)``) from the
-      corrupted run's cached ``resid_pre``, instead of re-running the layers before it.
-    - Stack ``patches_per_forward`` patched copies of the batch into one forward pass.
-    - Skip patches that cannot change anything: where the clean and corrupted activations are
-      equal (every position before the first corrupted token), the patched run IS the corrupted run.
+    - A patch at (layer, pos) leaves every block before ``layer`` as in the corrupted run: start
+      from the corrupted run's cached ``resid_pre``.
+    - With causal attention it leaves every position before ``pos`` as in the corrupted run, in
+      every layer: recompute positions ``pos …`` only (``block_on_suffix``), with the keys and
+      values of the earlier positions from the corrupted cache, and reuse their logits.
+    - Where the clean and corrupted activations are equal, the patch changes nothing: skip it.
+    All patches at one position share those earlier positions, so they run as one batch of copies
+    that grows by one copy at each layer that is patched there.
     """
-    n_layers, (batch, n_pos) = model.cfg.n_layers, corrupted_tokens.shape
-    results = torch.zeros(n_layers, n_pos, device=corrupted_tokens.device)
+    n_layers, n_pos = model.cfg.n_layers, corrupted_tokens.shape[1]
     names = [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)]
+    keep = lambda name: name in names or name.endswith(("attn.hook_k", "attn.hook_v"))  # noqa: E731
     with torch.no_grad():
-        corrupted_logits, corrupted_cache = model.run_with_cache(corrupted_tokens, names_filter=names)
-        results[:] = metric(corrupted_logits)
-        for layer in tqdm(range(n_layers), desc="fast patching resid_pre", leave=False):
-            clean, corrupted = clean_cache[names[layer]], corrupted_cache[names[layer]]
-            todo = [p for p in range(n_pos) if not torch.equal(clean[:, p], corrupted[:, p])]
-            for start in range(0, len(todo), patches_per_forward):
-                chunk = todo[start : start + patches_per_forward]
-                resid = corrupted.repeat(len(chunk), 1, 1)  # copy i = rows i*batch ... (i+1)*batch - 1
-                for i, pos in enumerate(chunk):
-                    resid[i * batch : (i + 1) * batch, pos] = clean[:, pos]
-                logits = model(resid, start_at_layer=layer)
-                for i, pos in enumerate(chunk):
-                    results[layer, pos] = metric(logits[i * batch : (i + 1) * batch])
+        corrupted_logits, corrupted_cache = model.run_with_cache(corrupted_tokens, names_filter=keep)
+        results = torch.full((n_layers, n_pos), metric(corrupted_logits).item(), device=corrupted_tokens.device)
+        logits = corrupted_logits.clone()
+        for pos in tqdm(reversed(range(n_pos)), total=n_pos, desc="fast patching resid_pre", leave=False):
+            # Descending positions: a patch at pos rewrites logits[:, pos:], so logits[:, :pos] stay corrupted.
+            layers = [
+                layer for layer, name in enumerate(names)
+                if not torch.equal(clean_cache[name][:, pos], corrupted_cache[name][:, pos])
+            ]
+            if not layers:
+                continue  # no patch at this position changes anything
+            resid = None  # [copies, batch, n_pos - pos, d_model]: copy i is patched at layers[i]
+            for layer in range(layers[0], n_layers):
+                if layer in layers:
+                    copy = corrupted_cache[names[layer]][:, pos:].clone()
+                    copy[:, 0] = clean_cache[names[layer]][:, pos]
+                    resid = copy[None] if resid is None else torch.cat([resid, copy[None]])
+                resid = block_on_suffix(model, layer, resid, corrupted_cache)
+            suffix_logits = model.unembed(model.ln_final(resid))
+            for i, layer in enumerate(layers):
+                logits[:, pos:] = suffix_logits[i]
+                results[layer, pos] = metric(logits)
+    return results
+
+
+def patch_head_outputs_by_pos_fast(
+    model: TransformerBridge,
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_cache: ActivationCache,
+    metric: Callable[[Tensor], Tensor],
+    heads: list[tuple[int, int]],
+) -> Float[Tensor, "head pos"]:
+    """The same numbers as ``patch_head_outputs_by_pos``, with the savings of ``patch_residual_stream_fast``.
+
+    Patching ``hook_z[:, pos, head]`` of block ``layer`` changes that block's output at ``pos`` only
+    (the output projection and the MLP act position by position): it is a patch of the residual
+    stream entering block ``layer + 1`` at ``pos``, whose new value is computed here from the
+    corrupted ``resid_pre`` and ``hook_z``. A head of the last block patches the final residual stream.
+    """
+    n_layers, n_pos = model.cfg.n_layers, corrupted_tokens.shape[1]
+    last = f"blocks.{n_layers - 1}.hook_resid_post"
+    wanted = ("hook_resid_pre", "attn.hook_z", "attn.hook_k", "attn.hook_v")
+    keep = lambda name: name == last or name.endswith(wanted)  # noqa: E731
+    with torch.no_grad():
+        corrupted_logits, corrupted_cache = model.run_with_cache(corrupted_tokens, names_filter=keep)
+        stream = [corrupted_cache[f"blocks.{layer}.hook_resid_pre"] for layer in range(n_layers)] + [corrupted_cache[last]]
+        results = torch.full((len(heads), n_pos), metric(corrupted_logits).item(), device=corrupted_tokens.device)
+        logits = corrupted_logits.clone()
+        # resid_pre of block layer + 1 at every position, when head i alone is patched there:
+        # the output projection and the MLP work position by position, so one pass serves all positions.
+        patched_rows = []
+        for layer, head in heads:
+            block, z = model.blocks[layer], corrupted_cache[f"blocks.{layer}.attn.hook_z"].clone()
+            z[:, :, head] = clean_cache[f"blocks.{layer}.attn.hook_z"][:, :, head]
+            rows = stream[layer] + torch.einsum("bphd,hdm->bpm", z, block.attn.W_O) + block.attn.b_O
+            patched_rows.append(rows if model.cfg.attn_only else rows + block.mlp(block.ln2(rows)))
+        for pos in tqdm(reversed(range(n_pos)), total=n_pos, desc="fast patching heads by position", leave=False):
+            joins: dict[int, list[tuple[Tensor, int]]] = {}  # block the copy starts at -> (its row at pos, head index)
+            for i, (layer, head) in enumerate(heads):
+                name = f"blocks.{layer}.attn.hook_z"
+                if not torch.equal(clean_cache[name][:, pos, head], corrupted_cache[name][:, pos, head]):
+                    joins.setdefault(layer + 1, []).append((patched_rows[i][:, pos], i))
+            if not joins:
+                continue
+            resid, order = None, []
+            for layer in range(min(joins), n_layers + 1):
+                for row, i in joins.get(layer, []):
+                    copy = stream[layer][:, pos:].clone()
+                    copy[:, 0] = row
+                    resid = copy[None] if resid is None else torch.cat([resid, copy[None]])
+                    order.append(i)
+                if layer < n_layers:
+                    resid = block_on_suffix(model, layer, resid, corrupted_cache)
+            suffix_logits = model.unembed(model.ln_final(resid))
+            for copy, i in enumerate(order):
+                logits[:, pos:] = suffix_logits[copy]
+                results[i, pos] = metric(logits)
     return results
 
 

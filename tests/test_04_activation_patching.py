@@ -5,10 +5,12 @@ import functools
 
 import pytest
 import torch
+import tqdm
 from transformer_lens import patching
 
 from check_helpers import stub
 from course_utils.checks import activation_patching as checks
+from course_utils.models import load_model, random_model
 
 S = checks.SOLUTION
 
@@ -17,10 +19,10 @@ SWEEP_CHECKS = {
     "patch_residual_stream": checks.RESID_MISTAKES,
     "patch_head_outputs": checks.HEAD_MISTAKES,
     "patch_head_outputs_by_pos": checks.HEAD_POS_MISTAKES,
-    "patch_residual_stream_fast": checks.RESID_MISTAKES,
+    "patch_residual_stream_fast": checks.FAST_MISTAKES,
     "attribution_patch_residual": checks.ATTRIBUTION_MISTAKES,
 }
-ALL_CHECKS = ["logit_diff", "normalised_patching_metric", *SWEEP_CHECKS]
+ALL_CHECKS = ["logit_diff", "normalised_patching_metric", "block_on_suffix", *SWEEP_CHECKS]
 ANSWERS = ["answer_layer0_position", "answer_forward_passes", "answer_noising_vs_denoising", "answer_attribution_passes"]
 
 
@@ -129,10 +131,7 @@ def test_metric_accepts(variant):
     "name, diagnosis", [(name, d) for name, mistakes in SWEEP_CHECKS.items() for d in mistakes]
 )
 def test_sweep_rejects(name, diagnosis):
-    wrong = SWEEP_CHECKS[name][diagnosis]
-    if name == "patch_residual_stream_fast":
-        wrong = functools.partial(lambda fn, *a, **k: fn(*a), wrong)
-    result = run_check(name, wrong)
+    result = run_check(name, SWEEP_CHECKS[name][diagnosis])
     assert not result and result.message.endswith(diagnosis), result.message
     assert no_hooks_left(checks.check_model())
 
@@ -234,8 +233,7 @@ def test_patch_residual_stream_accepts(variant):
 
 @pytest.mark.parametrize("variant", ["batched_one_forward_per_layer", "in_place_no_return"])
 def test_patch_residual_stream_fast_accepts(variant):
-    fn = RESID_VARIANTS[variant]
-    assert checks.test_patch_residual_stream_fast(lambda m, t, c, metric, patches_per_forward=16: fn(m, t, c, metric))
+    assert checks.test_patch_residual_stream_fast(RESID_VARIANTS[variant])
 
 
 def _heads_mask(model, corrupted_tokens, clean_cache, metric):
@@ -334,11 +332,87 @@ def test_attribution_works_with_frozen_weights():
         model.requires_grad_(True)
 
 
-# --- the fast sweep gives the naive sweep's numbers on the notebook's larger batch ------------------------
-def test_fast_sweep_matches_naive_and_transformer_lens():
+# --- the fast exact sweep ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("diagnosis", list(checks.SUFFIX_MISTAKES))
+def test_block_on_suffix_rejects(diagnosis):
+    result = checks.test_block_on_suffix(checks.SUFFIX_MISTAKES[diagnosis])
+    assert not result and result.message.endswith(diagnosis), result.message
+
+
+def _suffix_whole_block(model, layer, resid, corrupted_cache):
+    """The bridge's own block on the corrupted positions before the suffix followed by the suffix."""
+    copies, batch, suffix, d_model = resid.shape
+    n_pos = corrupted_cache[f"blocks.{layer}.attn.hook_k"].shape[1]
+    before = corrupted_cache[f"blocks.{layer}.hook_resid_pre"][:, : n_pos - suffix]
+    stream = torch.cat([before.repeat(copies, 1, 1), resid.reshape(copies * batch, suffix, d_model)], dim=1)
+    out = model.blocks[layer](stream)
+    out = out[0] if isinstance(out, tuple) else out
+    return out[:, -suffix:].reshape(copies, batch, suffix, d_model)
+
+
+def _suffix_sdpa(model, layer, resid, corrupted_cache):
+    """torch's scaled_dot_product_attention with a boolean mask, one copy at a time."""
+    block, attn = model.blocks[layer], model.blocks[layer].attn
+    out = []
+    for copy in resid:
+        x = block.ln1(copy)
+        q = torch.einsum("bpm,hmd->bhpd", x, attn.W_Q) + attn.b_Q[:, None]
+        k = torch.einsum("bpm,hmd->bhpd", x, attn.W_K) + attn.b_K[:, None]
+        v = torch.einsum("bpm,hmd->bhpd", x, attn.W_V) + attn.b_V[:, None]
+        n_pos, suffix = corrupted_cache[f"blocks.{layer}.attn.hook_k"].shape[1], copy.shape[1]
+        k = torch.cat([corrupted_cache[f"blocks.{layer}.attn.hook_k"].transpose(1, 2)[:, :, : n_pos - suffix], k], 2)
+        v = torch.cat([corrupted_cache[f"blocks.{layer}.attn.hook_v"].transpose(1, 2)[:, :, : n_pos - suffix], v], 2)
+        allowed = torch.arange(n_pos)[None, :] <= torch.arange(n_pos - suffix, n_pos)[:, None]
+        z = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        mid = copy + torch.einsum("bhpd,hdm->bpm", z, attn.W_O) + attn.b_O
+        out.append(mid + block.mlp(block.ln2(mid)))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("variant", [_suffix_whole_block, _suffix_sdpa], ids=["whole_block", "sdpa"])
+def test_block_on_suffix_accepts(variant):
+    assert checks.test_block_on_suffix(variant)
+
+
+def _exact_inputs(model, seed=0):
+    """Random tokens differing at two positions, the clean cache, and a metric that reads every position."""
+    gen = torch.Generator().manual_seed(seed)
+    clean = torch.randint(0, model.cfg.d_vocab, (3, 9), generator=gen)
+    corrupted = clean.clone()
+    corrupted[:, [3, 6]] = torch.randint(0, model.cfg.d_vocab, (3, 2), generator=gen)
+    weights = torch.linspace(-1.0, 1.0, 50)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(clean)
+    return model, corrupted, cache, lambda logits: (logits.log_softmax(-1)[..., :50] * weights).mean()
+
+
+@pytest.mark.parametrize(
+    "make_model",
+    [lambda: random_model(n_layers=3), lambda: random_model(n_layers=2, attn_only=True), lambda: load_model("attn-only-2l", "cpu")],
+    ids=["random_ln_gelu", "random_attn_only", "attn-only-2l"],
+)
+def test_fast_sweeps_equal_the_naive_loops_on_other_models(make_model):
+    args = _exact_inputs(make_model())
+    heads = [(layer, head) for layer in range(args[0].cfg.n_layers) for head in range(args[0].cfg.n_heads)]
+    naive = S.patch_residual_stream(*args)
+    assert naive.std() > 1e-3  # the patches matter, so equality says something
+    assert (S.patch_residual_stream_fast(*args) - naive).abs().max() <= 1e-5
+    assert (S.patch_head_outputs_by_pos_fast(*args, heads) - S.patch_head_outputs_by_pos(*args, heads)).abs().max() <= 1e-5
+
+
+def test_fast_sweeps_equal_the_naive_loops_on_the_notebook_batch():
     d = checks._data(checks.N_METRIC_PROMPTS)
     args = (d["model"], d["corrupted_tokens"], d["clean_cache"], d["metric"])
     naive = S.patch_residual_stream(*args)
     assert (S.patch_residual_stream_fast(*args) - naive).abs().max() <= 1e-5
-    assert (S.patch_residual_stream_fast(*args, patches_per_forward=1) - naive).abs().max() <= 1e-5
-    assert (patching.get_act_patch_resid_pre(*args) - naive).abs().max() <= 1e-5
+    heads = [(layer, layer % args[0].cfg.n_heads) for layer in range(args[0].cfg.n_layers)]
+    by_pos = S.patch_head_outputs_by_pos(*args, heads)
+    assert (S.patch_head_outputs_by_pos_fast(*args, heads) - by_pos).abs().max() <= 1e-5
+
+
+def test_checks_hide_the_progress_bars_of_the_sweeps_they_run(capsys):
+    assert checks.test_patch_head_outputs(S.patch_head_outputs)
+    assert capsys.readouterr().err == ""
+    with tqdm.tqdm(range(2), desc="outside a check") as bar:  # tqdm is itself again afterwards
+        list(bar)
+    assert "outside a check" in capsys.readouterr().err

@@ -22,14 +22,14 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformers import PreTrainedTokenizerBase
 
 from course_utils.chapters import solution_module
-from course_utils.harness import Case, CheckResult, check, check_answer
+from course_utils.harness import Case, CheckResult, cached_by_inputs, check, check_answer
 from course_utils.models import load_model
 from course_utils.tasks import ioi
 
 SOLUTION = solution_module("04_activation_patching")
 CHECK_MODEL = "gelu-4l"
 N_METRIC_PROMPTS = 8
-N_SWEEP_PROMPTS = 4
+N_SWEEP_PROMPTS = 2
 SWEEP_CORRUPTION = "swap"
 SEED = 1
 
@@ -148,20 +148,6 @@ def check_heads() -> list[tuple[int, int]]:
     return [(cfg.n_layers - 1, 0), (min(1, cfg.n_layers - 1), cfg.n_heads - 1)]
 
 
-def _memo(fn: Callable) -> Callable:
-    """Cache a sweep's result per input objects (the check inputs are cached, so ids are stable)."""
-    store: dict = {}
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        key = tuple(id(a) for a in args) + tuple(sorted((k, id(v)) for k, v in kwargs.items()))
-        if key not in store:
-            store[key] = (fn(*args, **kwargs), args, kwargs)  # keep the inputs alive: ids stay unique
-        return store[key][0]
-
-    return wrapper
-
-
 # --- the classic mistakes: one generic sweep with switches ----------------------------------------
 def _sweep(
     model: TransformerBridge,
@@ -173,11 +159,13 @@ def _sweep(
     *,
     accumulate: bool = False,
     discard: bool = False,
+    blank_before: bool = False,
 ) -> torch.Tensor:
     """Run one patched forward per cell ``(layer, index)``: ``act[index] = clean[index]``.
 
     ``accumulate``: hooks of earlier cells stay attached (the "forgot to remove hooks" mistake).
     ``discard``: the hook patches a copy and returns nothing (the patch has no effect).
+    ``blank_before``: the logits of positions before the patched one ``index[1]`` are zeros.
     """
     values = []
     with torch.no_grad():
@@ -196,6 +184,8 @@ def _sweep(
                 logits = model(tokens)
             else:
                 logits = model.run_with_hooks(tokens, fwd_hooks=[(name, hook)])
+            if blank_before:
+                logits[:, : index[1]] = 0.0
             values.append(metric(logits).item())
     if accumulate:
         model.reset_hooks()
@@ -214,7 +204,7 @@ def _resid_sweep(index: Callable[[int], tuple], hook: str = "hook_resid_pre", **
         out = _sweep(model, corrupted_tokens, clean_cache, metric, cells, lambda l: f"blocks.{l}.{hook}", **kw)
         return out.reshape(n_layers, n_pos)
 
-    return _memo(sweep)
+    return cached_by_inputs(sweep)
 
 
 def _clean_run_everywhere(shape: Callable) -> Callable:
@@ -227,7 +217,7 @@ def _clean_run_everywhere(shape: Callable) -> Callable:
         )
         return torch.full(shape(model, corrupted_tokens, *extra), metric(logits).item())
 
-    return _memo(wrong)
+    return cached_by_inputs(wrong)
 
 
 def _head_sweep(index: Callable[[int], tuple], **kw) -> Callable:
@@ -239,7 +229,7 @@ def _head_sweep(index: Callable[[int], tuple], **kw) -> Callable:
         out = _sweep(model, corrupted_tokens, clean_cache, metric, cells, lambda l: f"blocks.{l}.attn.hook_z", **kw)
         return out.reshape(n_layers, n_heads)
 
-    return _memo(sweep)
+    return cached_by_inputs(sweep)
 
 
 def _head_pos_sweep(index: Callable[[int, int], tuple], **kw) -> Callable:
@@ -251,7 +241,7 @@ def _head_pos_sweep(index: Callable[[int, int], tuple], **kw) -> Callable:
         out = _sweep(model, corrupted_tokens, clean_cache, metric, cells, lambda l: f"blocks.{l}.attn.hook_z", **kw)
         return out.reshape(len(heads), n_pos)
 
-    return _memo(sweep)
+    return cached_by_inputs(sweep)
 
 
 _NO_EFFECT = (
@@ -388,16 +378,16 @@ def sweep_corrupted_resid(model, corrupted_tokens, names) -> dict[str, torch.Ten
 
 
 ATTRIBUTION_MISTAKES: dict[str, Callable] = {
-    "is the sign flipped? Multiply the gradient by (clean − corrupted), the change that patching makes": _memo(
+    "is the sign flipped? Multiply the gradient by (clean − corrupted), the change that patching makes": cached_by_inputs(
         functools.partial(_attribution, sign=-1.0)
     ),
-    "you multiplied the gradient by the clean activation — multiply it by the DIFFERENCE clean − corrupted": _memo(
+    "you multiplied the gradient by the clean activation — multiply it by the DIFFERENCE clean − corrupted": cached_by_inputs(
         functools.partial(_attribution, delta=False)
     ),
-    "you took the gradient on the clean run — take it on the corrupted run, where the patch is made": _memo(
+    "you took the gradient on the clean run — take it on the corrupted run, where the patch is made": cached_by_inputs(
         functools.partial(_attribution, grad_on_clean=True)
     ),
-    "you averaged over the batch — sum instead (the metric's mean already puts 1/batch into the gradient)": _memo(
+    "you averaged over the batch — sum instead (the metric's mean already puts 1/batch into the gradient)": cached_by_inputs(
         functools.partial(_attribution, mean=True)
     ),
 }
@@ -439,10 +429,10 @@ def test_normalised_patching_metric(normalised_patching_metric) -> CheckResult:
     )
 
 
-_reference_resid = _memo(SOLUTION.patch_residual_stream)
-_reference_heads = _memo(SOLUTION.patch_head_outputs)
-_reference_heads_by_pos = _memo(SOLUTION.patch_head_outputs_by_pos)
-_reference_attribution = _memo(SOLUTION.attribution_patch_residual)
+_reference_resid = cached_by_inputs(SOLUTION.patch_residual_stream)
+_reference_heads = cached_by_inputs(SOLUTION.patch_head_outputs)
+_reference_heads_by_pos = cached_by_inputs(SOLUTION.patch_head_outputs_by_pos)
+_reference_attribution = cached_by_inputs(SOLUTION.attribution_patch_residual)
 
 
 def test_patch_residual_stream(patch_residual_stream) -> CheckResult:
@@ -498,19 +488,110 @@ def test_attribution_patch_residual(attribution_patch_residual) -> CheckResult:
     )
 
 
+# --- the fast exact sweep -------------------------------------------------------------------------------
+def _block_on_suffix(model, layer, resid, corrupted_cache, *, prefix=True, mask="shifted", scale=True, mlp=True):
+    """``block_on_suffix`` with switches for its classic mistakes (see ``SUFFIX_MISTAKES``)."""
+    block, attn = model.blocks[layer], model.blocks[layer].attn
+    cached_k = corrupted_cache[f"blocks.{layer}.attn.hook_k"]
+    cached_v = corrupted_cache[f"blocks.{layer}.attn.hook_v"]
+    n_pos, suffix, copies = cached_k.shape[1], resid.shape[2], resid.shape[0]
+    first = n_pos - suffix if prefix else 0
+    x = block.ln1(resid)
+    q, k, v = (torch.einsum("cbpm,hmd->cbphd", x, w) + b for w, b in ((attn.W_Q, attn.b_Q), (attn.W_K, attn.b_K), (attn.W_V, attn.b_V)))
+    keys = torch.cat([cached_k[None, :, n_pos - suffix - first : n_pos - suffix].expand(copies, -1, -1, -1, -1), k], dim=2)
+    values = torch.cat([cached_v[None, :, n_pos - suffix - first : n_pos - suffix].expand(copies, -1, -1, -1, -1), v], dim=2)
+    scores = torch.einsum("cbqhd,cbkhd->cbhqk", q, keys) / (model.cfg.d_head**0.5 if scale else 1.0)
+    query_at = torch.arange(first, first + suffix) if mask == "shifted" else torch.arange(suffix)
+    if mask != "none":
+        scores = scores.masked_fill(torch.arange(first + suffix) > query_at[:, None], float("-inf"))
+    z = torch.einsum("cbhqk,cbkhd->cbqhd", scores.softmax(-1), values)
+    resid = resid + torch.einsum("cbqhd,hdm->cbqm", z, attn.W_O) + attn.b_O
+    if mlp and not model.cfg.attn_only:
+        resid = resid + block.mlp(block.ln2(resid))
+    return resid
+
+
+SUFFIX_MISTAKES: dict[str, Callable] = {
+    "the positions before `pos` are missing from attention — put the corrupted cache's keys and values of "
+    "positions 0…pos−1 before yours (`blocks.{layer}.attn.hook_k` / `hook_v`)": functools.partial(_block_on_suffix, prefix=False),
+    "your causal mask forgets the offset: row i of the suffix is position pos + i, so it sees keys 0…pos + i "
+    "(mask key > pos + i, not key > i)": functools.partial(_block_on_suffix, mask="unshifted"),
+    "there is no causal mask — a position must not attend to positions after it": functools.partial(_block_on_suffix, mask="none"),
+    "divide the attention scores by sqrt(d_head) before the softmax": functools.partial(_block_on_suffix, scale=False),
+    "the MLP is missing — after the attention, add `block.mlp(block.ln2(resid))`": functools.partial(_block_on_suffix, mlp=False),
+}
+
+
+@functools.cache
+def _suffix_cases() -> list[Case]:
+    """Residual streams of the swapped-names pairs after ``pos``: unpatched, patched, several copies."""
+    d = _data(N_SWEEP_PROMPTS, SWEEP_CORRUPTION)
+    model, clean, corrupted = d["model"], d["clean_cache"], d["corrupted_cache"]
+
+    def stream(cache, layer, pos):
+        return cache[f"blocks.{layer}.hook_resid_pre"][:, pos:]
+
+    patched = stream(corrupted, 2, 4).clone()
+    patched[:, 0] = stream(clean, 2, 4)[:, 0]
+    last = model.cfg.n_layers - 1
+    return [
+        Case("block 0, positions 10… of the corrupted run", (model, 0, stream(corrupted, 0, 10)[None], corrupted)),
+        Case("block 2, positions 4… patched at 4, and the clean stream (2 copies)",
+             (model, 2, torch.stack([patched, stream(clean, 2, 4)]), corrupted)),
+        Case(f"block {last}, the final position alone", (model, last, stream(clean, last, -1)[None], corrupted)),
+    ]
+
+
+def test_block_on_suffix(block_on_suffix) -> CheckResult:
+    with torch.no_grad():
+        return check(
+            "block_on_suffix",
+            block_on_suffix,
+            cached_by_inputs(SOLUTION.block_on_suffix),
+            _suffix_cases(),
+            index_names=("copy", "prompt", "position in the suffix", "d_model"),
+            known_mistakes=SUFFIX_MISTAKES,
+        )
+
+
+@functools.cache
+def _all_positions_metric() -> Callable:
+    """Mean log-probability of the corrupted prompts' own next tokens: a metric that reads every position."""
+    tokens = sweep_inputs()[1]
+    return lambda logits: logits.log_softmax(-1)[:, :-1].gather(-1, tokens[:, 1:, None]).mean()
+
+
+def _skipped_as_zero(model, corrupted_tokens, clean_cache, metric):
+    """The fast sweep's mistake of scoring a skipped patch 0 instead of the corrupted run's metric."""
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
+    corrupted = sweep_corrupted_resid(model, corrupted_tokens, names)
+    equal = torch.stack([(clean_cache[n] == corrupted[n]).all(-1).all(0) for n in names])
+    return _reference_resid(model, corrupted_tokens, clean_cache, metric).masked_fill(equal, 0.0)
+
+
+FAST_MISTAKES: dict[str, Callable] = {
+    **RESID_MISTAKES,
+    "the positions before the patched one keep the corrupted run's logits, and a metric may read them — copy "
+    "them from the corrupted logits instead of leaving zeros": _resid_sweep(lambda pos: (_ALL, pos), blank_before=True),
+    "a skipped patch changes nothing, so it scores what the corrupted run scores, `metric(corrupted_logits)`, "
+    "not 0": cached_by_inputs(_skipped_as_zero),
+}
+
+
 def test_patch_residual_stream_fast(patch_residual_stream_fast) -> CheckResult:
-    inputs = sweep_inputs()
+    model, tokens, clean_cache, metric = sweep_inputs()
     with torch.no_grad():
         return check(
             "patch_residual_stream_fast",
             patch_residual_stream_fast,
-            lambda *args, **kwargs: _reference_resid(*args),
+            _reference_resid,
             [
-                Case(f"{N_SWEEP_PROMPTS} IOI pairs (IO and S swapped) on {CHECK_MODEL}", inputs),
-                Case("3 patches per forward pass", inputs, {"patches_per_forward": 3}),
+                Case(f"{N_SWEEP_PROMPTS} IOI pairs (IO and S swapped) on {CHECK_MODEL}", (model, tokens, clean_cache, metric)),
+                Case("a metric that reads every position (log-probability of the next tokens)",
+                     (model, tokens, clean_cache, _all_positions_metric())),
             ],
             index_names=("layer", "pos"),
-            known_mistakes={d: (lambda fn: lambda *a, **k: fn(*a))(fn) for d, fn in RESID_MISTAKES.items()},
+            known_mistakes=FAST_MISTAKES,
         )
 
 
