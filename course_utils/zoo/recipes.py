@@ -83,8 +83,6 @@ class Phase:
     warmup: int
     make_batches: Callable[[Streams, PreTrainedTokenizerFast, dict], Iterator[Batch]]
     """``(streams, tokenizer, config) -> batches``."""
-    decay_positions: bool = True
-    """Weight decay on the positional embedding (see :func:`course_utils.zoo.train.train`)."""
 
 
 @dataclass(frozen=True)
@@ -118,8 +116,7 @@ class Recipe:
         for i, phase in enumerate(self.phases):
             steps = max(1, round(phase.steps * steps_scale))
             part = train(model, phase.make_batches(streams, tokenizer, self.config), steps, phase.lr,
-                         warmup=min(phase.warmup, steps), desc=f"{self.name} ({i + 1}/{len(self.phases)})",
-                         decay_positions=phase.decay_positions)
+                         warmup=min(phase.warmup, steps), desc=f"{self.name} ({i + 1}/{len(self.phases)})")
             log.steps += part.steps
             log.tokens += part.tokens
             log.seconds += part.seconds

@@ -89,24 +89,19 @@ def train(
     callback: Callback | None = None,
     callback_every: int = 50,
     desc: str = "training",
-    decay_positions: bool = True,
 ) -> TrainLog:
     """Train ``model`` in place for ``steps`` optimizer steps on ``batches``; return a :class:`TrainLog`.
 
     ``callback(step, model, loss)`` runs every ``callback_every`` steps and after the last one,
     with the model in eval mode under ``torch.no_grad()`` (use it to record metrics).
-    The model is left in eval mode. ``decay_positions=False`` exempts the positional embedding from
-    weight decay (positions that few losses depend on then keep their learned structure).
+    The model is left in eval mode.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    def decayed(name: str, p: torch.nn.Parameter) -> bool:
-        return p.ndim >= 2 and (decay_positions or "pos_embed" not in name)
-
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and decayed(n, p)]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and not decayed(n, p)]
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and p.requires_grad]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 and p.requires_grad]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=lr,
