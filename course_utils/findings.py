@@ -111,3 +111,78 @@ def induction_findings(
             top1_together > 0.9 and top1_together >= max(top1_alone),
         ),
     ]
+
+
+# --------------------------------------------------------------------------- chapter 06
+
+IF_AUROC, BEHAVIOUR_AUROC = "per-head ' if' contributions", "' else' logit only (behaviour)"
+CONTROL_SAME, CONTROL_NO_SPACE, CONTROL_ELIF, CONTROL_PAREN = (
+    "' if' (unchanged)", "'if' (no space)", "' elif'", "condition ends in ')'",
+)
+
+
+def if_else_findings(
+    *,
+    decomposition_error: float,
+    n_prefixes: int,
+    if_contribution: Float[Tensor, "head"],
+    logit_parts: dict[str, float],
+    mean_logit: float,
+    gaps: dict[str, float],
+    aurocs: dict[str, float],
+    controls: dict[str, tuple[float, float, Float[Tensor, "control_head"]]],
+    control_heads: Sequence[int],
+) -> list[Finding]:
+    """Chapter 06's findings on ``attn-only-1l`` from the decomposition, the detector and the controls.
+
+    ``if_contribution``: each head's mean contribution to the `` else`` logit from `` if`` tokens
+    (trusted prefixes); ``logit_parts``: the mean of each part of that logit on trusted prefixes;
+    ``gaps``: mean |approximation − logit| per omission variant (keys ``"all four"`` and
+    ``"only the …"``); ``aurocs``: AUROC per feature set; ``controls``: per control, the mean
+    `` else`` logit, its mean probability and the mean contribution of each of ``control_heads``
+    (the heads whose OV circuit ranks `` if`` high) from the source token.
+    """
+    top = if_contribution.topk(2)
+    share = top.values.sum().item() / if_contribution.sum().item()
+    single = {name.removeprefix("only the "): gap for name, gap in gaps.items() if name.startswith("only the ")}
+    worst = max(single, key=single.get)
+    same, no_space, elif_, paren = (controls[name] for name in (CONTROL_SAME, CONTROL_NO_SPACE, CONTROL_ELIF, CONTROL_PAREN))
+    parts_text = ", ".join(f"{name} {value:.2f}" for name, value in logit_parts.items())
+    return [
+        Finding(
+            f"The decomposition is exact: on all {n_prefixes} held-out prefixes its parts add up to the model's "
+            f"' else' logit to within {decomposition_error:.1e}.",
+            decomposition_error < 1e-3,
+        ),
+        Finding(
+            f"Heads {int(top.indices[0])} and {int(top.indices[1])} carry ' if' -> ' else': on trusted prefixes they add "
+            f"{top.values[0]:.2f} and {top.values[1]:.2f} to the logit from ' if' tokens, {share:.0%} of what all heads "
+            "add from ' if'.",
+            share > 0.6 and top.values[0].item() > 0.5,
+        ),
+        Finding(
+            f"Of the mean ' else' logit on trusted prefixes, {mean_logit:.2f}, {parts_text}.",
+            abs(sum(logit_parts.values()) - mean_logit) < 1e-2 and logit_parts["the heads reading ' if'"] > 0.5,
+        ),
+        Finding(
+            f"The quick OV-circuit estimate is off by {gaps['all four']:.2f} on average; the single omission that "
+            f"hurts most is the {worst} ({single[worst]:.2f}).",
+            gaps["all four"] > 0.5 and single[worst] > 0.5,
+        ),
+        Finding(
+            f"The detector on per-head ' if' contributions separates anomalous from held-out trusted prefixes with "
+            f"AUROC {aurocs[IF_AUROC]:.2f}; the ' else' logit alone scores {aurocs[BEHAVIOUR_AUROC]:.2f}.",
+            aurocs[IF_AUROC] > 0.7 and aurocs[IF_AUROC] > aurocs[BEHAVIOUR_AUROC] + 0.1,
+        ),
+        Finding(
+            f"Heads {list(control_heads)} read the token ' if', not its letters: swapping it for 'if' drops what they add from it "
+            f"from {same[2].sum():.2f} to {no_space[2].sum():.2f} and P(' else') from {same[1]:.2f} to {no_space[1]:.2f}; "
+            f"' elif' keeps {elif_[2].sum():.2f}.",
+            no_space[2].sum().item() < 0.25 * same[2].sum().item() and no_space[1] < same[1],
+        ),
+        Finding(
+            f"Ending the condition in ')' leaves ' else' coming from ' if': heads {list(control_heads)} add "
+            f"{paren[2].sum():.2f} from it (unchanged prefixes: {same[2].sum():.2f}), head {control_heads[int(paren[2].argmax())]} the most.",
+            paren[2].sum().item() > 0.5 * same[2].sum().item(),
+        ),
+    ]

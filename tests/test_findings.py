@@ -4,13 +4,13 @@ The inputs are built with the reference solutions, the way the notebooks build t
 learner's functions; ``course_utils.findings`` turns them into sentences and decides each claim.
 A retrained model that changes the story fails here, naming the claim that no longer holds.
 """
-import math
-
 import pytest
 import torch
 
 from course_utils.chapters import solution_module
-from course_utils.findings import Finding, induction_findings, report
+from course_utils.checks import one_layer_if_else as if_else_checks
+from course_utils.findings import Finding, if_else_findings, induction_findings, report
+from course_utils.tasks.ternary import load_ternary_eval
 from course_utils.models import load_model
 
 
@@ -71,6 +71,93 @@ def test_induction_findings_hold_on_attn_only_2l():
         top1_alone=top1_alone,
         top1_together=S.top_1_acc(S.effective_ov_circuit(folded, 1, ind_heads)),
         d_vocab=cfg.d_vocab,
+    )
+    assert len(findings) == 7
+    assert_all_hold(findings)
+
+
+# --------------------------------------------------------------------------- chapter 06
+
+
+def _by_length(rows):
+    groups = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(row.shape[1], []).append(i)
+    return [(idx, torch.cat([rows[i] for i in idx])) for idx in groups.values()]
+
+
+def test_if_else_findings_hold_on_attn_only_1l():
+    S = solution_module("06_one_layer_if_else")
+    model = if_else_checks._model()
+    cfg = model.cfg
+    ELSE, IF = model.to_single_token(" else"), model.to_single_token(" if")
+    examples = load_ternary_eval("trusted") + load_ternary_eval("anomalous")
+    is_anomalous = torch.tensor([p.kind == "anomalous" for p in examples])
+    rows = [if_else_checks.prefix_tokens(model, p.prefix) for p in examples]
+    n = len(rows)
+    logit, error = torch.zeros(n), torch.zeros(n)
+    direct, biases, heads_total, from_if = torch.zeros(n), torch.zeros(n), torch.zeros(n), torch.zeros(n, cfg.n_heads)
+    variants = {"all four": set(if_else_checks.OMISSIONS), **{f"only the {o}": {o} for o in if_else_checks.OMISSIONS}}
+    gaps = {name: torch.zeros(n) for name in variants}
+    for idx, tokens in _by_length(rows):
+        logits, cache = model.run_with_cache(tokens)
+        logit[idx] = logits[:, -1, ELSE]
+        pattern, scale = cache["pattern", 0][:, :, -1], cache["ln_final.hook_scale"][:, -1, 0]
+        for name, omit in variants.items():
+            gaps[name][idx] = if_else_checks.approximate_else_logit(model, tokens, pattern, scale, omit) - logit[idx]
+        parts = S.else_logit_decomposition(model, tokens)
+        direct[idx], biases[idx] = parts["embed"] + parts["pos_embed"], parts["biases"]
+        heads_total[idx] = parts["heads"].sum((1, 2))
+        from_if[idx] = (parts["heads"] * (tokens == IF)[:, None]).sum(-1)
+        error[idx] = (direct[idx] + heads_total[idx] + biases[idx] - logit[idx]).abs()
+    trusted = (~is_anomalous).nonzero()[:, 0]
+    fit, held, anomalous = trusted[::2], trusted[1::2], is_anomalous.nonzero()[:, 0]
+
+    def detector_auroc(x):
+        s = S.mahalanobis_scores(x[fit], x)
+        return S.auroc(s[held], s[anomalous])
+
+    if_heads = [h for h in range(cfg.n_heads)
+                if S.ov_ranks(S.ov_circuit(model, h), IF, ELSE)[0] < 10]
+    cut = [torch.cat([r[:, :1], r[:, -32:]], dim=1) for i, r in enumerate(rows) if not is_anomalous[i] and r.shape[1] > 32]
+    batch = torch.cat([r for r in cut if (r == IF).sum() == 1][:48])
+
+    def control(changed, source):
+        final = model(changed)[:, -1]
+        contribution = torch.stack([S.source_contribution(model, changed, h, source).mean() for h in if_heads])
+        return final[:, ELSE].mean().item(), final.softmax(-1)[:, ELSE].mean().item(), contribution
+
+    def swap(old, new):
+        changed = batch.clone()
+        changed[changed == old] = new
+        return changed
+
+    paren = batch.clone()
+    paren[:, -1] = model.to_single_token(")")
+    controls = {
+        "' if' (unchanged)": control(batch, IF),
+        "'if' (no space)": control(swap(IF, model.to_single_token("if")), model.to_single_token("if")),
+        "' elif'": control(swap(IF, model.to_single_token(" elif")), model.to_single_token(" elif")),
+        "condition ends in ')'": control(paren, IF),
+    }
+    findings = if_else_findings(
+        decomposition_error=error.max().item(),
+        n_prefixes=n,
+        if_contribution=from_if[trusted].mean(0),
+        logit_parts={
+            "the direct path": direct[trusted].mean().item(),
+            "the heads reading ' if'": from_if[trusted].sum(-1).mean().item(),
+            "the heads reading other tokens": (heads_total - from_if.sum(-1))[trusted].mean().item(),
+            "the biases": biases[trusted].mean().item(),
+        },
+        mean_logit=logit[trusted].mean().item(),
+        gaps={name: gap[trusted].abs().mean().item() for name, gap in gaps.items()},
+        aurocs={
+            "per-head ' if' contributions": detector_auroc(from_if),
+            "' else' logit only (behaviour)": detector_auroc(logit[:, None]),
+        },
+        controls=controls,
+        control_heads=if_heads,
     )
     assert len(findings) == 7
     assert_all_hold(findings)
