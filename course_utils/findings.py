@@ -35,6 +35,61 @@ def _heads(layer: int, heads: Sequence[int]) -> str:
     return ", ".join(f"{layer}.{h}" for h in heads)
 
 
+# --------------------------------------------------------------------------- chapter 01
+
+
+def hooks_findings(
+    *,
+    n_correct: int,
+    n_total: int,
+    prev_table: Float[Tensor, "layer head"],
+    loss_increase: Float[Tensor, "layer head"],
+    clean_loss: float,
+    answer: str,
+    answer_ranks: Sequence[int],
+    answer_probs: Sequence[float],
+    mlp_shapes: dict[str, tuple[int, ...]],
+    d_model: int,
+    d_mlp: int,
+) -> list[Finding]:
+    """Chapter 01's findings: predictions, the previous-token head and head ablations on ``attn-only-2l``
+    (the code paragraph), the rank of an answer through a prompt, and the MLP hook shapes of ``gelu-4l``."""
+    n_heads = prev_table.shape[1]
+    prev = divmod(int(prev_table.argmax()), n_heads)
+    runner_up = prev_table.flatten().topk(2).values[1].item()
+    worst = divmod(int(loss_increase.argmax()), n_heads)
+    ranks = list(answer_ranks)
+    widths = {name.rsplit(".", 1)[-1]: shape[-1] for name, shape in mlp_shapes.items()}
+    return [
+        Finding(
+            f"The model's top guess is right on {n_correct} of the {n_total} tokens of the code paragraph "
+            f"({n_correct / n_total:.0%}).",
+            0 < n_correct < n_total,
+        ),
+        Finding(
+            f"Head {prev[0]}.{prev[1]} is a previous-token head: {prev_table[prev]:.2f} of its attention goes one "
+            f"position back (the next head: {runner_up:.2f}).",
+            prev_table[prev].item() >= 0.4 and prev_table[prev].item() > runner_up + 0.1,
+        ),
+        Finding(
+            f"Zero-ablating head {worst[0]}.{worst[1]} raises the loss most, from {clean_loss:.2f} to "
+            f"{clean_loss + loss_increase[worst].item():.2f} nats; ablating the previous-token head adds "
+            f"{loss_increase[prev]:.2f}.",
+            loss_increase[worst].item() > 0.05,
+        ),
+        Finding(
+            f"Through the prompt, {answer!r} ranks as high as {max(ranks)} before the context repeats, and "
+            f"{ranks[-1]} (probability {answer_probs[-1]:.2f}) at its end.",
+            ranks[-1] == 0 and max(ranks) > 100,
+        ),
+        Finding(
+            f"In gelu-4l, hook_pre and hook_post are {widths.get('hook_pre')} and {widths.get('hook_post')} wide "
+            f"(d_mlp, {d_mlp / d_model:.0f} × d_model), and only hook_mlp_out is d_model = {widths.get('hook_mlp_out')} wide.",
+            widths.get("hook_pre") == widths.get("hook_post") == d_mlp != d_model and widths.get("hook_mlp_out") == d_model,
+        ),
+    ]
+
+
 # --------------------------------------------------------------------------- chapter 05
 
 

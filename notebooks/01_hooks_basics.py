@@ -142,9 +142,8 @@ for name in names:
 # (`hook_pre` is before the GELU, `hook_post` after it, `hook_mlp_out` the MLP's output):
 
 # %%
-mlp_model = load_model("gelu-4l")  # a course model, always offline
+mlp_model = load_model("gelu-4l")  # a course model, always offline; section 4 uses it again
 print([name for name in mlp_model.hook_dict if name.startswith("blocks.0.") and "mlp" in name])
-del mlp_model  # the rest of the chapter uses `model`
 
 # %% [markdown]
 # ## 2 · Tokens
@@ -301,6 +300,71 @@ bar(
 # the second and third `counts`): the figure shows whether this model predicts those better than
 # their first occurrence.
 #
+# ### Exercise 2 · Where does the answer become predictable?
+# Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
+#
+# TransformerLens's `test_prompt(prompt, answer)` prints the rank and probability of an expected
+# answer after a prompt. A more telling view follows the answer through the prompt: at every
+# position, how does the model rank it as the *next* token? Where the rank drops, something in
+# the context has just made the answer predictable.
+
+# %% tags=["exercise"]
+def answer_rank_and_prob(
+    model: TransformerBridge, prompt: str, answer: str
+) -> tuple[Int[Tensor, "pos"], Float[Tensor, "pos"]]:
+    """Rank and probability of ``answer`` (exactly one token) in the prediction made at every position of ``prompt``.
+
+    ``prompt`` is tokenised with BOS. ``ranks[p]`` counts the tokens whose logit at position ``p`` is
+    strictly larger than the answer's (0 = the model's top guess); ``probs[p]`` is the answer's
+    softmax probability there. The last entry is the prediction that follows the whole prompt.
+    """
+    raise NotImplementedError("the answer's rank and probability at every position")
+
+
+# %%
+checks.test_answer_rank_and_prob(answer_rank_and_prob)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# One forward pass gives the logits at every position; the answer is one column of them.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# A rank is a count: how many tokens beat the answer at that position? Compare every logit with
+# the answer's logit at the same position (keep a dimension so that it broadcasts).
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# `a = model.to_single_token(answer)`, `logits = model(model.to_tokens(prompt))[0]`, then
+# `(logits > logits[:, a : a + 1]).sum(dim=-1)` and `logits.softmax(dim=-1)[:, a]`.
+# </details>
+
+# %% [markdown]
+# The prompt below repeats `for item in`: the second time, the answer ` items` is in the context.
+
+# %%
+PROMPT, ANSWER = "for item in items:\n    print(item)\nfor item in", " items"
+answer_ranks, answer_probs = answer_rank_and_prob(model, PROMPT, ANSWER)
+prompt_labels = position_labels(model.to_str_tokens(PROMPT))
+print(pd.DataFrame({"after": prompt_labels, f"rank of {ANSWER!r}": answer_ranks.tolist(),
+                    f"P({ANSWER!r})": [f"{p:.4f}" for p in answer_probs.tolist()]}).to_string(index=False))
+bar(
+    answer_probs,
+    labels=prompt_labels,
+    title=f"{MODEL_NAME}: probability that the next token is {ANSWER!r}, after each token of the prompt",
+    x_title="position: token just read",
+    y_title=f"P({ANSWER!r})",
+)
+
+# %% [markdown]
+# Read the table from the top. Where does the rank of ` items` first fall, and what has the model
+# just read there? A rank that stays in the thousands means the model sees no reason for the
+# answer yet; a rank near 0 at the very end, after the second `in`, means the model copies from
+# the first line (chapter 5 finds the heads that do it).
+#
 # ## 4 · Running with a cache
 #
 # `logits, cache = model.run_with_cache(tokens)` runs the model once and keeps every activation
@@ -330,6 +394,65 @@ cache_table
 print(utilities.get_act_name("pattern", 0), utilities.get_act_name("z", 1), utilities.get_act_name("resid_pre", 1))
 print("cache['pattern', 0] is the full name's entry:", cache["pattern", 0] is cache["blocks.0.attn.hook_pattern"])
 print("cache['resid_pre', 1]:", tuple(cache["resid_pre", 1].shape))
+
+# %% [markdown]
+# ### Exercise 3 · Which neurons fire?
+# Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵⚪⚪⚪
+#
+# `attn-only-2l` has no MLPs, so this exercise uses `mlp_model` (`gelu-4l`) from section 1. An
+# MLP layer maps each position's residual vector to `d_mlp` **neurons**, applies its
+# nonlinearity, and maps the neurons back to `d_model`. Before you write the function, find out
+# from a cache of `mlp_model` which of its MLP hook points holds one number per neuron, and how
+# wide it is — look at the shapes, don't assume them.
+
+# %% tags=["exercise"]
+def top_neurons(
+    model: TransformerBridge, tokens: Int[Tensor, "batch pos"], layer: int, pos: int, k: int = 5
+) -> tuple[Int[Tensor, "k"], Float[Tensor, "k"]]:
+    """The ``k`` neurons of MLP ``layer`` that fire most at position ``pos`` of the first sequence, largest first.
+
+    A neuron's activation is its entry of ``blocks.{layer}.mlp.hook_post`` (after the nonlinearity),
+    whose shape is ``[batch, pos, d_mlp]``. Returns ``(neuron indices, their activations)``.
+    """
+    raise NotImplementedError("the largest entries of one position of hook_post")
+
+
+# %%
+checks.test_top_neurons(top_neurons)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Run the model with a cache (a name filter keeps only the hook point you need), pick the first
+# sequence and the position, and take the `k` largest entries.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `tensor.topk(k)` returns both `.indices` and `.values`, largest first.
+# </details>
+
+# %% [markdown]
+# The three MLP hook points of block 0 of `mlp_model` on the code paragraph, with their shapes,
+# and the neurons that fire most on one token:
+
+# %%
+mlp_tokens = mlp_model.to_tokens(CODE_TEXT)
+_, mlp_cache = mlp_model.run_with_cache(mlp_tokens, names_filter=lambda name: name.startswith("blocks.0.") and "mlp" in name)
+mlp_shapes = {name: tuple(act.shape) for name, act in mlp_cache.items() if not name.endswith(("hook_in", "hook_out"))}
+for name, shape in mlp_shapes.items():
+    print(f"{name:28} {shape}")
+print(f"d_model = {mlp_model.cfg.d_model}, d_mlp = {mlp_model.cfg.d_mlp}")
+neuron_pos = 5
+neurons, activations = top_neurons(mlp_model, mlp_tokens, 0, neuron_pos)
+print(f"after {mlp_model.to_str_tokens(mlp_tokens[0])[neuron_pos]!r}, the most active neurons of MLP 0:",
+      ", ".join(f"{int(n)} ({a:.2f})" for n, a in zip(neurons, activations)))
+
+# %% [markdown]
+# Notice which shapes end in `d_mlp` and which in `d_model`: `hook_pre` and `hook_post` are the
+# neurons, one number each, before and after the nonlinearity; only `hook_mlp_out` is back in
+# the residual stream. Notes that give `hook_post` a width of `d_model` are wrong — and code
+# that reads neuron 300 of `hook_mlp_out` reads a direction of the residual stream, not a neuron.
 
 # %% [markdown]
 # One caveat of TransformerLens 4.3 on the course models: the cache also has
@@ -362,7 +485,7 @@ print("attn_scores equal to pattern in layer 0:", torch.allclose(cache["attn_sco
 # the course model's cached activations for two code snippets.
 
 # %% [markdown]
-# ### Exercise 2 · Attention scores
+# ### Exercise 4 · Attention scores
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪
 
 # %% tags=["exercise"]
@@ -391,7 +514,7 @@ checks.test_attention_scores(attention_scores)
 # </details>
 
 # %% [markdown]
-# ### Exercise 3 · The attention pattern
+# ### Exercise 5 · The attention pattern
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵🔵
 
 # %% tags=["exercise"]
@@ -424,7 +547,7 @@ for layer in range(cfg.n_layers):
     print(f"layer {layer}: largest difference from cache['pattern', {layer}] = {(mine - cache['pattern', layer]).abs().max().item():.2e}")
 
 # %% [markdown]
-# ### Exercise 4 · `z` of one head at one position
+# ### Exercise 6 · `z` of one head at one position
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪
 #
 # `z` is what a head reads: at query position `pos`, the values of all positions, weighted by
@@ -461,7 +584,7 @@ print("head_z at layer 0, head 0, last position equals the cached z:",
       torch.allclose(head_z(cache["pattern", 0], cache["v", 0], 0, last), cache["z", 0][:, last, 0], atol=1e-5))
 
 # %% [markdown]
-# ### Exercise 5 · From `z` to the layer's output
+# ### Exercise 7 · From `z` to the layer's output
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 #
 # Each head maps its `z` back to the residual stream with its own slice of the output matrix,
@@ -550,7 +673,7 @@ heatmap(
 # is not singling BOS out. The same baseline applies to the previous-token table below, because
 # query q has q + 1 keys to choose from.
 #
-# ### Exercise 6 · A recording hook: attention to the previous token
+# ### Exercise 8 · A recording hook: attention to the previous token
 # Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵⚪
 #
 # A **previous-token head** attends from each position to the position just before it. Measure,
@@ -652,7 +775,7 @@ print("hooks attached:", list(model.list_hooks()))
 # `model.list_hooks()` shows what is attached (the alias names of one hook point both appear).
 # When in doubt, call `model.reset_hooks()`.
 #
-# ### Exercise 7 · What is a head worth?
+# ### Exercise 9 · What is a head worth?
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵🔵
 
 # %% tags=["exercise"]
@@ -777,6 +900,23 @@ answer_pattern_after_z_ablation = ...
 
 # %%
 checks.test_answer_pattern_after_z_ablation(answer_pattern_after_z_ablation)
+
+# %% [markdown]
+# ## What we found
+#
+# Every sentence below is printed from numbers this notebook computed on the models you loaded
+# (`attn-only-2l` by default, and `gelu-4l` for the MLP shapes); `tests/test_findings.py`
+# recomputes them on the course models and fails if a retrained model stops bearing one out. On
+# another model, a claim that does not hold is printed as such.
+
+# %%
+from course_utils.findings import hooks_findings, report
+
+report(hooks_findings(
+    n_correct=int(predictions.correct.sum()), n_total=len(predictions), prev_table=prev_table.cpu(),
+    loss_increase=loss_increase, clean_loss=clean_loss, answer=ANSWER, answer_ranks=answer_ranks.tolist(),
+    answer_probs=answer_probs.tolist(), mlp_shapes=mlp_shapes, d_model=mlp_model.cfg.d_model, d_mlp=mlp_model.cfg.d_mlp,
+))
 
 # %% [markdown]
 # ## Summary

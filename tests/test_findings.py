@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from course_utils.chapters import solution_module
+from course_utils.checks import hooks_basics as hooks_checks
 from course_utils.checks import one_layer_if_else as if_else_checks
-from course_utils.findings import Finding, if_else_findings, induction_findings, report
+from course_utils.findings import Finding, hooks_findings, if_else_findings, induction_findings, report
 from course_utils.tasks.ternary import load_ternary_eval
 from course_utils.models import load_model
 
@@ -32,6 +33,34 @@ def test_report_marks_a_claim_that_does_not_hold(capsys):
     report([Finding("a holds", True), Finding("b fails", False)])
     out = capsys.readouterr().out.splitlines()
     assert out == ["• a holds", "✗ does not hold on this model: b fails"]
+
+
+# --------------------------------------------------------------------------- chapter 01
+
+
+def test_hooks_findings_hold_on_the_course_models():
+    S = solution_module("01_hooks_basics")
+    model, mlp_model = hooks_checks._model(), hooks_checks._mlp_model()
+    tokens = model.to_tokens(hooks_checks.CODE_TEXT)
+    n_correct, n_total = S.count_correct_predictions(model, hooks_checks.CODE_TEXT)
+    ranks, probs = S.answer_rank_and_prob(model, hooks_checks.PROMPT, hooks_checks.ANSWER)
+    _, mlp_cache = mlp_model.run_with_cache(mlp_model.to_tokens(hooks_checks.CODE_TEXT))
+    findings = hooks_findings(
+        n_correct=n_correct,
+        n_total=n_total,
+        prev_table=S.previous_token_attention(model, tokens),
+        loss_increase=hooks_checks.ablation_loss_increase(),
+        clean_loss=model(tokens, return_type="loss").item(),
+        answer=hooks_checks.ANSWER,
+        answer_ranks=ranks.tolist(),
+        answer_probs=probs.tolist(),
+        mlp_shapes={name: tuple(mlp_cache[name].shape) for name in
+                    ("blocks.0.mlp.hook_pre", "blocks.0.mlp.hook_post", "blocks.0.hook_mlp_out")},
+        d_model=mlp_model.cfg.d_model,
+        d_mlp=mlp_model.cfg.d_mlp,
+    )
+    assert len(findings) == 5
+    assert_all_hold(findings)
 
 
 # --------------------------------------------------------------------------- chapter 05
