@@ -90,6 +90,61 @@ def hooks_findings(
     ]
 
 
+# --------------------------------------------------------------------------- chapter 03
+
+
+def residual_findings(
+    *,
+    attribution_error: float,
+    unscaled_error: float,
+    final_scale: float,
+    true_diffs: Float[Tensor, "prompt"],
+    head_map: Float[Tensor, "layer head"],
+    io_ranks: Sequence[int],
+    raw_ranks: Sequence[int],
+    rank_labels: Sequence[str],
+    component_ranking: Sequence[str],
+) -> list[Finding]:
+    """Chapter 03's findings on ``gelu-4l``: exact attribution, the frozen scale, the IOI logit difference
+    by head, the answer's rank through the layers, and the components ranked over every position."""
+    n_heads = head_map.shape[1]
+    top = divmod(int(head_map.argmax()), n_heads)
+    positive = head_map.clamp(min=0).sum().item()
+    share = head_map[top].item() / positive if positive > 0 else 1.0
+
+    def first_top(ranks: Sequence[int]) -> str:
+        return next((label for label, rank in zip(rank_labels, ranks) if rank == 0), "never")
+
+    return [
+        Finding(
+            f"With the final LayerNorm's scale frozen, the direct logit attribution adds up to the model's logit "
+            f"of the indirect object within {attribution_error:.1e}; without dividing by that scale ({final_scale:.2f}) "
+            f"the same sum misses it by {unscaled_error:+.2f}.",
+            attribution_error < 1e-3 and abs(unscaled_error) > 0.5,
+        ),
+        Finding(
+            f"The model prefers the indirect object on {int((true_diffs > 0).sum())} of {len(true_diffs)} held-out IOI "
+            f"prompts, by {true_diffs.mean():.2f} logits on average.",
+            (true_diffs > 0).float().mean().item() >= 0.75 and true_diffs.mean().item() > 0,
+        ),
+        Finding(
+            f"No single head carries that difference directly: the most positive head, L{top[0]}H{top[1]}, gives "
+            f"{head_map[top]:.2f}, {share:.0%} of what all heads with a positive mean give together.",
+            head_map[top].item() > 0 and share < 0.5,
+        ),
+        Finding(
+            f"Decoded with the final LayerNorm, the indirect object first ranks top at {first_top(io_ranks)}; "
+            f"decoded without it, at {first_top(raw_ranks)}.",
+            io_ranks[-1] == 0,
+        ),
+        Finding(
+            f"Summed over every prompt and position, {component_ranking[0]} gives the most direct attribution to the "
+            f"next token, then {component_ranking[1]} and {component_ranking[2]}.",
+            component_ranking[0].endswith("mlp_out"),
+        ),
+    ]
+
+
 # --------------------------------------------------------------------------- chapter 05
 
 

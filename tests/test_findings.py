@@ -10,7 +10,9 @@ import torch
 from course_utils.chapters import solution_module
 from course_utils.checks import hooks_basics as hooks_checks
 from course_utils.checks import one_layer_if_else as if_else_checks
-from course_utils.findings import Finding, hooks_findings, if_else_findings, induction_findings, report
+from course_utils.checks import residual_stream as residual_checks
+from course_utils.findings import Finding, hooks_findings, if_else_findings, induction_findings, report, residual_findings
+from course_utils.tasks import ioi
 from course_utils.tasks.ternary import load_ternary_eval
 from course_utils.models import load_model
 
@@ -58,6 +60,51 @@ def test_hooks_findings_hold_on_the_course_models():
                     ("blocks.0.mlp.hook_pre", "blocks.0.mlp.hook_post", "blocks.0.hook_mlp_out")},
         d_model=mlp_model.cfg.d_model,
         d_mlp=mlp_model.cfg.d_mlp,
+    )
+    assert len(findings) == 5
+    assert_all_hold(findings)
+
+
+# --------------------------------------------------------------------------- chapter 03
+
+
+def test_residual_findings_hold_on_gelu_4l():
+    S = solution_module("03_residual_stream")
+    model, cache, io, s = residual_checks.ioi_inputs()
+    logits, _ = residual_checks._run(residual_checks.ioi_prompt().text)
+    values, _ = S.direct_logit_attribution(model, cache, io)
+    true_logit = logits[0, -1, io].item()
+    stack, _ = S.decompose_by_hand(cache, model.cfg.n_layers - 1, -1)
+    unscaled = ((stack - stack.mean(-1, keepdim=True)) * model.ln_final.w) @ model.W_U[:, io]
+    scale = cache["ln_final.hook_scale"][0, -1].item()
+    prompts = ioi.ioi_prompts(residual_checks.N_IOI_PROMPTS, split="heldout", seed=residual_checks.IOI_SEED)
+    batch = ioi.tokenize(prompts, model.tokenizer)
+    _, batch_cache = model.run_with_cache(batch.tokens)
+    per_prompt = []
+    for i, pos in enumerate(batch.answer_pos.tolist()):
+        one = batch_cache.apply_slice_to_batch_dim(slice(i, i + 1))
+        per_prompt.append(S.head_logit_attribution(model, one, int(batch.io_ids[i]), pos)[0]
+                          - S.head_logit_attribution(model, one, int(batch.s_ids[i]), pos)[0])
+    per_prompt = torch.stack(per_prompt)
+    n_rows = model.cfg.n_layers * model.cfg.n_heads
+    acc = cache.accumulated_resid(pos_slice=-1)[:, 0]
+    centred = acc - acc.mean(-1, keepdim=True)
+    normed = centred / (centred.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt() * model.ln_final.w + model.ln_final.b
+
+    def rank(layer_logits):
+        return (layer_logits > layer_logits[:, io, None]).sum(-1).tolist()
+
+    attrs, labels = residual_checks.per_position_attribution()
+    findings = residual_findings(
+        attribution_error=abs(values.sum().item() - true_logit),
+        unscaled_error=unscaled.sum().item() + values[-2:].sum().item() - true_logit,
+        final_scale=scale,
+        true_diffs=per_prompt.sum(1),
+        head_map=per_prompt.mean(0)[:n_rows].reshape(model.cfg.n_layers, model.cfg.n_heads),
+        io_ranks=rank(normed @ model.W_U + model.b_U),
+        raw_ranks=rank(acc @ model.W_U + model.b_U),
+        rank_labels=cache.accumulated_resid(pos_slice=-1, return_labels=True)[1],
+        component_ranking=S.rank_components(attrs, labels),
     )
     assert len(findings) == 5
     assert_all_hold(findings)
