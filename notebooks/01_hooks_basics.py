@@ -25,8 +25,10 @@
 #
 # **Learning goals.** By the end of this chapter you can
 # - load a model, read its configuration, and find its hook points by name;
-# - go from text to tokens and back, score the model's next-token predictions, and say what the
-#   BOS token is for;
+# - go from text to tokens and back, score the model's next-token predictions (and follow one
+#   expected answer's rank through a prompt), and say what the BOS token is for;
+# - read activation shapes from a cache instead of assuming them (an MLP's neurons are `d_mlp`
+#   wide, not `d_model`);
 # - run the model with a cache and recompute an attention layer by hand (scores, pattern,
 #   `z`, output) from the cached activations;
 # - write hooks that record and hooks that edit, run them without leaving them behind, and
@@ -931,6 +933,8 @@ report(hooks_findings(
 # - Attention is: scale q·k by 1/√d_head, mask future keys with -inf, softmax over keys, weight
 #   the values (`z`), project with `W_O`, sum heads, add `b_O`. You reproduced the model's own
 #   numbers.
+# - `hook_pre` and `hook_post` hold an MLP's neurons, `[batch, pos, d_mlp]`; only `hook_mlp_out`
+#   is back in the residual stream, `[batch, pos, d_model]`.
 # - Hooks read or replace activations. Use `run_with_hooks` or `with model.hooks(...)`; a hook
 #   added with `add_hook` stays until `reset_hooks()`. Keep what a hook records in a dict you
 #   pass in, never in a global.

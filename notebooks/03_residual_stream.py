@@ -33,7 +33,9 @@
 #   the model's own logit, with the final LayerNorm's scale frozen;
 # - attribute a logit **difference** (the right name minus the wrong name) and read it as a bar
 #   chart and a layer × head heatmap;
-# - explain why an answer's rank at each layer depends on whether you apply the LayerNorm.
+# - explain why an answer's rank at each layer depends on whether you apply the LayerNorm;
+# - read a `[component, prompt, position]` attribution correctly: locate its largest entry from a
+#   flat `argmax`, and rank components summed over positions, knowing what that sum means.
 #
 # **Prerequisites:** chapter 01 (`run_with_cache`, hook names) and chapter 02 (the logit lens,
 # the final LayerNorm, ranks with rank 0 = top).

@@ -32,6 +32,8 @@
 # - Read the OV and QK circuits from the weights as `FactoredMatrix` objects and rank tokens with them.
 # - Decompose a logit *exactly*, and diagnose why an approximate decomposition misses.
 # - Turn a skip-trigram reading of the weights into predictions and test them on real code.
+# - Separate the mechanism from the surface form with control prompts (` if` vs `if`, ` elif`,
+#   a condition ending in `)`).
 # - Build a detector on decomposition features, evaluate it with an AUROC and a ROC curve, and
 #   say honestly what it catches and what it does not.
 #
@@ -1040,6 +1042,8 @@ report(if_else_findings(
 #   positional embeddings, biases, or a LayerNorm scale recomputed per part.
 # - Skip-trigrams read from the weights are hypotheses: the softmax makes heads compete, and a
 #   triple counts only when the data contains it and the measured contribution agrees.
+# - Controls that swap one token keep everything else fixed: they show which token a head
+#   really reads, and whether the mechanism survives a change of the query.
 # - Features taken from an exact decomposition make an anomaly detector that is fitted on
 #   trusted data only; its AUROC, its ROC curve and its misses say how far "the usual
 #   mechanism" is a useful notion for this model.
