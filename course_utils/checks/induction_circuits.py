@@ -730,14 +730,14 @@ def _effective(model, layer, heads, *, mean=False, first_only=False, products=Fa
 
 
 def _compare_circuits(actual: Any, expected: FactoredMatrix) -> str | None:
-    """Compare two circuits on their first 512 rows (never the whole d_vocab × d_vocab matrix)."""
+    """Compare two circuits on their first 256 rows (never the whole d_vocab × d_vocab matrix)."""
     if not isinstance(actual, (FactoredMatrix, Tensor)):
         return f"output is a {type(actual).__name__}, expected a FactoredMatrix"
     if tuple(actual.shape) != tuple(expected.shape):
         return f"output has shape {tuple(actual.shape)} but expected {tuple(expected.shape)} (d_vocab, d_vocab)"
-    rows = actual[:512]
+    rows = actual[:256]
     rows = rows.AB if isinstance(rows, FactoredMatrix) else rows
-    return describe_difference(rows, expected[:512].AB, Tolerance(atol=1e-3, rtol=1e-3), ("token", "output"), "the first 512 rows")
+    return describe_difference(rows, expected[:256].AB, Tolerance(atol=1e-3, rtol=1e-3), ("token", "output"), "the first 256 rows")
 
 
 @torch.no_grad()
