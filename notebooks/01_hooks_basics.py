@@ -230,7 +230,13 @@ def count_correct_predictions(model: TransformerBridge, text: str) -> tuple[int,
 checks.test_count_correct_predictions(count_correct_predictions)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Which token does the prediction made at each position try to guess? Pair every prediction
+# with its target before you compare.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # The logits at position `i` predict the token at `i + 1`: line up `logits[0, :-1]` with
 # `tokens[0, 1:]`. Then `(predictions == targets).sum()` counts the matches; `int(...)` or
@@ -507,7 +513,13 @@ def attention_scores(
 checks.test_attention_scores(attention_scores)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Every query position against every key position, for each head: a batched dot product over
+# `d_head`, then the scale, then the causal mask.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `torch.einsum("bqhd,bkhd->bhqk", q, k)` computes every dot product at once, already in the
 # `[batch, head, q_pos, k_pos]` order. For the mask, `torch.triu(torch.ones(n, n, dtype=torch.bool),
@@ -574,7 +586,13 @@ def head_z(
 checks.test_head_z(head_z)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# `z` at one position is a weighted average of the value vectors of every key position, with
+# the pattern's row as the weights.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `pattern[:, head, pos, :]` is `[batch, k_pos]` and `v[:, :, head, :]` is `[batch, k_pos, d_head]`;
 # multiply with broadcasting and sum over keys, or use `einsum("bk,bkd->bd", ...)`.
@@ -614,7 +632,13 @@ def attn_out_from_z(
 checks.test_attn_out_from_z(attn_out_from_z)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Each head maps its `z` to `d_model` with its own slice of `W_O`; the layer's output is the sum
+# over heads, plus one bias.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `torch.einsum("bphd,hdm->bpm", z, W_O)` multiplies and sums over both `head` and `d_head` in
 # one go. Equivalently: flatten `z` to `[batch, pos, head*d_head]` and `W_O` to
@@ -795,7 +819,13 @@ def head_ablation_loss(model: TransformerBridge, tokens: Int[Tensor, "batch pos"
 checks.test_head_ablation_loss(head_ablation_loss)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# One forward pass that returns the loss, with a hook on the layer's `hook_z` that zeroes one
+# head; attach it so that it is gone afterwards.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # Inside your function, define a hook that zeroes `z[:, :, head, :]` (it can read `head` from the
 # enclosing function), then `model.run_with_hooks(tokens, return_type="loss",

@@ -158,7 +158,13 @@ def decompose_by_hand(cache: ActivationCache, layer: int, pos: int) -> tuple[Flo
 checks.test_decompose_by_hand(decompose_by_hand)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# The stream at the input of `layer + 1` is the embeddings plus what every attention layer and
+# every MLP up to `layer` wrote: collect those vectors in order, one label each.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `cache["hook_embed"][0, pos]` is one `[d_model]` vector; `cache["attn_out", l]` is shorthand
 # for `cache["blocks.l.hook_attn_out"]`. Collect the vectors in a list while you build the
@@ -407,7 +413,13 @@ def head_logit_attribution(
 checks.test_head_logit_attribution(head_logit_attribution)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Only the rows change from exercise 3.1: each attention layer becomes one row per head, and
+# the attention biases, which belong to no head, need a row of their own.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # For one layer, `torch.einsum("hd,hdm->hm", cache["z", l][0, pos], model.W_O[l])` gives the
 # `[n_heads, d_model]` head outputs. `torch.cat` the layers, the `[n_layers, d_model]` MLP
