@@ -25,8 +25,10 @@
 #
 # **Learning goals.** By the end of this chapter you can
 # - load a model, read its configuration, and find its hook points by name;
-# - go from text to tokens and back, score the model's next-token predictions, and say what the
-#   BOS token is for;
+# - go from text to tokens and back, score the model's next-token predictions (and follow one
+#   expected answer's rank through a prompt), and say what the BOS token is for;
+# - read activation shapes from a cache instead of assuming them (an MLP's neurons are `d_mlp`
+#   wide, not `d_model`);
 # - run the model with a cache and recompute an attention layer by hand (scores, pattern,
 #   `z`, output) from the cached activations;
 # - write hooks that record and hooks that edit, run them without leaving them behind, and
@@ -143,9 +145,8 @@ for name in names:
 # (`hook_pre` is before the GELU, `hook_post` after it, `hook_mlp_out` the MLP's output):
 
 # %%
-mlp_model = load_model("gelu-4l")  # a course model, always offline
+mlp_model = load_model("gelu-4l")  # a course model, always offline; section 4 uses it again
 print([name for name in mlp_model.hook_dict if name.startswith("blocks.0.") and "mlp" in name])
-del mlp_model  # the rest of the chapter uses `model`
 
 # %% [markdown]
 # ## 2 · Tokens
@@ -230,7 +231,13 @@ def count_correct_predictions(model: TransformerBridge, text: str) -> tuple[int,
 checks.test_count_correct_predictions(count_correct_predictions)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Which token does the prediction made at each position try to guess? Pair every prediction
+# with its target before you compare.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # The logits at position `i` predict the token at `i + 1`: line up `logits[0, :-1]` with
 # `tokens[0, 1:]`. Then `(predictions == targets).sum()` counts the matches; `int(...)` or
@@ -302,6 +309,71 @@ bar(
 # the second and third `counts`): the figure shows whether this model predicts those better than
 # their first occurrence.
 #
+# ### Exercise 2 · Where does the answer become predictable?
+# Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
+#
+# TransformerLens's `test_prompt(prompt, answer)` prints the rank and probability of an expected
+# answer after a prompt. A more telling view follows the answer through the prompt: at every
+# position, how does the model rank it as the *next* token? Where the rank drops, something in
+# the context has just made the answer predictable.
+
+# %% tags=["exercise"]
+def answer_rank_and_prob(
+    model: TransformerBridge, prompt: str, answer: str
+) -> tuple[Int[Tensor, "pos"], Float[Tensor, "pos"]]:
+    """Rank and probability of ``answer`` (exactly one token) in the prediction made at every position of ``prompt``.
+
+    ``prompt`` is tokenised with BOS. ``ranks[p]`` counts the tokens whose logit at position ``p`` is
+    strictly larger than the answer's (0 = the model's top guess); ``probs[p]`` is the answer's
+    softmax probability there. The last entry is the prediction that follows the whole prompt.
+    """
+    raise NotImplementedError("the answer's rank and probability at every position")
+
+
+# %%
+checks.test_answer_rank_and_prob(answer_rank_and_prob)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# One forward pass gives the logits at every position; the answer is one column of them.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# A rank is a count: how many tokens beat the answer at that position? Compare every logit with
+# the answer's logit at the same position (keep a dimension so that it broadcasts).
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# `a = model.to_single_token(answer)`, `logits = model(model.to_tokens(prompt))[0]`, then
+# `(logits > logits[:, a : a + 1]).sum(dim=-1)` and `logits.softmax(dim=-1)[:, a]`.
+# </details>
+
+# %% [markdown]
+# The prompt below repeats `for item in`: the second time, the answer ` items` is in the context.
+
+# %%
+PROMPT, ANSWER = "for item in items:\n    print(item)\nfor item in", " items"
+answer_ranks, answer_probs = answer_rank_and_prob(model, PROMPT, ANSWER)
+prompt_labels = position_labels(model.to_str_tokens(PROMPT))
+print(pd.DataFrame({"after": prompt_labels, f"rank of {ANSWER!r}": answer_ranks.tolist(),
+                    f"P({ANSWER!r})": [f"{p:.4f}" for p in answer_probs.tolist()]}).to_string(index=False))
+bar(
+    answer_probs,
+    labels=prompt_labels,
+    title=f"{MODEL_NAME}: probability that the next token is {ANSWER!r}, after each token of the prompt",
+    x_title="position: token just read",
+    y_title=f"P({ANSWER!r})",
+)
+
+# %% [markdown]
+# Read the table from the top. Where does the rank of ` items` first fall, and what has the model
+# just read there? A rank that stays in the thousands means the model sees no reason for the
+# answer yet; a rank near 0 at the very end, after the second `in`, means the model copies from
+# the first line (chapter 5 finds the heads that do it).
+#
 # ## 4 · Running with a cache
 #
 # `logits, cache = model.run_with_cache(tokens)` runs the model once and keeps every activation
@@ -331,6 +403,65 @@ cache_table
 print(utilities.get_act_name("pattern", 0), utilities.get_act_name("z", 1), utilities.get_act_name("resid_pre", 1))
 print("cache['pattern', 0] is the full name's entry:", cache["pattern", 0] is cache["blocks.0.attn.hook_pattern"])
 print("cache['resid_pre', 1]:", tuple(cache["resid_pre", 1].shape))
+
+# %% [markdown]
+# ### Exercise 3 · Which neurons fire?
+# Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵⚪⚪⚪
+#
+# `attn-only-2l` has no MLPs, so this exercise uses `mlp_model` (`gelu-4l`) from section 1. An
+# MLP layer maps each position's residual vector to `d_mlp` **neurons**, applies its
+# nonlinearity, and maps the neurons back to `d_model`. Before you write the function, find out
+# from a cache of `mlp_model` which of its MLP hook points holds one number per neuron, and how
+# wide it is — look at the shapes, don't assume them.
+
+# %% tags=["exercise"]
+def top_neurons(
+    model: TransformerBridge, tokens: Int[Tensor, "batch pos"], layer: int, pos: int, k: int = 5
+) -> tuple[Int[Tensor, "k"], Float[Tensor, "k"]]:
+    """The ``k`` neurons of MLP ``layer`` that fire most at position ``pos`` of the first sequence, largest first.
+
+    A neuron's activation is its entry of ``blocks.{layer}.mlp.hook_post`` (after the nonlinearity),
+    whose shape is ``[batch, pos, d_mlp]``. Returns ``(neuron indices, their activations)``.
+    """
+    raise NotImplementedError("the largest entries of one position of hook_post")
+
+
+# %%
+checks.test_top_neurons(top_neurons)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Run the model with a cache (a name filter keeps only the hook point you need), pick the first
+# sequence and the position, and take the `k` largest entries.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `tensor.topk(k)` returns both `.indices` and `.values`, largest first.
+# </details>
+
+# %% [markdown]
+# The three MLP hook points of block 0 of `mlp_model` on the code paragraph, with their shapes,
+# and the neurons that fire most on one token:
+
+# %%
+mlp_tokens = mlp_model.to_tokens(CODE_TEXT)
+_, mlp_cache = mlp_model.run_with_cache(mlp_tokens, names_filter=lambda name: name.startswith("blocks.0.") and "mlp" in name)
+mlp_shapes = {name: tuple(act.shape) for name, act in mlp_cache.items() if not name.endswith(("hook_in", "hook_out"))}
+for name, shape in mlp_shapes.items():
+    print(f"{name:28} {shape}")
+print(f"d_model = {mlp_model.cfg.d_model}, d_mlp = {mlp_model.cfg.d_mlp}")
+neuron_pos = 5
+neurons, activations = top_neurons(mlp_model, mlp_tokens, 0, neuron_pos)
+print(f"after {mlp_model.to_str_tokens(mlp_tokens[0])[neuron_pos]!r}, the most active neurons of MLP 0:",
+      ", ".join(f"{int(n)} ({a:.2f})" for n, a in zip(neurons, activations)))
+
+# %% [markdown]
+# Notice which shapes end in `d_mlp` and which in `d_model`: `hook_pre` and `hook_post` are the
+# neurons, one number each, before and after the nonlinearity; only `hook_mlp_out` is back in
+# the residual stream. Notes that give `hook_post` a width of `d_model` are wrong — and code
+# that reads neuron 300 of `hook_mlp_out` reads a direction of the residual stream, not a neuron.
 
 # %% [markdown]
 # One caveat of TransformerLens 4.3 on the course models: the cache also has
@@ -363,7 +494,7 @@ print("attn_scores equal to pattern in layer 0:", torch.allclose(cache["attn_sco
 # the course model's cached activations for two code snippets.
 
 # %% [markdown]
-# ### Exercise 2 · Attention scores
+# ### Exercise 4 · Attention scores
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪
 
 # %% tags=["exercise"]
@@ -383,7 +514,13 @@ def attention_scores(
 checks.test_attention_scores(attention_scores)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Every query position against every key position, for each head: a batched dot product over
+# `d_head`, then the scale, then the causal mask.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `torch.einsum("bqhd,bkhd->bhqk", q, k)` computes every dot product at once, already in the
 # `[batch, head, q_pos, k_pos]` order. For the mask, `torch.triu(torch.ones(n, n, dtype=torch.bool),
@@ -392,7 +529,7 @@ checks.test_attention_scores(attention_scores)
 # </details>
 
 # %% [markdown]
-# ### Exercise 3 · The attention pattern
+# ### Exercise 5 · The attention pattern
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵🔵
 
 # %% tags=["exercise"]
@@ -425,7 +562,7 @@ for layer in range(cfg.n_layers):
     print(f"layer {layer}: largest difference from cache['pattern', {layer}] = {(mine - cache['pattern', layer]).abs().max().item():.2e}")
 
 # %% [markdown]
-# ### Exercise 4 · `z` of one head at one position
+# ### Exercise 6 · `z` of one head at one position
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪
 #
 # `z` is what a head reads: at query position `pos`, the values of all positions, weighted by
@@ -450,7 +587,13 @@ def head_z(
 checks.test_head_z(head_z)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# `z` at one position is a weighted average of the value vectors of every key position, with
+# the pattern's row as the weights.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `pattern[:, head, pos, :]` is `[batch, k_pos]` and `v[:, :, head, :]` is `[batch, k_pos, d_head]`;
 # multiply with broadcasting and sum over keys, or use `einsum("bk,bkd->bd", ...)`.
@@ -462,7 +605,7 @@ print("head_z at layer 0, head 0, last position equals the cached z:",
       torch.allclose(head_z(cache["pattern", 0], cache["v", 0], 0, last), cache["z", 0][:, last, 0], atol=1e-5))
 
 # %% [markdown]
-# ### Exercise 5 · From `z` to the layer's output
+# ### Exercise 7 · From `z` to the layer's output
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 #
 # Each head maps its `z` back to the residual stream with its own slice of the output matrix,
@@ -490,7 +633,13 @@ def attn_out_from_z(
 checks.test_attn_out_from_z(attn_out_from_z)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Each head maps its `z` to `d_model` with its own slice of `W_O`; the layer's output is the sum
+# over heads, plus one bias.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `torch.einsum("bphd,hdm->bpm", z, W_O)` multiplies and sums over both `head` and `d_head` in
 # one go. Equivalently: flatten `z` to `[batch, pos, head*d_head]` and `W_O` to
@@ -551,7 +700,7 @@ heatmap(
 # is not singling BOS out. The same baseline applies to the previous-token table below, because
 # query q has q + 1 keys to choose from.
 #
-# ### Exercise 6 · A recording hook: attention to the previous token
+# ### Exercise 8 · A recording hook: attention to the previous token
 # Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵⚪
 #
 # A **previous-token head** attends from each position to the position just before it. Measure,
@@ -653,7 +802,7 @@ print("hooks attached:", list(model.list_hooks()))
 # `model.list_hooks()` shows what is attached (the alias names of one hook point both appear).
 # When in doubt, call `model.reset_hooks()`.
 #
-# ### Exercise 7 · What is a head worth?
+# ### Exercise 9 · What is a head worth?
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵🔵
 
 # %% tags=["exercise"]
@@ -671,7 +820,13 @@ def head_ablation_loss(model: TransformerBridge, tokens: Int[Tensor, "batch pos"
 checks.test_head_ablation_loss(head_ablation_loss)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# One forward pass that returns the loss, with a hook on the layer's `hook_z` that zeroes one
+# head; attach it so that it is gone afterwards.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # Inside your function, define a hook that zeroes `z[:, :, head, :]` (it can read `head` from the
 # enclosing function), then `model.run_with_hooks(tokens, return_type="loss",
@@ -780,6 +935,23 @@ answer_pattern_after_z_ablation = ...
 checks.test_answer_pattern_after_z_ablation(answer_pattern_after_z_ablation)
 
 # %% [markdown]
+# ## What we found
+#
+# Every sentence below is printed from numbers this notebook computed on the models you loaded
+# (`attn-only-2l` by default, and `gelu-4l` for the MLP shapes); `tests/test_findings.py`
+# recomputes them on the course models and fails if a retrained model stops bearing one out. On
+# another model, a claim that does not hold is printed as such.
+
+# %%
+from course_utils.findings import hooks_findings, report
+
+report(hooks_findings(
+    n_correct=int(predictions.correct.sum()), n_total=len(predictions), prev_table=prev_table.cpu(),
+    loss_increase=loss_increase, clean_loss=clean_loss, answer=ANSWER, answer_ranks=answer_ranks.tolist(),
+    answer_probs=answer_probs.tolist(), mlp_shapes=mlp_shapes, d_model=mlp_model.cfg.d_model, d_mlp=mlp_model.cfg.d_mlp,
+))
+
+# %% [markdown]
 # ## Summary
 #
 # - `load_model` gives a `TransformerBridge`; `model.cfg` holds its sizes, `print(model)` its
@@ -792,6 +964,8 @@ checks.test_answer_pattern_after_z_ablation(answer_pattern_after_z_ablation)
 # - Attention is: scale q·k by 1/√d_head, mask future keys with -inf, softmax over keys, weight
 #   the values (`z`), project with `W_O`, sum heads, add `b_O`. You reproduced the model's own
 #   numbers.
+# - `hook_pre` and `hook_post` hold an MLP's neurons, `[batch, pos, d_mlp]`; only `hook_mlp_out`
+#   is back in the residual stream, `[batch, pos, d_model]`.
 # - Hooks read or replace activations. Use `run_with_hooks` or `with model.hooks(...)`; a hook
 #   added with `add_hook` stays until `reset_hooks()`. Keep what a hook records in a dict you
 #   pass in, never in a global.

@@ -33,7 +33,9 @@
 #   the model's own logit, with the final LayerNorm's scale frozen;
 # - attribute a logit **difference** (the right name minus the wrong name) and read it as a bar
 #   chart and a layer × head heatmap;
-# - explain why an answer's rank at each layer depends on whether you apply the LayerNorm.
+# - explain why an answer's rank at each layer depends on whether you apply the LayerNorm;
+# - read a `[component, prompt, position]` attribution correctly: locate its largest entry from a
+#   flat `argmax`, and rank components summed over positions, knowing what that sum means.
 #
 # **Prerequisites:** chapter 01 (`run_with_cache`, hook names) and chapter 02 (the logit lens,
 # the final LayerNorm, ranks with rank 0 = top).
@@ -157,7 +159,13 @@ def decompose_by_hand(cache: ActivationCache, layer: int, pos: int) -> tuple[Flo
 checks.test_decompose_by_hand(decompose_by_hand)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# The stream at the input of `layer + 1` is the embeddings plus what every attention layer and
+# every MLP up to `layer` wrote: collect those vectors in order, one label each.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `cache["hook_embed"][0, pos]` is one `[d_model]` vector; `cache["attn_out", l]` is shorthand
 # for `cache["blocks.l.hook_attn_out"]`. Collect the vectors in a list while you build the
@@ -345,18 +353,17 @@ fig.show()
 stack, _ = decompose_by_hand(cache, n_layers - 1, -1)
 centred_rows = stack - stack.mean(-1, keepdim=True)
 unscaled = (centred_rows * model.ln_final.w) @ model.W_U[:, io_token]
-constants = values[-2:].sum().item()  # ln_final.b and b_U rows: they never see the scale
+constants = values[-2:].sum().item()  # the two constant rows
 print(f"without the scale: sum = {unscaled.sum().item() + constants:.3f} vs the true logit {true_logit:.3f} "
       f"(error {unscaled.sum().item() + constants - true_logit:+.3f})")
-print(f"ratio of the component sums, unscaled / scaled = {unscaled.sum().item() / values[:-2].sum().item():.4f}; "
-      f"the frozen scale s = {scale.item():.4f}")
+unscaled_ratio = unscaled.sum().item() / values[:-2].sum().item()
+print(f"ratio of the component sums, unscaled / scaled = {unscaled_ratio:.4f}")
 print(f"largest |b_U| in {MODEL_NAME}: {model.b_U.abs().max().item():.3g}")
 
 # %% [markdown]
-# The scale of the final residual is far from 1 here (the norm of the stream grows with
-# depth), so forgetting it inflates every component's row by that same factor, and the sum
-# misses the logit by a lot. The ratio line shows the factor is exactly $s$: every row was
-# divided by the same number.
+# The sum misses the logit by a lot. Look at the ratio line: every unscaled row is off from its
+# scaled row by the same factor. Which number printed earlier in this section is it, and why
+# must it be the same for every row? (Question 1 below asks.)
 
 # %% [markdown]
 # And what does `cache.logit_attrs` compute? It centres each row and divides by the cached
@@ -407,7 +414,13 @@ def head_logit_attribution(
 checks.test_head_logit_attribution(head_logit_attribution)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Only the rows change from exercise 3.1: each attention layer becomes one row per head, and
+# the attention biases, which belong to no head, need a row of their own.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # For one layer, `torch.einsum("hd,hdm->hm", cache["z", l][0, pos], model.W_O[l])` gives the
 # `[n_heads, d_model]` head outputs. `torch.cat` the layers, the `[n_layers, d_model]` MLP
@@ -554,9 +567,9 @@ fig.show()
 #
 # - **centre** removes each row's mean, the component along the all-ones direction; it
 #   changes a rank only if $W_U$'s columns differ in their sums.
-# - **÷ own scale** divides a whole row by one positive number. With no bias added afterwards
-#   that cannot reorder tokens. `gelu-4l`'s $b_U$ is zero (section 3 printed its largest
-#   entry), so this column must equal the previous one: check that it does.
+# - **÷ own scale** divides a whole row by one positive number. Compare this column with the
+#   previous one, remembering that `gelu-4l`'s $b_U$ is zero (section 3 printed its largest
+#   entry); question 3 below asks what that tells you.
 # - **× w** re-weights every dimension by the LayerNorm's learned gain: a genuinely different
 #   direction, so ranks move.
 # - **+ b** adds the LayerNorm's bias, whose logit $b \cdot W_U[:, t]$ is the same at every layer;
@@ -567,6 +580,105 @@ fig.show()
 # can differ too: the raw final residual is *not* what the unembedding reads; only the LN
 # column's last row is the model's actual ranking. For intermediate rows, the LN column is
 # the one to trust: $W_U$ was only ever trained on normalised vectors.
+
+# %% [markdown]
+# ## 6. Reading an attribution tensor without fooling yourself
+#
+# Attribute every position at once and you get a tensor `attrs[component, prompt, position]`:
+# the direct contribution of each component to the logit of the token that really came next
+# there. Below, the `N_IOI_PROMPTS` prompts are cut to a common length (so no padding enters),
+# and the rows of `decompose_resid` are normalised with each position's cached final scale
+# (`apply_ln_to_stack`), multiplied by `ln_final.w`, and dotted with the next token's unembedding.
+
+# %%
+rows = [model.to_tokens(p.text)[0] for p in ioi_prompts]
+cut = torch.stack([r[: min(len(r) for r in rows)] for r in rows])  # [prompt, pos]
+_, cut_cache = model.run_with_cache(cut)
+comp_stack, comp_labels = cut_cache.decompose_resid(return_labels=True)  # [component, prompt, pos, d_model]
+normed = cut_cache.apply_ln_to_stack(comp_stack) * model.ln_final.w
+attrs = torch.einsum("cbpd,dbp->cbp", normed[:, :, :-1], model.W_U[:, cut[:, 1:]])  # position p predicts token p + 1
+print("attrs:", tuple(attrs.shape), "[component, prompt, position]; components:", comp_labels)
+
+# %% [markdown]
+# Where is the single largest attribution? A first attempt, much like one found in published
+# notes on a small model, reads the flat index of the maximum like this:
+
+# %%
+flat = int(attrs.argmax())
+rest, component = divmod(flat, attrs.shape[0])
+print("first attempt:", comp_labels[component], "at prompt", rest // attrs.shape[2], "position", rest % attrs.shape[2],
+      f"— value there: {attrs[component, rest // attrs.shape[2], rest % attrs.shape[2]]:.2f}; the maximum: {attrs.max():.2f}")
+
+# %% [markdown]
+# The value printed at the place it names is not the maximum. `argmax` of a tensor indexes it
+# as if it were flattened in row-major order; which index of `[component, prompt, position]`
+# moves fastest through that flat order, and which one did the first attempt treat as fastest?
+#
+# ### Exercise 6.1 — find the largest attribution
+# Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
+
+# %% tags=["exercise"]
+def top_attribution(
+    attrs: Float[Tensor, "component batch pos"], labels: list[str]
+) -> tuple[str, int, int]:
+    """Where the largest (most positive) entry of ``attrs`` sits: ``(its component's label, batch index, position)``.
+
+    ``labels[c]`` names row ``c`` of ``attrs``; returns plain Python values.
+    """
+    raise NotImplementedError("turn the flat argmax back into three indices")
+
+
+# %%
+checks.test_top_attribution(top_attribution)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# In a `[C, B, P]` tensor, the flat index of entry `[c, b, p]` is `(c * B + b) * P + p`.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `torch.unravel_index(flat_index, attrs.shape)` undoes it for you (or use `divmod` twice, by `P`
+# first).
+# </details>
+#
+# ### Exercise 6.2 — which components matter over the whole text?
+# Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵⚪⚪⚪
+#
+# To rank components over many predictions, add each component's attributions over every
+# prompt and every position. Keep in mind what that sum means: each position predicts a
+# *different* token, so the total says which components help the model's predictions on this
+# text overall, not which one decides any single prediction — that is what the per-entry view of
+# exercise 6.1 is for.
+
+# %% tags=["exercise"]
+def rank_components(attrs: Float[Tensor, "component batch pos"], labels: list[str]) -> list[str]:
+    """The component labels sorted by their total attribution (summed over prompts and positions), largest first."""
+    raise NotImplementedError("one total per component, then sort")
+
+
+# %%
+checks.test_rank_components(rank_components)
+
+# %% [markdown]
+# <details><summary>Hint</summary>
+#
+# Sum over the two axes that are not the component; `argsort(descending=True)` gives the order.
+# </details>
+
+# %%
+top_label, top_prompt, top_pos = top_attribution(attrs, comp_labels)
+cut_str = model.to_str_tokens(cut[top_prompt])
+print(f"largest single attribution: {top_label} at prompt {top_prompt}, position {top_pos} ({cut_str[top_pos]!r} -> "
+      f"{cut_str[top_pos + 1]!r}): {attrs.max():.2f}")
+component_ranking = rank_components(attrs, comp_labels)
+print("components by total attribution over every prompt and position:", component_ranking)
+
+# %% [markdown]
+# Compare the two answers (model `gelu-4l`). The component with the largest single entry need
+# not lead the total, and a component that leads the total may never be the largest anywhere:
+# the two views answer different questions, and a report should say which one it gives.
 #
 # ## Check your understanding
 #
@@ -596,6 +708,23 @@ checks.test_answer_scaling_changes_rank(answer_scaling_changes_rank)
 checks.test_answer_top_ioi_head(answer_top_ioi_head)
 
 # %% [markdown]
+# ## What we found
+#
+# Every sentence below is printed from numbers this notebook computed on the model you loaded
+# (`gelu-4l` by default); `tests/test_findings.py` recomputes them on the course model and fails
+# if a retrained model stops bearing one out. On another model, a claim that does not hold is
+# printed as such.
+
+# %%
+from course_utils.findings import report, residual_findings
+
+report(residual_findings(
+    attribution_error=abs(values.sum().item() - true_logit), unscaled_error=unscaled.sum().item() + constants - true_logit,
+    final_scale=scale.item(), true_diffs=true_diffs, head_map=head_map, io_ranks=ranks["+ b (full LN)"].tolist(),
+    raw_ranks=ranks["no LN"].tolist(), rank_labels=acc_labels, component_ranking=component_ranking,
+))
+
+# %% [markdown]
 # ## Summary
 #
 # - The residual stream is a running sum: `resid_post` of layer $L$ = embed + pos_embed +
@@ -612,6 +741,8 @@ checks.test_answer_top_ioi_head(answer_top_ioi_head)
 # - Decoding an intermediate running total needs the LayerNorm with that total's own
 #   statistics; without it, the re-weighting by $w$, the centring and the balance with the
 #   biases are all wrong, and ranks move.
+# - An attribution over `[component, prompt, position]` is read with care: unravel a flat
+#   `argmax` with the tensor's shape, and say whether a ranking is per entry or summed.
 #
 # ## Going further
 #

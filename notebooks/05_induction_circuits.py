@@ -30,9 +30,12 @@
 # - measure in-context learning as the loss drop on a repeated random sequence;
 # - detect head types (current-token, previous-token, first-token, induction) from attention
 #   patterns with a score per head, and explain why any threshold on that score is a choice;
-# - say which heads matter, by direct logit attribution and by zero- and mean-ablation;
-# - read the circuit from the weights with `FactoredMatrix`: the copying OV circuit, the
-#   positional QK circuit of the previous-token head, and K-composition between the two layers;
+# - say which heads matter, by direct logit attribution, by zero- and mean-ablation, and by
+#   ablating the previous-token head and watching the induction pattern break;
+# - read the circuit from the weights with `FactoredMatrix`: the copying OV circuit of one head
+#   and of all induction heads together, the positional QK circuit of the previous-token head,
+#   Q-, K- and V-composition between the two layers, and which piece of the residual stream the
+#   induction head's query and key read;
 # - train a tiny attention-only model and see the induction phase change in its loss and scores.
 #
 # **Prerequisites.** Chapter 1 (`01_hooks_basics`: caches, hooks, attention patterns, ablation)
@@ -129,12 +132,23 @@ def generate_repeated_tokens(
 checks.test_generate_repeated_tokens(generate_repeated_tokens)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
 #
-# `g = torch.Generator().manual_seed(seed)` and `torch.randint(1, model.cfg.d_vocab, (batch, seq_len), generator=g)`
-# draw the block; `torch.full((batch, 1), model.tokenizer.bos_token_id)` is the BOS column;
-# `torch.cat([bos, block, block], dim=1)` joins them. (`course_utils.tasks.repeated.repeated_tokens`
-# does the same; the training code of section 6 uses it.)
+# Build three pieces, a BOS column and the same random block twice, and join them along the
+# position dimension.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# A `torch.Generator` seeded with `seed`, passed to `torch.randint` (low 1, high `d_vocab`), draws the
+# block; `torch.full` makes the BOS column; `torch.cat(..., dim=1)` joins them.
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# `g = torch.Generator().manual_seed(seed)`, `block = torch.randint(1, model.cfg.d_vocab, (batch, seq_len), generator=g)`,
+# `bos = torch.full((batch, 1), model.tokenizer.bos_token_id)`, then `torch.cat([bos, block, block], dim=1)`.
+# (`course_utils.tasks.repeated.repeated_tokens` does the same; the training code of section 6 uses it.)
 # </details>
 
 # %% [markdown]
@@ -169,11 +183,22 @@ def per_token_loss(
 checks.test_per_token_loss(per_token_loss)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
 #
-# `log_probs = logits.log_softmax(dim=-1)`; keep `log_probs[:, :-1]` (positions that have a next
-# token) and pick, at each position, the entry of the next token with
-# `.gather(dim=-1, index=tokens[:, 1:, None])`, then drop the last dimension and negate.
+# Which positions have a next token, and which token is "next" for each of them? Line the logits
+# up with the tokens shifted by one.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Take log-probabilities (not probabilities) over the vocabulary, drop the last position, and
+# pick at each position the entry of the following token (`Tensor.gather` picks one entry per row).
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# `log_probs = logits.log_softmax(dim=-1)[:, :-1]`, then
+# `-log_probs.gather(dim=-1, index=tokens[:, 1:, None])[..., 0]`.
 # </details>
 
 # %% [markdown]
@@ -194,7 +219,7 @@ fig.add_vline(x=SEQ_LEN + 0.5, line_dash="dash", annotation_text="second copy st
 fig.add_hline(y=math.log(cfg.d_vocab), line_dash="dot", annotation_text="ln(d_vocab)")
 fig.show()
 first_copy_loss = rep_losses[:, 1:SEQ_LEN].mean().item()  # predictions of x_2 … x_n
-second_copy_loss = rep_losses[:, SEQ_LEN + 1 :].mean().item()  # predictions of x_2 … x_n, second time
+second_copy_loss = rep_losses[:, SEQ_LEN + 1 :].mean().item()  # predictions of x_2 … x_n, second time (the chapter's one definition)
 print(f"mean loss predicting the first copy (tokens 2…{SEQ_LEN}):  {first_copy_loss:.2f} nats")
 print(f"mean loss predicting the second copy (tokens {SEQ_LEN + 2}…{2 * SEQ_LEN}): {second_copy_loss:.2f} nats")
 print(f"uniform guess over d_vocab = {cfg.d_vocab} tokens: ln(d_vocab) = {math.log(cfg.d_vocab):.2f} nats")
@@ -207,7 +232,9 @@ print(f"second-copy loss / first-copy loss = {ratio:.2f}: "
 # near (or above) the dotted line. A model that learns in context drops far below it from the
 # second token of the second copy on; the last printed line compares the two means for the
 # model you loaded. The first token of the second copy (position `n + 1`) stays unpredictable
-# whatever the model: it follows `x_n`, which has no earlier occurrence to learn from.
+# whatever the model: it follows `x_n`, which has no earlier occurrence to learn from. So the
+# chapter's **second-copy loss** is always the mean loss of the predictions of `x_2 … x_n` in the
+# second copy (made at positions `n+1 … 2n-1`), here and in every exercise below.
 
 # %% [markdown]
 # ## 2 · Looking at attention patterns
@@ -331,12 +358,23 @@ def first_attn_detector(cache: ActivationCache, threshold: float = 0.4) -> dict[
 checks.test_first_attn_detector(first_attn_detector)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
 #
-# For one layer, `pattern.diagonal(offset=-1, dim1=-2, dim2=-1)` has shape `[batch, head, T-1]`
-# and already starts at query 1. The main diagonal (`offset=0`) starts at query 0: drop its
-# first entry with `[..., 1:]`. Column 0 from query 1 on is `pattern[:, :, 1:, 0]`. Then
-# `.mean(dim=(0, 2))` gives one score per head, and `.tolist()` plain floats.
+# For each layer, read one diagonal (or column) of the pattern for every head at once, average it
+# to one number per head, and keep the heads at or above the threshold.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `pattern.diagonal(offset, dim1=-2, dim2=-1)` returns `[batch, head, n]`. The `offset=-1` diagonal
+# already starts at query 1; the main diagonal starts at query 0, which you must drop. Column 0
+# from query 1 on is a plain slice of the pattern.
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# `pattern.diagonal(offset=-1, dim1=-2, dim2=-1)`, `pattern.diagonal(offset=0, dim1=-2, dim2=-1)[..., 1:]`
+# and `pattern[:, :, 1:, 0]`; then `.mean(dim=(0, 2)).tolist()` gives one float per head.
 # </details>
 
 # %% [markdown]
@@ -417,12 +455,23 @@ def induction_score(model: TransformerBridge, tokens: Int[Tensor, "batch 1+2*seq
 checks.test_induction_score(induction_score)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
 #
-# `scores = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)`, then inside the hook
-# `stripe = pattern.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)`: its entries are queries
-# `seq_len-1 … 2*seq_len`, so the second copy is its last `seq_len` entries, `stripe[..., -seq_len:]`.
-# Store `stripe[..., -seq_len:].mean(dim=(0, 2))` in `scores[hook.layer()]`. Run with
+# The stripe is one diagonal of the pattern. Which offset, and which of its entries belong to
+# second-copy queries?
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The diagonal at `offset=-(seq_len - 1)` holds the queries `seq_len-1 … 2*seq_len`: the second
+# copy is its last `seq_len` entries. Create the `[layer, head]` tensor before the run; the hook
+# writes one row of it, chosen by `hook.layer()`. The name filter is a function of the hook name.
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# In the hook: `stripe = pattern.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)` and
+# `scores[hook.layer()] = stripe[..., -seq_len:].mean(dim=(0, 2))`. Run with
 # `model.run_with_hooks(tokens, return_type=None, fwd_hooks=[(lambda name: name.endswith("hook_pattern"), hook_fn)])`.
 # </details>
 
@@ -445,7 +494,8 @@ print(f"strongest induction head: {IND_LAYER}.{IND_HEAD} (score {ind_scores[IND_
       f"best layer-0 score {ind_scores[0].max():.2f}")
 print(f"strongest layer-0 previous-token head on the repeated tokens: {PREV_LAYER}.{PREV_HEAD} "
       f"(score {prev_scores[PREV_LAYER, PREV_HEAD]:.2f})")
-print("layer-1 heads with induction score >= 0.4:", [f"1.{h}" for h in range(cfg.n_heads) if ind_scores[1, h] >= 0.4])
+IND_HEADS = [h for h in range(cfg.n_heads) if ind_scores[1, h] >= 0.4]  # layer-1 heads called induction heads below
+print("layer-1 heads with induction score >= 0.4:", [f"1.{h}" for h in IND_HEADS])
 if ind_scores[1].max() < 0.4:
     print(f"NOTE: no head of {MODEL_NAME} reaches 0.4 here, so the 'induction head' below is only the best of weak "
           "candidates, and the notes on what to expect describe a model that has one (section 6 grows one).")
@@ -513,14 +563,22 @@ def head_logit_attribution(
 checks.test_head_logit_attribution(head_logit_attribution)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Each head's output is `z @ W_O` for that head. The final LayerNorm is linear once its scale is
+# frozen: centre, divide by the cached scale, multiply by its weight. Then read the logit of the
+# next token with one unembedding column per position.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # Stack `cache["z", l]` over layers into `[batch, pos, layer, head, d_head]`, and multiply by
 # `model.W_O` (`[layer, head, d_head, d_model]`) with
 # `einops.einsum(z, model.W_O, "b p l h d, l h d m -> b p l h m")`. Keep positions `:-1`.
 # The scale `cache["ln_final.hook_scale"]` is `[batch, pos, 1]`: index it `[:, :-1, None, None]`
 # to broadcast over layer and head. The correct unembedding columns for every position are
-# `(model.ln_final.w[:, None] * model.W_U)[:, tokens[:, 1:]]`, shape `[d_model, batch, pos-1]`.
+# `(model.ln_final.w[:, None] * model.W_U)[:, tokens[:, 1:]]`, shape `[d_model, batch, pos-1]`:
+# one last `einops.einsum` over `d_model` gives the answer.
 # </details>
 
 # %% [markdown]
@@ -557,8 +615,8 @@ print(f"largest direct effect on the second copy: head {top[0]}.{top[1]}, {dla_s
 # Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵⚪
 #
 # Ablate through `blocks.{layer}.attn.hook_z` (`[batch, pos, head, d_head]`): a hook that returns
-# a copy of `z` with head `h`'s slice replaced. The loss is measured on the second copy only:
-# the predictions made at positions `seq_len … 2*seq_len-1`.
+# a copy of `z` with head `h`'s slice replaced. The loss is the second-copy loss of section 1:
+# the predictions of `x_2 … x_n` in the second copy, made at positions `seq_len+1 … 2*seq_len-1`.
 
 # %% tags=["exercise"]
 def head_ablation_loss_increase(
@@ -566,8 +624,8 @@ def head_ablation_loss_increase(
 ) -> Float[Tensor, "layer head"]:
     """Increase of the second-copy loss when one head at a time is ablated.
 
-    Loss: mean per-token loss of the predictions made at positions ``seq_len … 2*seq_len-1``,
-    ``seq_len = (tokens.shape[1] - 1) // 2``. Ablating head ``l.h`` replaces ``z[:, :, h]`` of layer
+    Loss: mean per-token loss of the predictions made at positions ``seq_len+1 … 2*seq_len-1``,
+    ``seq_len = (tokens.shape[1] - 1) // 2`` (the second-copy loss of section 1). Ablating head ``l.h`` replaces ``z[:, :, h]`` of layer
     ``l`` at every position by zeros (``ablation="zero"``), or by that head's mean ``z`` over every
     batch element and position of ``tokens`` (``ablation="mean"``). Returns ablated minus clean loss.
     """
@@ -578,7 +636,13 @@ def head_ablation_loss_increase(
 checks.test_head_ablation_loss_increase(head_ablation_loss_increase)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# One clean run gives the clean loss and the means; then one ablated run per head, each with a
+# hook on that layer's `hook_z` that returns a changed copy.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # One `model.run_with_cache(tokens, names_filter=...)` gives the clean logits and every layer's
 # `z` (for the means: `z.mean(dim=(0, 1))` is `[head, d_head]`). Then, for each layer and head,
@@ -617,6 +681,68 @@ print(f"zero and mean ablation disagree most on head {far[0]}.{far[1]}: "
 # head's average output, not the information it carries.
 
 # %% [markdown]
+# ### Exercise 7 · Ablate a layer-0 head, watch the induction stripe
+# Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪
+#
+# The loss says *that* the previous-token head matters, not *how*. If the induction heads find
+# their key through it, removing it should break their **pattern**, not only the prediction.
+# Zero-ablate one layer-0 head and recompute the induction score of every layer-1 head, in one
+# forward pass: one hook changes layer 0's `z`, another reads layer 1's pattern.
+
+# %% tags=["exercise"]
+def ablated_induction_scores(
+    model: TransformerBridge, tokens: Int[Tensor, "batch 1+2*seq_len"], head: int
+) -> Float[Tensor, "head_1"]:
+    """Induction score of every layer-1 head while layer-0 head ``head`` is zero-ablated.
+
+    One forward pass with two hooks: one sets ``z[:, :, head]`` of ``blocks.0.attn.hook_z`` to 0, the
+    other reads ``blocks.1.attn.hook_pattern`` and averages ``pattern[b, h, q, q - seq_len + 1]`` over
+    the batch and the second-copy queries ``q = seq_len+1 … 2*seq_len``.
+    """
+    raise NotImplementedError("two hooks in one run: ablate layer 0's head, then score layer 1's pattern")
+
+
+# %%
+checks.test_ablated_induction_scores(ablated_induction_scores)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# `run_with_hooks` takes a list of `(hook name, function)` pairs, and runs them all in the same
+# forward pass, in the order of the model.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The ablation hook returns a copy of `z` with the head's slice set to 0. The reading hook writes the
+# score of exercise 4 into a tensor created before the run (and returns nothing).
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# `fwd_hooks=[("blocks.0.attn.hook_z", ablate), ("blocks.1.attn.hook_pattern", store_score)]`, with
+# `store_score` as in exercise 4 writing `scores[:] = stripe[..., -seq_len:].mean(dim=(0, 2))`.
+# </details>
+
+# %%
+ablated = torch.stack([ablated_induction_scores(model, rep_tokens, head) for head in range(cfg.n_heads)])
+heatmap(
+    torch.cat([ind_scores[1:2], ablated]),
+    title=f"{MODEL_NAME}: induction score of each layer-1 head, clean and with one layer-0 head zero-ablated",
+    x_title="layer-1 head",
+    y_title="layer-0 head ablated",
+    x_labels=[f"1.{h}" for h in range(cfg.n_heads)],
+    y_labels=["none (clean)"] + [f"0.{h}" for h in range(cfg.n_heads)],
+    color_title="induction score",
+    diverging=False,
+).show()
+
+# %% [markdown]
+# **What to notice.** Compare each row with the clean one at the top. A row that goes dark
+# means that without this layer-0 head the induction heads no longer find the token after the
+# earlier copy: their keys depended on what it wrote. Is that row the previous-token head's?
+
+# %% [markdown]
 # ## 5 · Reading the circuit from the weights
 #
 # Patterns and ablations are measured on data. In an attention-only model we can also read the
@@ -651,7 +777,7 @@ full_ov = folded.W_E @ folded.OV[IND_LAYER, IND_HEAD] @ folded.W_U
 print(full_ov)
 
 # %% [markdown]
-# ### Exercise 7 · Top-1 copying accuracy, a chunk at a time
+# ### Exercise 8 · Top-1 copying accuracy, a chunk at a time
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 
 # %% tags=["exercise"]
@@ -668,11 +794,22 @@ def top_1_acc(full_OV_circuit: FactoredMatrix, chunk_size: int = 512) -> float:
 checks.test_top_1_acc(top_1_acc)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
 #
-# Loop `for start in range(0, n, chunk_size)`; `rows = full_OV_circuit[start : start + chunk_size].AB`
-# is `[rows, n]` (the last chunk may be shorter). Row `r` of the chunk is token `start + r`, so
-# compare `rows.argmax(dim=-1)` with `torch.arange(start, start + rows.shape[0])`.
+# Walk down the rows a chunk at a time; in each chunk, find each row's largest column and count
+# the rows where it is the row's own token.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `full_OV_circuit[start : start + chunk_size].AB` forms one chunk, `[rows, n]` (the last may be
+# shorter). Row `r` of the chunk is token `start + r`, not token `r`.
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# `for start in range(0, n, chunk_size)`: compare `rows.argmax(dim=-1)` with
+# `torch.arange(start, start + rows.shape[0])`, add up the matches, divide by `n` at the end.
 # </details>
 
 # %%
@@ -692,7 +829,61 @@ print((top1 * 100).round(decimals=1))
 # rescales a whole row and so never changes its argmax.)
 
 # %% [markdown]
-# ### Exercise 8 · The previous-token head's positional QK pattern
+# ### Exercise 9 · The effective OV circuit of all induction heads
+# Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
+#
+# When several induction heads attend to the same token, their outputs **add up** in the
+# residual stream. So what the model copies through them is the full OV circuit of their sum,
+# `W_E (Σ_h W_V^h W_O^h) W_U`. One head alone may copy only some tokens well; together they may
+# cover the vocabulary. Keep the sum factored: its inner width is `len(heads) · d_head`.
+
+# %% tags=["exercise"]
+def effective_ov_circuit(model: TransformerBridge, layer: int, heads: list[int]) -> FactoredMatrix:
+    """Full OV circuit of several heads together, ``W_E (Σ_h W_V[layer, h] W_O[layer, h]) W_U``.
+
+    ``[d_vocab, d_vocab]`` as a FactoredMatrix whose inner width is ``len(heads) * d_head``: rows are
+    the token attended to, columns the output logits.
+    """
+    raise NotImplementedError("one factored matrix for the sum of the heads' OV circuits")
+
+
+# %%
+checks.test_effective_ov_circuit(effective_ov_circuit)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# A sum of products `Σ_h V_h O_h` is one product of two block matrices: the `V_h` side by side
+# times the `O_h` stacked on top of each other.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Concatenate the heads' `W_V[layer, h]` along their `d_head` columns and their `W_O[layer, h]`
+# along their `d_head` rows; put `W_E` in front of the first and `W_U` after the second.
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# `FactoredMatrix(model.W_E @ torch.cat([model.W_V[layer, h] for h in heads], dim=1),
+# torch.cat([model.W_O[layer, h] for h in heads], dim=0) @ model.W_U)`.
+# </details>
+
+# %%
+top1_alone = [top1[1, h].item() for h in IND_HEADS]
+top1_together = top_1_acc(effective_ov_circuit(folded, 1, IND_HEADS)) if IND_HEADS else 0.0
+print(f"top-1 copying accuracy of each induction head alone ({', '.join(f'1.{h}' for h in IND_HEADS)}): "
+      + ", ".join(f"{acc:.1%}" for acc in top1_alone))
+print(f"top-1 copying accuracy of their summed OV circuit: {top1_together:.1%}")
+
+# %% [markdown]
+# **What to notice.** Compare the summed circuit with the best single head. If the sum copies
+# far more tokens than any head alone, the heads share the work: each copies its own part of
+# the vocabulary well, and attending to the same token together they raise that token's logit
+# above all others.
+
+# %% [markdown]
+# ### Exercise 10 · The previous-token head's positional QK pattern
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 #
 # A previous-token head must attend by **position**, whatever the tokens are. Put only the
@@ -714,7 +905,13 @@ def pos_attention_pattern(model: TransformerBridge, layer: int, head: int, n_pos
 checks.test_pos_attention_pattern(pos_attention_pattern)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Scores from a bilinear form, then the same causal mask and softmax as in a real attention
+# layer (chapter 1).
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `W_pos @ model.QK[layer, head] @ W_pos.T` is a `FactoredMatrix`; `.AB` gives the
 # `[n_pos, n_pos]` scores. `torch.triu(torch.ones(n_pos, n_pos, dtype=torch.bool), diagonal=1)`
@@ -766,7 +963,7 @@ print(f"mean positional attention to the previous position (queries 1…{N_POS -
 # compare against random matrices of the same shapes.
 
 # %% [markdown]
-# ### Exercise 9 · The composition score
+# ### Exercise 11 · The composition score
 # Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 
 # %% tags=["exercise"]
@@ -779,52 +976,69 @@ def get_comp_score(W_A: Float[Tensor, "in_A out_A"], W_B: Float[Tensor, "out_A o
 checks.test_get_comp_score(get_comp_score)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
 #
-# `tensor.norm()` of a matrix is its Frobenius norm. `(W_A @ W_B).norm() / (W_A.norm() * W_B.norm())`,
-# then `.item()`.
+# Three Frobenius norms: of the product, and of each factor.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `tensor.norm()` of a matrix is its Frobenius norm; the result must be a Python float.
 # </details>
 
 # %% [markdown]
-# ### Exercise 10 · K-composition of every pair of heads, batched
+# ### Exercise 12 · Q-, K- and V-composition of every pair of heads, batched
 # Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵⚪⚪
 #
 # Calling `get_comp_score` in a double loop works; here you compute all `n_heads × n_heads`
-# scores with batched tensor operations, and then check them against the loop.
+# scores of one kind with batched tensor operations, and then check them against the loop. The
+# writer is always a layer-0 head's `W_OV`; the reader depends on the kind of composition.
 
 # %% tags=["exercise"]
-def k_composition_scores(model: TransformerBridge) -> Float[Tensor, "head_0 head_1"]:
-    """K-composition score of every (layer-0 head i, layer-1 head j) pair, computed batched.
+def composition_scores(model: TransformerBridge, kind: str) -> Float[Tensor, "head_0 head_1"]:
+    """Q-, K- or V-composition score of every (layer-0 head i, layer-1 head j) pair, computed batched.
 
-    ``out[i, j] = get_comp_score(model.OV[0, i].AB, model.QK[1, j].AB.T)``: how much of what
-    head ``0.i`` writes can be read by the keys of head ``1.j``. No Python loop over heads.
+    ``out[i, j] = get_comp_score(model.OV[0, i].AB, W_B)`` with ``W_B = model.QK[1, j].AB`` for
+    ``kind="Q"`` (its queries read), ``model.QK[1, j].AB.T`` for ``"K"`` (its keys read) and
+    ``model.OV[1, j].AB`` for ``"V"`` (its values read). No Python loop over heads.
     """
-    raise NotImplementedError("stack the W_OV of layer 0 and the W_QK.T of layer 1, broadcast the products")
+    raise NotImplementedError("stack the writers and the readers, broadcast the products, normalise")
 
 
 # %%
-checks.test_k_composition_scores(k_composition_scores)
+checks.test_composition_scores(composition_scores)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
 #
-# `model.OV[0].AB` is `[head, d_model, d_model]` for all layer-0 heads at once; so is
-# `model.QK[1].AB.transpose(-1, -2)`. `W_A[:, None] @ W_B[None, :]` broadcasts to
-# `[head_0, head_1, d_model, d_model]`; `.norm(dim=(-2, -1))` takes the Frobenius norm of each
-# matrix. Divide by the outer product of the two norm vectors.
+# Which matrix reads the residual stream for a query, for a key, for a value? Write `x_q W_QK x_k^T`
+# and see which side each position's vector multiplies.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `model.OV[0].AB` is `[head, d_model, d_model]` for all layer-0 heads at once; so are
+# `model.QK[1].AB`, its transpose on the last two dimensions, and `model.OV[1].AB`. Broadcasting
+# `W_A[:, None] @ W_B[None, :]` gives every pair's product at once.
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# `(W_A[:, None] @ W_B[None, :]).norm(dim=(-2, -1))` divided by
+# `W_A.norm(dim=(-2, -1))[:, None] * W_B.norm(dim=(-2, -1))[None, :]`.
 # </details>
 
 # %% [markdown]
-# The batched scores against the double loop of your `get_comp_score`, on the folded model, and
-# the random baseline: the mean score of 200 pairs of random matrices with the same shapes and
-# ranks (`W_A = A_1 A_2` with `A_1` of shape `d_model × d_head` and `A_2` of shape
-# `d_head × d_model`, and the same for `W_B`), seeded.
+# The batched K-composition scores against the double loop of your `get_comp_score`, on the
+# folded model; then every kind against the random baseline: the mean score of 200 pairs of
+# random matrices with the same shapes and ranks (`W_A = A_1 A_2` with `A_1` of shape
+# `d_model × d_head` and `A_2` of shape `d_head × d_model`, and the same for `W_B`), seeded.
 
 # %%
-k_comp = k_composition_scores(folded)
+composition = {kind: composition_scores(folded, kind) for kind in ("Q", "K", "V")}
 k_comp_loop = torch.tensor([[get_comp_score(folded.OV[0, i].AB, folded.QK[1, j].AB.T) for j in range(cfg.n_heads)]
                             for i in range(cfg.n_heads)])
-print(f"batched vs loop: largest difference {(k_comp - k_comp_loop).abs().max():.1e}")
+print(f"batched vs loop (K): largest difference {(composition['K'] - k_comp_loop).abs().max():.1e}")
 
 
 def random_comp_baseline(d_model: int, d_head: int, n_samples: int = 200, seed: int = 0) -> float:
@@ -839,27 +1053,105 @@ def random_comp_baseline(d_model: int, d_head: int, n_samples: int = 200, seed: 
 
 baseline = random_comp_baseline(cfg.d_model, cfg.d_head)
 heatmap(
-    k_comp - baseline,
-    title=f"{MODEL_NAME}: K-composition score minus the random baseline ({baseline:.3f})",
-    x_title="layer-1 head (reads with its keys)",
+    torch.cat([composition[kind] - baseline for kind in ("Q", "K", "V")], dim=1),
+    title=f"{MODEL_NAME}: composition score minus the random baseline ({baseline:.3f})",
+    x_title="kind, layer-1 head (reads)",
     y_title="layer-0 head (writes)",
-    x_labels=[f"1.{h}" for h in range(cfg.n_heads)],
+    x_labels=[f"{kind} 1.{h}" for kind in ("Q", "K", "V") for h in range(cfg.n_heads)],
     y_labels=[f"0.{h}" for h in range(cfg.n_heads)],
     color_title="score − baseline",
 ).show()
-best = divmod(int(k_comp.argmax()), cfg.n_heads)
 print(f"random baseline: {baseline:.3f}")
-print(f"highest K-composition: 0.{best[0]} -> 1.{best[1]}, score {k_comp.max():.3f}; "
-      f"previous-token head 0.{PREV_HEAD} -> induction head 1.{IND_HEAD}: {k_comp[PREV_HEAD, IND_HEAD]:.3f} "
-      f"({k_comp[PREV_HEAD, IND_HEAD] / baseline:.1f} × baseline)")
+for kind, scores in composition.items():
+    top = divmod(int(scores.argmax()), cfg.n_heads)
+    print(f"{kind}-composition: highest 0.{top[0]} -> 1.{top[1]} ({scores.max():.3f}); previous-token head "
+          f"0.{PREV_HEAD} -> induction head 1.{IND_HEAD}: {scores[PREV_HEAD, IND_HEAD]:.3f} "
+          f"({scores[PREV_HEAD, IND_HEAD] / baseline:.1f} × baseline)")
 
 # %% [markdown]
-# **What to notice.** Find the cell of the previous-token head's row and the induction head's
-# column, and compare the printed score with the baseline. A score well above the baseline says
-# the induction head's keys read the subspace the previous-token head writes to: the weights
-# themselves wire the two heads into a circuit. Composition scores are a coarse screen (they
-# ignore which directions carry information on real data); the ablations of section 4 are the
-# behavioural test.
+# **What to notice.** Find the previous-token head's row in each block of columns and compare
+# it with the baseline. A K-composition score well above the baseline, beside Q- and
+# V-composition scores near or below it, says the induction heads' *keys* read the subspace the
+# previous-token head writes to: the weights themselves wire the two heads into a circuit, in
+# the one place the mechanism needs. Composition scores are a coarse screen (they ignore which
+# directions carry information on real data); the next exercise measures the same thing on data.
+
+# %% [markdown]
+# ### Exercise 13 · Which piece of the residual stream drives the key?
+# Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵🔵⚪
+#
+# The residual stream entering layer 1 is a sum of pieces: the token embedding, the positional
+# embedding, and each layer-0 head's output (plus biases). On the folded model, layer 1's
+# LayerNorm only centres (the pieces are already centred) and divides by one scale per
+# position, so with that scale frozen each query and each key is a sum of one term per piece,
+# and the attention score `q · k / √d_head` is a sum over (query piece, key piece) pairs. Split
+# the induction head's score on its stripe that way: the largest cell says what the query asks
+# for and what the key answers with.
+
+# %% tags=["exercise"]
+def induction_qk_decomposition(
+    model: TransformerBridge, cache: ActivationCache, head: int
+) -> Float[Tensor, "q_piece k_piece"]:
+    """Split layer-1 head ``head``'s attention score on the induction stripe by what the query and the key read.
+
+    ``model`` is the folded model (its layer-1 LayerNorm only centres and divides by the scale) and
+    ``cache`` its run on ``BOS + x + x``. The pieces of the residual stream entering layer 1 are, in
+    this order, the token embedding ``cache["hook_embed"]``, the positional embedding
+    ``cache["hook_pos_embed"]`` and each layer-0 head's output ``cache["z", 0][:, :, h] @ W_O[0, h]``,
+    every piece divided by ``cache["blocks.1.ln1.hook_scale"]``. ``out[i, j]`` is the mean, over
+    the batch and the second-copy queries ``q = n+1 … 2n``, of
+    ``(piece_i[q] @ W_Q[1, head]) · (piece_j[q - n + 1] @ W_K[1, head]) / sqrt(d_head)``
+    (biases left out).
+    """
+    raise NotImplementedError("stack the pieces, project them with W_Q and W_K, pair queries with their keys")
+
+
+# %%
+checks.test_induction_qk_decomposition(induction_qk_decomposition)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Three steps: a tensor of pieces `[batch, pos, piece, d_model]`; queries and keys of every piece
+# `[batch, pos, piece, d_head]`; the products of each query piece with each key piece, averaged.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `einops.einsum(cache["z", 0], model.W_O[0], "batch pos head d_head, head d_head d_model -> batch pos head d_model")`
+# gives the heads' outputs; `cache["hook_pos_embed"]` has a batch dimension of 1 (expand it).
+# The queries are positions `n+1 … 2n` and their keys positions `2 … n+1`: slice both so that
+# entry `q` of one lines up with its key in the other.
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# `queries = pieces[:, n + 1 :] @ model.W_Q[1, head]`, `keys = pieces[:, 2 : n + 2] @ model.W_K[1, head]`, then
+# `einops.einsum(queries, keys, "batch q i d, batch q j d -> i j") / (batch * n) / model.cfg.d_head**0.5`.
+# </details>
+
+# %%
+piece_names = ["token embedding", "positional embedding"] + [f"0.{h}" for h in range(cfg.n_heads)]
+_, folded_rep_cache = folded.run_with_cache(rep_tokens)
+qk_parts = induction_qk_decomposition(folded, folded_rep_cache, IND_HEAD)
+heatmap(
+    qk_parts,
+    title=f"{MODEL_NAME}: attention score of head 1.{IND_HEAD} on its induction stripe, by query piece × key piece",
+    x_title="what the key reads",
+    y_title="what the query reads",
+    x_labels=piece_names,
+    y_labels=piece_names,
+    color_title="score",
+).show()
+top_q, top_k = divmod(int(qk_parts.argmax()), len(piece_names))
+print(f"sum of all cells: {qk_parts.sum():.2f}; largest cell: query {piece_names[top_q]} × key {piece_names[top_k]} "
+      f"({qk_parts.max():.2f})")
+
+# %% [markdown]
+# **What to notice.** One cell should dwarf the others. Its row says what the query asks for;
+# its column says which piece of the key's residual stream answers. If the column is a layer-0
+# head, that head is what makes the key say "the token before me was …": K-composition, now
+# measured on data rather than read from the weights.
 
 # %% [markdown]
 # ## 6 · Beyond: watch an induction head form
@@ -993,6 +1285,28 @@ answer_uniform_loss = ...
 checks.test_answer_uniform_loss(answer_uniform_loss)
 
 # %% [markdown]
+# ## What we found
+#
+# Every sentence below is printed from numbers this notebook computed on the model you loaded
+# (`attn-only-2l` by default); `tests/test_findings.py` recomputes them on the course model and
+# fails if a retrained model stops bearing one out. On another model, a claim that does not
+# hold is printed as such.
+
+# %%
+from course_utils.findings import induction_findings, report
+
+report(induction_findings(
+    ind_scores=ind_scores, prev_scores=prev_scores, first_copy_loss=first_copy_loss, second_copy_loss=second_copy_loss,
+    ablated=ablated, composition=composition, baseline=baseline, qk_parts=qk_parts, piece_names=piece_names,
+    top1_alone=top1_alone, top1_together=top1_together, d_vocab=cfg.d_vocab,
+))
+
+# %% [markdown]
+# In one sentence: a previous-token head in layer 0 writes "the token before me" into every
+# position; the induction heads of layer 1 read it with their keys (K-composition), attend from
+# each repeated token to the token after its earlier copy, and copy that token through OV
+# circuits that, summed, copy almost every token of the vocabulary.
+#
 # ## Summary
 #
 # - Repeated random tokens isolate in-context learning: the loss on the second copy falls far
@@ -1003,12 +1317,14 @@ checks.test_answer_uniform_loss(answer_uniform_loss)
 #   it is a choice. A hook with a name filter computes scores in one pass without a cache.
 # - DLA credits the heads that write the answer directly (in an induction circuit, the layer-1
 #   induction heads); ablation also credits the heads they depend on (the layer-0
-#   previous-token head). Mean-ablation removes information; zero-ablation also removes a head's
+#   previous-token head), and ablating that head shows *how* it matters: the induction pattern
+#   itself breaks. Mean-ablation removes information; zero-ablation also removes a head's
 #   average output.
 # - With `FactoredMatrix` you can test each part of the story on the weights: does the
-#   induction head's full OV circuit copy tokens (top-1 accuracy against chance), does the
-#   previous-token head's QK circuit attend by position, and are the two wired by K-composition
-#   above a random baseline?
+#   induction heads' full OV circuit copy tokens (top-1 accuracy against chance, alone and
+#   summed), does the previous-token head's QK circuit attend by position, and are the two wired
+#   by K- rather than Q- or V-composition above a random baseline? Splitting the attention score
+#   by residual-stream piece shows the same wiring on data.
 # - In training, the circuit forms abruptly: a plateau, then the induction score and the loss
 #   change together.
 #
@@ -1023,7 +1339,8 @@ checks.test_answer_uniform_loss(answer_uniform_loss)
 #   induction heads, copying accuracy and K-composition map with the course model's. Try
 #   `"gpt2-small"` too: induction heads sit in its middle layers (the K-composition cell assumes
 #   layers 0 and 1 only).
-# - Compute Q- and V-composition scores the same way and compare them with K-composition.
-# - Ablate the previous-token head and recompute the induction head's score: the pattern itself
-#   should break, which is the behavioural version of K-composition.
+# - Mean-ablate the previous-token head instead of zero-ablating it (exercise 7) and compare the
+#   fall of the induction scores.
+# - Split the *query* side further: which positional-embedding terms of the key make the
+#   previous-token head attend one position back (exercise 10 did it from the weights alone)?
 # - Next: chapter 6 (`06_one_layer_if_else`) reverse-engineers a one-layer model exactly.

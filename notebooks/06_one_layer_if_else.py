@@ -32,6 +32,8 @@
 # - Read the OV and QK circuits from the weights as `FactoredMatrix` objects and rank tokens with them.
 # - Decompose a logit *exactly*, and diagnose why an approximate decomposition misses.
 # - Turn a skip-trigram reading of the weights into predictions and test them on real code.
+# - Separate the mechanism from the surface form with control prompts (` if` vs `if`, ` elif`,
+#   a condition ending in `)`).
 # - Build a detector on decomposition features, evaluate it with an AUROC and a ROC curve, and
 #   say honestly what it catches and what it does not.
 #
@@ -157,7 +159,7 @@ fig.show()
 # The histogram (course model `attn-only-1l`) shows how confident the model is on each set.
 # Keep in mind that ` else` is the right prediction in *both* sets: an anomalous prefix is
 # not one the model gets wrong, it is one where (we suspect) the model gets it right for a
-# different reason. Section 7 checks whether the behaviour alone could reveal that.
+# different reason. Section 8 checks whether the behaviour alone could reveal that.
 
 # %% [markdown]
 # ## 2. The model, written out
@@ -259,15 +261,23 @@ for name, tokens in (("trusted", trusted_example), ("anomalous", anomalous_examp
 #
 # <details><summary>Hint 1</summary>
 #
-# A LayerNorm by hand, for rows of `x`: `x = x - x.mean(-1, keepdim=True)`, then
-# `x / (x.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt() * ln.w + ln.b`, with `ln` being
-# `model.blocks[0].ln1` or `model.ln_final`.
+# Read the formula from the inside out: every embedding row goes through `ln1`, then the head's
+# value and output maps, then `ln_final`; only `W_U` stays outside, as the second factor.
 # </details>
 #
 # <details><summary>Hint 2</summary>
 #
 # In TransformerLens's row-vector convention a residual vector `x` goes through `x @ W_V[h] @ W_O[h]`
-# (Elhage et al. write $W_O W_V$, acting on column vectors). `model.W_V[0, head]` is `[d_model, d_head]`.
+# (Elhage et al. write $W_O W_V$, acting on column vectors). Section 2 warns you not to call the
+# bridge's LayerNorm modules on weights: write each LayerNorm by hand — centre each row, divide it
+# by its scale, then apply the module's weight and bias.
+# </details>
+#
+# <details><summary>Hint 3</summary>
+#
+# A LayerNorm by hand, for rows of `x`: `x = x - x.mean(-1, keepdim=True)`, then
+# `x / (x.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt() * ln.w + ln.b`, with `ln` being
+# `model.blocks[0].ln1` or `model.ln_final`; `FactoredMatrix(A, model.W_U)` keeps the product factored.
 # </details>
 
 # %% tags=["exercise"]
@@ -279,7 +289,7 @@ def ov_circuit(model, head: int) -> FactoredMatrix:
     Each LayerNorm is the model's own (centre, divide by the row's scale, weight, bias),
     applied to every row on its own. Shape ``[d_vocab, d_vocab]``, never materialised.
     """
-    raise NotImplementedError("build A = ln_final(ln1(W_E) @ W_V[0, head] @ W_O[0, head]) and return FactoredMatrix(A, W_U)")
+    raise NotImplementedError("the OV circuit of one head, kept factored")
 
 
 # %%
@@ -321,12 +331,11 @@ for h, ov in enumerate(ovs):
 
 if_heads = [h for h, ov in enumerate(ovs) if ov_ranks(ov, IF, ELSE)[0] < 10]
 print(f"\nheads whose OV circuit ranks ' if' among the 10 best sources of ' else': {if_heads}")
-best_ov_head = min(range(cfg.n_heads), key=lambda h: (ov_ranks(ovs[h], IF, ELSE)[0], -if_else_entry[h]))  # ties: larger entry
-column = ovs[best_ov_head].A @ ovs[best_ov_head].B[:, ELSE]
-print(f"head {best_ov_head}: the 12 source tokens that most promote ' else':",
-      model.to_str_tokens(column.topk(12).indices))
-row = ovs[best_ov_head].A[IF] @ ovs[best_ov_head].B
-print(f"head {best_ov_head}: the 12 outputs that ' if' most promotes:", model.to_str_tokens(row.topk(12).indices))
+for h in if_heads:
+    column = ovs[h].A @ ovs[h].B[:, ELSE]
+    print(f"head {h}: the 8 source tokens that most promote ' else':", model.to_str_tokens(column.topk(8).indices))
+    row = ovs[h].A[IF] @ ovs[h].B
+    print(f"head {h}: the 8 outputs that ' if' most promotes:", model.to_str_tokens(row.topk(8).indices))
 
 # %%
 bar(if_else_entry, labels=[f"head {h}" for h in range(cfg.n_heads)],
@@ -358,7 +367,13 @@ bar(if_else_entry, labels=[f"head {h}" for h in range(cfg.n_heads)],
 # ### Exercise 4.1 — every query token's score on one key
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Every possible query token at once: a `[d_vocab, d_model]` matrix of query residuals, against
+# one key residual. Both go through `ln1` (by hand), then `W_Q`/`W_K` with their biases.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # Build the `[d_vocab, d_model]` matrix `ln1(W_E + W_pos[query_pos])` (each row normalised on
 # its own, by hand) and the single key residual `ln1(W_E[key_token] + W_pos[key_pos])`.
@@ -458,16 +473,18 @@ line(by_distance.reshape(-1, len(distances)), x=distances,
 #
 # <details><summary>Hint 2</summary>
 #
-# With `ELSE = model.to_single_token(" else")`, write one small function
-# `read(x) = (x - x.mean(-1, keepdim=True)) @ (model.ln_final.w * model.W_U[:, ELSE])`
-# and divide every part by the frozen scale. The biases part is
-# `read(b_O) / scale + model.ln_final.b @ model.W_U[:, ELSE] + model.b_U[ELSE]` (those last two are not divided).
+# Every part goes through the same three steps: centre it, divide by the frozen scale, dot with
+# $u = \gamma_f \odot W_U[:, \texttt{else}]$. Only $\beta_f \cdot W_U[:, \texttt{else}]$ and $b_U$ are
+# added as they are. Check yourself before the check does: `embed + pos_embed + heads.sum((1, 2)) + biases`
+# must equal `model(tokens)[:, -1, ELSE]` to within 1e-4.
 # </details>
 #
 # <details><summary>Hint 3</summary>
 #
-# Check yourself before the check does: `embed + pos_embed + heads.sum((1, 2)) + biases` must
-# equal `model(tokens)[:, -1, ELSE]` to within 1e-4.
+# With `ELSE = model.to_single_token(" else")`, write one small function
+# `read(x) = (x - x.mean(-1, keepdim=True)) @ (model.ln_final.w * model.W_U[:, ELSE])`
+# and divide every part by the frozen scale. The biases part is
+# `read(b_O) / scale + model.ln_final.b @ model.W_U[:, ELSE] + model.b_U[ELSE]` (those last two are not divided).
 # </details>
 
 # %% tags=["exercise"]
@@ -583,12 +600,15 @@ def approximate_else_logit(
 variants = {"nothing (exact)": set(), "all four": set(OMISSIONS), **{f"only the {o}": {o} for o in OMISSIONS}}
 gaps = {name: torch.zeros(len(rows)) for name in variants}
 head_parts: list[Tensor] = [None] * len(rows)  # per prefix: [n_heads, pos]
+direct_part, bias_part, sum_of_parts = torch.zeros(len(rows)), torch.zeros(len(rows)), torch.zeros(len(rows))
 for idx, tokens in by_length(rows):
     logit = final_logits[idx, ELSE]
     pattern = torch.stack([final_pattern[i] for i in idx])
     for name, omit in variants.items():
         gaps[name][idx] = approximate_else_logit(model, tokens, pattern, final_scale[idx], omit) - logit
     parts = else_logit_decomposition(model, tokens)
+    direct_part[idx], bias_part[idx] = parts["embed"] + parts["pos_embed"], parts["biases"]
+    sum_of_parts[idx] = direct_part[idx] + parts["heads"].sum((1, 2)) + bias_part[idx]
     for j, i in enumerate(idx):
         head_parts[i] = parts["heads"][j]
 
@@ -596,6 +616,7 @@ print("omitted                        | mean |approximation − logit| on truste
 for name, gap in gaps.items():
     print(f"{name:30} | {gap[~is_anomalous].abs().mean():37.3f} | {gap[is_anomalous].abs().mean():12.3f}")
 print(f"(for scale: the mean |' else' logit| on trusted prefixes is {final_logits[~is_anomalous, ELSE].abs().mean():.3f})")
+print(f"your decomposition, summed, differs from the model's logit by at most {(sum_of_parts - final_logits[:, ELSE]).abs().max():.1e}")
 
 # %%
 single = [f"only the {o}" for o in OMISSIONS]
@@ -669,7 +690,108 @@ for _, h, src, dst, ov_value, qk_value in triples[:15]:
 # assumed. Compare the ` if` rows with the others.
 
 # %% [markdown]
-# ## 7. Telling the mechanisms apart: an anomaly detector
+# ## 7. Controls: the mechanism, or the surface form?
+#
+# So far the story is "heads read ` if` and write ` else`". A story about *a token* has to
+# survive **controls**: change the surface form a little, keep everything else (same prefixes,
+# same positions, one token swapped), and see whether the mechanism follows the change the way
+# the story predicts.
+#
+# - ` if` → `if` (no leading space, the statement `if` at the start of a line): a different
+#   token that spells the same word. If the heads merely read "the letters if", they would still
+#   fire; if they read the ternary ` if` token, they would not.
+# - ` if` → ` elif`: a keyword that is followed by `:`, never by ` else` — but shares its letters.
+# - the condition's last token → `)`: the query changes from a name or literal to the token
+#   that defines the anomalous set, while the ` if` stays.
+#
+# To measure, you need one number per prefix: how much one head adds to the ` else` logit from
+# the positions holding a given token — a slice of your exact decomposition.
+
+# %% [markdown]
+# ### Exercise 7.1 — one head's contribution from one token
+# Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
+#
+# <details><summary>Hint 1</summary>
+#
+# This is one head's row of the `"heads"` part of exercise 5.1, summed over the positions that
+# hold the token. You can compute it from scratch with one `run_with_cache`.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# The head's output at every source is `cache["v", 0][:, :, head] @ model.W_O[0, head]`; weight it
+# by the final query's attention `cache["pattern", 0][:, head, -1]`, read it as in exercise 5.1
+# (centre, dot with `ln_final.w * W_U[:, ELSE]`, divide by the frozen final scale), and keep the
+# positions where `tokens == source_token`.
+# </details>
+
+# %% tags=["exercise"]
+def source_contribution(model, tokens: Int[Tensor, "batch pos"], head: int, source_token: int) -> Float[Tensor, "batch"]:
+    """Head ``head``'s contribution to the final `` else`` logit from the positions holding ``source_token``.
+
+    The head × source terms of ``else_logit_decomposition`` (attention weight of the final query ×
+    the value vector with ``b_V`` @ ``W_O[head]``, centred, divided by the final LayerNorm's frozen
+    scale at the final position, dotted with ``ln_final.w * W_U[:, ' else']``), summed over the
+    source positions whose token is ``source_token`` (0 where there is none).
+    """
+    raise NotImplementedError("one head's terms of the exact decomposition, at the positions of one token")
+
+
+# %%
+checks.test_source_contribution(source_contribution)
+
+# %% [markdown]
+# The controls run on one batch: 48 held-out trusted prefixes cut to their last 32 tokens (BOS
+# first) whose cut holds exactly one ` if` — a control only swaps tokens, so every row keeps its
+# length. For each variant: the mean ` else` logit and probability, and how much each of the
+# `if_heads` of section 3 adds from the swapped-in token (or from ` if`, for the query control).
+
+# %%
+IF_NO_SPACE, ELIF, PAREN = model.to_single_token("if"), model.to_single_token(" elif"), model.to_single_token(")")
+CUT = 32
+cut_rows = [torch.cat([r[:, :1], r[:, -CUT:]], dim=1) for i, r in enumerate(rows) if not is_anomalous[i] and r.shape[1] > CUT]
+control_batch = torch.cat([r for r in cut_rows if (r == IF).sum() == 1][:48])
+
+
+def swapped(tokens: Tensor, old: int | None, new: int) -> Tensor:
+    """A copy of ``tokens`` with every ``old`` replaced by ``new`` (``old=None``: the final token)."""
+    tokens = tokens.clone()
+    if old is None:
+        tokens[:, -1] = new
+    else:
+        tokens[tokens == old] = new
+    return tokens
+
+
+controls = {  # name: (how to change a prefix, the source token whose contribution we read)
+    "' if' (unchanged)": (lambda t: t, IF),
+    "'if' (no space)": (lambda t: swapped(t, IF, IF_NO_SPACE), IF_NO_SPACE),
+    "' elif'": (lambda t: swapped(t, IF, ELIF), ELIF),
+    "condition ends in ')'": (lambda t: swapped(t, None, PAREN), IF),
+}
+control_results = {}  # name: (mean ' else' logit, mean P(' else'), mean contribution of each of if_heads from the source)
+for name, (change, source) in controls.items():
+    changed = change(control_batch)
+    final = model(changed)[:, -1]
+    contribution = torch.stack([source_contribution(model, changed, h, source).mean() for h in if_heads])
+    control_results[name] = (final[:, ELSE].mean().item(), final.softmax(-1)[:, ELSE].mean().item(), contribution)
+    print(f"{name:24}: ' else' logit {control_results[name][0]:5.2f}, P(' else') {control_results[name][1]:.3f}, "
+          f"contribution of heads {if_heads} from the source: {control_results[name][2].sum():5.2f}")
+heatmap(torch.stack([r[2] for r in control_results.values()]), x_title="head", y_title="control",
+        x_labels=[f"head {h}" for h in if_heads], y_labels=list(controls),
+        title=f"Mean contribution to the ' else' logit from the (swapped) source token, {len(control_batch)} cut trusted prefixes ({MODEL_NAME})",
+        color_title="logit contribution").show()
+
+# %% [markdown]
+# **What to notice** (course model `attn-only-1l`). Compare each row with the unchanged one.
+# A control whose source contribution collapses shows that the heads react to that exact token,
+# not to its spelling; one that keeps part of it shows how far the heads generalise. The last
+# row keeps ` if` and changes only the query: if the ` if` heads still add to ` else` there, the
+# anomalous prefixes of the next section get ` else` from ` if` too — through a mix of heads
+# that the detector can learn to recognise.
+
+# %% [markdown]
+# ## 8. Telling the mechanisms apart: an anomaly detector
 #
 # Mechanistic anomaly detection asks: on a new input, does the model produce its output *for
 # the usual reason*? We fit a description of "the usual reason" on trusted inputs only, and
@@ -712,10 +834,16 @@ print(f"largest change from trusted to anomalous: head {shift.abs().argmax().ite
 # comes from ` if` through a different mix of heads.
 
 # %% [markdown]
-# ### Exercise 7.1 — Mahalanobis scores
+# ### Exercise 8.1 — Mahalanobis scores
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 #
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Fit a mean and a covariance on `train`; for each test row, centre it and solve a linear system
+# against the covariance instead of inverting it.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `torch.cov` wants variables in rows: `torch.cov(train.T)`. Rather than inverting, solve:
 # `torch.linalg.solve(cov, centred.T).T` is `centred @ inv(cov)` (the covariance is symmetric).
@@ -737,7 +865,7 @@ def mahalanobis_scores(
 checks.test_mahalanobis_scores(mahalanobis_scores)
 
 # %% [markdown]
-# ### Exercise 7.2 — AUROC
+# ### Exercise 8.2 — AUROC
 # Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 #
 # The area under the ROC curve is the probability that a randomly chosen anomalous example
@@ -751,7 +879,7 @@ def auroc(normal: Float[Tensor, "n"], anomalous: Float[Tensor, "m"]) -> float:
     The probability that a random anomalous example scores above a random normal one,
     counting ties as one half (0.5 = chance, 1.0 = perfect separation).
     """
-    raise NotImplementedError("compare every (anomalous, normal) pair: anomalous[:, None] > normal[None, :]")
+    raise NotImplementedError("the probability that an anomalous score beats a normal one")
 
 
 # %%
@@ -873,6 +1001,35 @@ checks.test_answer_biggest_omission(answer_biggest_omission)
 checks.test_answer_top_if_head(answer_top_if_head)
 
 # %% [markdown]
+# ## What we found
+#
+# Every sentence below is printed from numbers this notebook computed on the model you loaded
+# (`attn-only-1l` by default); `tests/test_findings.py` recomputes them on the course model and
+# fails if a retrained model stops bearing one out. On another model, a claim that does not
+# hold is printed as such.
+
+# %%
+from course_utils.findings import if_else_findings, report
+
+from_if = torch.stack([if_features(i) for i in trusted_idx.tolist()]).sum(-1)  # all heads, from ' if', per prefix
+report(if_else_findings(
+    decomposition_error=(sum_of_parts - final_logits[:, ELSE]).abs().max().item(),
+    n_prefixes=len(rows),
+    if_contribution=mean_features[0],
+    logit_parts={
+        "the direct path": direct_part[trusted_idx].mean().item(),
+        "the heads reading ' if'": from_if.mean().item(),
+        "the heads reading other tokens": torch.stack([head_parts[i].sum() for i in trusted_idx.tolist()]).mean().item() - from_if.mean().item(),
+        "the biases": bias_part[trusted_idx].mean().item(),
+    },
+    mean_logit=final_logits[trusted_idx, ELSE].mean().item(),
+    gaps={name: gap[~is_anomalous].abs().mean().item() for name, gap in gaps.items()},
+    aurocs={name: auroc(s[held_idx], s[anomalous_idx]) for name, s in detector_scores.items()},
+    controls=control_results,
+    control_heads=if_heads,
+))
+
+# %% [markdown]
 # ## Summary
 #
 # - A one-layer attention-only model's logits are a direct path plus one term per head; with
@@ -886,6 +1043,8 @@ checks.test_answer_top_if_head(answer_top_if_head)
 #   positional embeddings, biases, or a LayerNorm scale recomputed per part.
 # - Skip-trigrams read from the weights are hypotheses: the softmax makes heads compete, and a
 #   triple counts only when the data contains it and the measured contribution agrees.
+# - Controls that swap one token keep everything else fixed: they show which token a head
+#   really reads, and whether the mechanism survives a change of the query.
 # - Features taken from an exact decomposition make an anomaly detector that is fitted on
 #   trusted data only; its AUROC, its ROC curve and its misses say how far "the usual
 #   mechanism" is a useful notion for this model.
@@ -896,7 +1055,7 @@ checks.test_answer_top_if_head(answer_top_if_head)
 #   attention-only models as bigrams plus skip-trigrams, OV and QK circuits.
 # - Shlegeris, *One-layer transformers aren't equivalent to a set of skip-trigrams* (2023): why
 #   the softmax makes the skip-trigram table a hypothesis, as section 6 found.
-# - Christiano, *Mechanistic anomaly detection and ELK* (2022): the problem that section 7
+# - Christiano, *Mechanistic anomaly detection and ELK* (2022): the problem that section 8
 #   is a toy instance of; the "tiny natural mechanisms" work turned such small natural
 #   behaviours, this if/else task among them, into test cases.
 # - Online: set `MODEL_NAME = "hub:attn-only-1l"` to repeat the chapter on the hub's

@@ -99,6 +99,36 @@ def head_ablation_loss(model: TransformerBridge, tokens: Int[Tensor, "batch pos"
     return loss.item()
 
 
+def answer_rank_and_prob(
+    model: TransformerBridge, prompt: str, answer: str
+) -> tuple[Int[Tensor, "pos"], Float[Tensor, "pos"]]:
+    """Rank and probability of ``answer`` (exactly one token) in the prediction made at every position of ``prompt``.
+
+    ``prompt`` is tokenised with BOS. ``ranks[p]`` counts the tokens whose logit at position ``p`` is
+    strictly larger than the answer's (0 = the model's top guess); ``probs[p]`` is the answer's
+    softmax probability there. The last entry is the prediction that follows the whole prompt.
+    """
+    answer_id = model.to_single_token(answer)
+    logits = model(model.to_tokens(prompt))[0]  # pos d_vocab
+    ranks = (logits > logits[:, answer_id : answer_id + 1]).sum(dim=-1)
+    probs = logits.softmax(dim=-1)[:, answer_id]
+    return ranks, probs
+
+
+def top_neurons(
+    model: TransformerBridge, tokens: Int[Tensor, "batch pos"], layer: int, pos: int, k: int = 5
+) -> tuple[Int[Tensor, "k"], Float[Tensor, "k"]]:
+    """The ``k`` neurons of MLP ``layer`` that fire most at position ``pos`` of the first sequence, largest first.
+
+    A neuron's activation is its entry of ``blocks.{layer}.mlp.hook_post`` (after the nonlinearity),
+    whose shape is ``[batch, pos, d_mlp]``. Returns ``(neuron indices, their activations)``.
+    """
+    name = f"blocks.{layer}.mlp.hook_post"
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == name)
+    top = cache[name][0, pos].topk(k)
+    return top.indices, top.values
+
+
 # Check-your-understanding answers.
 answer_hook_returns_none = "b"
 answer_n_loss_positions = 24

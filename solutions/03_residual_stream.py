@@ -83,6 +83,23 @@ def head_logit_attribution(
     return torch.cat([contributions, constants]), labels + ["ln_final.b", "b_U"]
 
 
+def top_attribution(
+    attrs: Float[Tensor, "component batch pos"], labels: list[str]
+) -> tuple[str, int, int]:
+    """Where the largest (most positive) entry of ``attrs`` sits: ``(its component's label, batch index, position)``.
+
+    ``labels[c]`` names row ``c`` of ``attrs``; returns plain Python values.
+    """
+    component, batch, pos = torch.unravel_index(attrs.argmax(), attrs.shape)
+    return labels[int(component)], int(batch), int(pos)
+
+
+def rank_components(attrs: Float[Tensor, "component batch pos"], labels: list[str]) -> list[str]:
+    """The component labels sorted by their total attribution (summed over prompts and positions), largest first."""
+    totals = attrs.sum(dim=(1, 2))
+    return [labels[i] for i in totals.argsort(descending=True).tolist()]
+
+
 # --- answers to "check your understanding" ------------------------------------------------
 answer_unscaled_sum_is_times = "scale"
 answer_prompt_independent_rows = {"ln_final.b", "b_U"}

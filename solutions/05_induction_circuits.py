@@ -160,8 +160,8 @@ def head_ablation_loss_increase(
 ) -> Float[Tensor, "layer head"]:
     """Increase of the loss on the second copy when one head at a time is ablated.
 
-    The loss is the mean per-token loss of the predictions made at positions ``seq_len … 2*seq_len-1``
-    (the predictions of the second copy's tokens). Ablating head ``l.h`` replaces its ``hook_z``
+    The loss is the mean per-token loss of the predictions made at positions ``seq_len+1 … 2*seq_len-1``
+    (the predictions of ``x_2 … x_n`` in the second copy; ``x_1`` there has nothing to be predicted from). Ablating head ``l.h`` replaces its ``hook_z``
     at every position: by zeros (``ablation="zero"``) or by its mean ``z`` over every batch element
     and position of ``tokens`` (``ablation="mean"``). Returns ablated loss minus clean loss.
     """
@@ -172,7 +172,7 @@ def head_ablation_loss_increase(
     def second_copy_loss(logits: Float[Tensor, "batch pos d_vocab"]) -> float:
         log_probs = logits.log_softmax(dim=-1)[:, :-1]
         losses = -log_probs.gather(dim=-1, index=tokens[:, 1:, None])[..., 0]
-        return losses[:, seq_len:].mean().item()
+        return losses[:, seq_len + 1 :].mean().item()
 
     z_names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
     logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in z_names)
@@ -190,6 +190,35 @@ def head_ablation_loss_increase(
             ablated = model.run_with_hooks(tokens, fwd_hooks=[(z_names[layer], ablate)])
             increase[layer, head] = second_copy_loss(ablated) - clean
     return increase
+
+
+def ablated_induction_scores(
+    model: TransformerBridge, tokens: Int[Tensor, "batch 1+2*seq_len"], head: int
+) -> Float[Tensor, "head_1"]:
+    """Induction score of every layer-1 head while layer-0 head ``head`` is zero-ablated.
+
+    One forward pass with two hooks: one sets ``z[:, :, head]`` of ``blocks.0.attn.hook_z`` to 0, the
+    other reads ``blocks.1.attn.hook_pattern`` and averages ``pattern[b, h, q, q - seq_len + 1]`` over
+    the batch and the second-copy queries ``q = seq_len+1 … 2*seq_len``.
+    """
+    seq_len = (tokens.shape[1] - 1) // 2
+    scores = torch.zeros(model.cfg.n_heads, device=tokens.device)
+
+    def ablate(z: Float[Tensor, "batch pos head d_head"], hook) -> Float[Tensor, "batch pos head d_head"]:
+        z = z.clone()
+        z[:, :, head] = 0.0
+        return z
+
+    def store_score(pattern: Float[Tensor, "batch head q k"], hook) -> None:
+        stripe = pattern.diagonal(offset=-(seq_len - 1), dim1=-2, dim2=-1)
+        scores[:] = stripe[..., -seq_len:].mean(dim=(0, 2))
+
+    model.run_with_hooks(
+        tokens,
+        return_type=None,
+        fwd_hooks=[("blocks.0.attn.hook_z", ablate), ("blocks.1.attn.hook_pattern", store_score)],
+    )
+    return scores
 
 
 # --------------------------------------------------------------------------- 5 · circuits in the weights
@@ -226,19 +255,59 @@ def get_comp_score(W_A: Float[Tensor, "in_A out_A"], W_B: Float[Tensor, "out_A o
     return ((W_A @ W_B).norm() / (W_A.norm() * W_B.norm())).item()
 
 
-def k_composition_scores(model: TransformerBridge) -> Float[Tensor, "head_0 head_1"]:
-    """K-composition score of every (layer-0 head, layer-1 head) pair, all at once.
+def composition_scores(model: TransformerBridge, kind: str) -> Float[Tensor, "head_0 head_1"]:
+    """Q-, K- or V-composition score of every (layer-0 head, layer-1 head) pair, all at once.
 
-    ``out[i, j] = get_comp_score(W_OV[0, i], W_QK[1, j].T)`` with ``W_OV = W_V W_O`` and
-    ``W_QK = W_Q W_K^T`` (both ``d_model × d_model``): how much of what head ``0.i`` writes can
-    be read by the *keys* of head ``1.j``.
+    ``out[i, j] = get_comp_score(W_OV[0, i], W_B[1, j])`` with ``W_OV = W_V W_O`` of the writer and,
+    for the reader, ``W_B = W_QK`` (``kind="Q"``: its queries read), ``W_QK^T`` (``"K"``: its keys
+    read) or ``W_OV`` (``"V"``: its values read); every matrix is ``d_model × d_model``.
     """
+    readers = {"Q": model.QK[1].AB, "K": model.QK[1].AB.transpose(-1, -2), "V": model.OV[1].AB}
+    if kind not in readers:
+        raise ValueError(f"kind must be 'Q', 'K' or 'V', got {kind!r}")
     W_A = model.OV[0].AB  # head_0 d_model d_model
-    W_B = model.QK[1].AB.transpose(-1, -2)  # head_1 d_model d_model
+    W_B = readers[kind]  # head_1 d_model d_model
     products = W_A[:, None] @ W_B[None, :]  # head_0 head_1 d_model d_model
     norms_A = W_A.norm(dim=(-2, -1))
     norms_B = W_B.norm(dim=(-2, -1))
     return products.norm(dim=(-2, -1)) / (norms_A[:, None] * norms_B[None, :])
+
+
+def induction_qk_decomposition(
+    model: TransformerBridge, cache: ActivationCache, head: int
+) -> Float[Tensor, "q_piece k_piece"]:
+    """Split layer-1 head ``head``'s attention score on the induction stripe by what the query and the key read.
+
+    ``model`` is the folded model (its layer-1 LayerNorm only centres and divides by the scale) and
+    ``cache`` its run on ``BOS + x + x``. The pieces of the residual stream entering layer 1 are, in
+    this order, the token embedding ``cache["hook_embed"]``, the positional embedding
+    ``cache["hook_pos_embed"]`` and each layer-0 head's output ``cache["z", 0][:, :, h] @ W_O[0, h]``,
+    every piece divided by ``cache["blocks.1.ln1.hook_scale"]``. ``out[i, j]`` is the mean, over
+    the batch and the second-copy queries ``q = n+1 … 2n``, of
+    ``(piece_i[q] @ W_Q[1, head]) · (piece_j[q - n + 1] @ W_K[1, head]) / sqrt(d_head)``
+    (biases left out).
+    """
+    seq_len = (cache["hook_embed"].shape[1] - 1) // 2
+    z = cache["z", 0]  # batch pos head d_head
+    head_out = einops.einsum(z, model.W_O[0], "batch pos head d_head, head d_head d_model -> batch pos head d_model")
+    embed = cache["hook_embed"][:, :, None]
+    pos_embed = cache["hook_pos_embed"][:, :, None].expand_as(embed)
+    pieces = torch.cat([embed, pos_embed, head_out], dim=2) / cache["blocks.1.ln1.hook_scale"][..., None]
+    queries = pieces[:, seq_len + 1 :] @ model.W_Q[1, head]  # batch q piece d_head
+    keys = pieces[:, 2 : seq_len + 2] @ model.W_K[1, head]  # key q - n + 1 for each q
+    scores = einops.einsum(queries, keys, "batch q i d_head, batch q j d_head -> batch q i j")
+    return scores.mean(dim=(0, 1)) / model.cfg.d_head**0.5
+
+
+def effective_ov_circuit(model: TransformerBridge, layer: int, heads: list[int]) -> FactoredMatrix:
+    """Full OV circuit of several heads together, ``W_E (Σ_h W_V[layer, h] W_O[layer, h]) W_U``.
+
+    ``[d_vocab, d_vocab]`` as a FactoredMatrix whose inner width is ``len(heads) * d_head``: rows are
+    the token attended to, columns the output logits.
+    """
+    W_V = torch.cat([model.W_V[layer, h] for h in heads], dim=1)  # d_model (heads d_head)
+    W_O = torch.cat([model.W_O[layer, h] for h in heads], dim=0)  # (heads d_head) d_model
+    return FactoredMatrix(model.W_E @ W_V, W_O @ model.W_U)
 
 
 # --------------------------------------------------------------------------- answers

@@ -99,6 +99,23 @@ def else_logit_decomposition(model, tokens: Int[Tensor, "batch pos"]) -> dict[st
     return {"embed": embed, "pos_embed": pos_embed, "heads": heads, "biases": biases}
 
 
+def source_contribution(model, tokens: Int[Tensor, "batch pos"], head: int, source_token: int) -> Float[Tensor, "batch"]:
+    """Head ``head``'s contribution to the final `` else`` logit from the positions holding ``source_token``.
+
+    The head × source terms of ``else_logit_decomposition`` (attention weight of the final query ×
+    the value vector with ``b_V`` @ ``W_O[head]``, centred, divided by the final LayerNorm's frozen
+    scale at the final position, dotted with ``ln_final.w * W_U[:, ' else']``), summed over the
+    source positions whose token is ``source_token`` (0 where there is none).
+    """
+    else_token = model.to_single_token(" else")
+    _, cache = model.run_with_cache(tokens)
+    out = cache["v", 0][:, :, head] @ model.W_O[0, head]  # [batch, src, d_model]
+    centred = out - out.mean(-1, keepdim=True)
+    terms = cache["pattern", 0][:, head, -1] * (centred @ (model.ln_final.w * model.W_U[:, else_token]))
+    terms = terms / cache["ln_final.hook_scale"][:, -1]  # [batch, src] / [batch, 1]
+    return (terms * (tokens == source_token)).sum(-1)
+
+
 def mahalanobis_scores(
     train: Float[Tensor, "n_train d"], test: Float[Tensor, "n_test d"], ridge: float = 1e-3
 ) -> Float[Tensor, "n_test"]:

@@ -1,6 +1,7 @@
 """Chapter 01 (hooks basics): every check passes the solution, flags stubs, rejects the classic
 mistakes (naming them), and accepts correct alternatives."""
 import functools
+import json
 import math
 import statistics
 import time
@@ -72,6 +73,8 @@ def test_previous_token_reference_matches_the_cache(model):
 
 ALL = [
     ("count_correct_predictions", checks.test_count_correct_predictions),
+    ("answer_rank_and_prob", checks.test_answer_rank_and_prob),
+    ("top_neurons", checks.test_top_neurons),
     ("attention_scores", checks.test_attention_scores),
     ("attention_pattern", checks.test_attention_pattern),
     ("head_z", checks.test_head_z),
@@ -445,6 +448,80 @@ def test_ablation_accepts_other_hook_points_and_the_context_manager():
     assert checks.test_head_ablation_loss(via_context)
 
 
+# ----------------------------------------------------------------- answer_rank_and_prob
+
+
+@pytest.mark.parametrize("kwargs, phrase", [
+    ({"one_based": True}, "rank 0 is the top guess"),
+    ({"ascending": True}, "ranks count from the bottom"),
+    ({"prob": "logits"}, "those are logits, not probabilities"),
+    ({"prob": "positions"}, "softmax over the wrong dimension"),
+    ({"bos": False}, "without BOS"),
+])
+def test_rank_and_prob_rejects_classic_mistakes(kwargs, phrase):
+    rejected(checks.test_answer_rank_and_prob(lambda m, p, a: checks._rank_prob_variant(m, p, a, **kwargs)), phrase)
+
+
+def test_rank_and_prob_accepts_sorting_log_probs_and_a_list():
+    def by_sorting(model, prompt, answer):
+        a = model.to_single_token(answer)
+        log_probs = model(model.to_tokens(prompt))[0].log_softmax(-1).double()
+        order = log_probs.argsort(dim=-1, descending=True)
+        ranks = (order == a).nonzero()[:, 1]
+        return ranks, log_probs[:, a].exp()
+
+    assert checks.test_answer_rank_and_prob(by_sorting)
+
+
+def test_rank_and_prob_rejects_the_last_position_only():
+    rejected(checks.test_answer_rank_and_prob(lambda m, p, a: tuple(x[-1:] for x in S.answer_rank_and_prob(m, p, a))), "shape")
+
+
+def test_rank_and_prob_reference_agrees_with_the_loss(model):
+    """At the last position of a prompt extended by the answer, -log P(answer) is the per-token loss."""
+    ranks, probs = S.answer_rank_and_prob(model, checks.PROMPT, checks.ANSWER)
+    tokens = model.to_tokens(checks.PROMPT + checks.ANSWER)
+    loss = model(tokens, return_type="loss", loss_per_token=True)[0, -1]
+    assert math.isclose(-math.log(probs[-1].item()), loss.item(), rel_tol=1e-4)
+
+
+# ----------------------------------------------------------------- top_neurons
+
+
+@pytest.mark.parametrize("kwargs, phrase", [
+    ({"hook": "hook_mlp_out"}, "that is hook_mlp_out"),
+    ({"hook": "hook_pre"}, "that is hook_pre"),
+    ({"largest": False}, "fire LEAST"),
+    ({"row": 1}, "the second sequence"),
+])
+def test_top_neurons_rejects_classic_mistakes(kwargs, phrase):
+    rejected(checks.test_top_neurons(lambda *a, **kw: checks._neurons_from(*a, **kw, **kwargs)), phrase)
+
+
+def test_top_neurons_accepts_sorting_and_a_gelu_of_hook_pre():
+    def by_sorting(model, tokens, layer, pos, k=5):
+        _, cache = model.run_with_cache(tokens)
+        acts = cache[f"blocks.{layer}.mlp.hook_post"][0, pos]
+        order = acts.argsort(descending=True)[:k]
+        return order, acts[order].double()
+
+    def from_hook_pre(model, tokens, layer, pos, k=5):
+        _, cache = model.run_with_cache(tokens)
+        acts = torch.nn.functional.gelu(cache[f"blocks.{layer}.mlp.hook_pre"][0, pos])
+        top = acts.topk(k)
+        return top.indices, top.values
+
+    assert checks.test_top_neurons(by_sorting)
+    assert checks.test_top_neurons(from_hook_pre)
+
+
+def test_mlp_neurons_are_wider_than_the_residual_stream():
+    model = checks._mlp_model()
+    _, cache = model.run_with_cache(checks._mlp_tokens())
+    assert cache["blocks.0.mlp.hook_post"].shape[-1] == model.cfg.d_mlp != model.cfg.d_model
+    assert cache["blocks.0.hook_mlp_out"].shape[-1] == model.cfg.d_model
+
+
 # ----------------------------------------------------------------- answers and the notebook
 
 
@@ -455,6 +532,7 @@ def test_answers_pass_and_wrong_answers_fail():
     assert checks.test_answer_pattern_after_z_ablation(S.answer_pattern_after_z_ablation)
     assert not checks.test_answer_pattern_after_z_ablation("a")
     assert not checks.test_answer_hook_returns_none("a")
+    assert "'b'" not in checks.test_answer_hook_returns_none("c").message  # the hint makes one think, it does not answer
     assert not checks.test_answer_n_loss_positions(25)
     layer, head = S.answer_most_important_head
     assert not checks.test_answer_most_important_head((layer, (head + 1) % checks._model().cfg.n_heads))
@@ -492,6 +570,7 @@ def test_notebook_uses_the_checks_text_and_the_course_model():
     source = "\n".join(cell.source for cell in read_source("01_hooks_basics").cells)
     assert f"CODE_TEXT = '''{checks.CODE_TEXT}'''" in source
     assert 'MODEL_NAME = "attn-only-2l"' in source
+    assert f"PROMPT, ANSWER = {json.dumps(checks.PROMPT)}, {json.dumps(checks.ANSWER)}" in source
 
 
 def test_checks_are_fast(model):

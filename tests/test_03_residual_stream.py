@@ -235,3 +235,51 @@ def test_top_ioi_head_answer():
     diff = checks.mean_head_logit_diff()
     layer, head = divmod(int(diff.argmin()), diff.shape[1])
     assert not checks.test_answer_top_ioi_head(f"L{layer}H{head}")
+
+
+# --- reading an attribution tensor ------------------------------------------------------------
+@pytest.mark.parametrize("name", ["top_attribution", "rank_components"])
+def test_reading_checks_pass_the_solution_and_flag_a_stub(name):
+    check = getattr(checks, f"test_{name}")
+    assert check(getattr(SOLUTION, name))
+    assert check(_stub).status == "not implemented"
+
+
+@pytest.mark.parametrize("wrong, diagnosis", [
+    (checks._top_flat_modulo, "component as the FASTEST-moving index"),
+    (checks._top_batch_pos_swapped, "batch and position are swapped"),
+    (checks._top_absolute, "ABSOLUTE value"),
+    (checks._top_summed_positions, "positions were summed before the argmax"),
+])
+def test_top_attribution_rejects_the_mistake(wrong, diagnosis):
+    result = checks.test_top_attribution(wrong)
+    assert not result and diagnosis in result.message and "\n" not in result.message
+
+
+@pytest.mark.parametrize("wrong, diagnosis", [
+    (checks._rank_last_position, "only the last position was used"),
+    (checks._rank_ascending, "sorted the wrong way"),
+    (checks._rank_absolute, "sorted by absolute value"),
+])
+def test_rank_components_rejects_the_mistake(wrong, diagnosis):
+    result = checks.test_rank_components(wrong)
+    assert not result and diagnosis in result.message and "\n" not in result.message
+
+
+def test_reading_checks_accept_divmod_and_sorted():
+    def by_divmod(attrs, labels):
+        rest, pos = divmod(int(attrs.argmax()), attrs.shape[2])
+        component, batch = divmod(rest, attrs.shape[1])
+        return labels[component], batch, pos
+
+    def by_sorted(attrs, labels):
+        totals = attrs.double().sum(-1).sum(-1).tolist()
+        return [label for _, label in sorted(zip(totals, labels), reverse=True)]
+
+    assert checks.test_top_attribution(by_divmod)
+    assert checks.test_rank_components(by_sorted)
+
+
+def test_the_notebooks_first_attempt_is_the_flat_modulo_mistake():
+    attrs, labels = checks.per_position_attribution()
+    assert checks._top_flat_modulo(attrs, labels) != SOLUTION.top_attribution(attrs, labels)

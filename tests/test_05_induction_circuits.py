@@ -27,10 +27,13 @@ EXERCISES = [
     "induction_score",
     "head_logit_attribution",
     "head_ablation_loss_increase",
+    "ablated_induction_scores",
     "top_1_acc",
+    "effective_ov_circuit",
     "pos_attention_pattern",
     "get_comp_score",
-    "k_composition_scores",
+    "composition_scores",
+    "induction_qk_decomposition",
 ]
 ANSWERS = ["answer_induction_key", "answer_composition", "answer_one_layer", "answer_uniform_loss"]
 ALL = [(name, getattr(checks, f"test_{name}")) for name in EXERCISES + ANSWERS]
@@ -103,10 +106,45 @@ def test_reference_top_1_acc_matches_the_whole_matrix(folded):
         assert math.isclose(S.top_1_acc(circuit, chunk), expected)
 
 
-def test_reference_k_composition_matches_the_loop(folded):
-    loop = torch.tensor([[S.get_comp_score(folded.OV[0, i].AB, folded.QK[1, j].AB.T) for j in range(folded.cfg.n_heads)]
+@pytest.mark.parametrize("kind, reader", [
+    ("Q", lambda m, j: m.QK[1, j].AB), ("K", lambda m, j: m.QK[1, j].AB.T), ("V", lambda m, j: m.OV[1, j].AB),
+])
+def test_reference_composition_matches_the_loop(folded, kind, reader):
+    loop = torch.tensor([[S.get_comp_score(folded.OV[0, i].AB, reader(folded, j)) for j in range(folded.cfg.n_heads)]
                          for i in range(folded.cfg.n_heads)])
-    torch.testing.assert_close(S.k_composition_scores(folded), loop, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(S.composition_scores(folded, kind), loop, atol=1e-5, rtol=1e-4)
+
+
+def test_reference_composition_rejects_an_unknown_kind(folded):
+    with pytest.raises(ValueError, match="kind must be"):
+        S.composition_scores(folded, "O")
+
+
+def test_reference_qk_decomposition_adds_up_to_the_bilinear_score(folded):
+    """The cells sum to the stripe's mean score computed from the queries and keys without their biases."""
+    cache = checks._folded_run()
+    n, head = checks.SEQ_LEN, checks._best_heads()["induction"][1]
+    b_O = folded.b_O[0] / cache["blocks.1.ln1.hook_scale"]  # the one piece the decomposition leaves out
+    q = cache["q", 1][:, :, head] - folded.b_Q[1, head] - b_O @ folded.W_Q[1, head]
+    k = cache["k", 1][:, :, head] - folded.b_K[1, head] - b_O @ folded.W_K[1, head]
+    stripe = (q[:, n + 1 :] * k[:, 2 : n + 2]).sum(-1).mean() / folded.cfg.d_head**0.5
+    torch.testing.assert_close(S.induction_qk_decomposition(folded, cache, head).sum(), stripe, atol=1e-3, rtol=1e-4)
+
+
+def test_reference_ablated_scores_remove_their_hooks_and_read_the_induction_stripe(model):
+    """With the ablation switched off, the stripe read by the check's variant is the clean induction score."""
+    tokens = checks._rep_tokens()
+    S.ablated_induction_scores(model, tokens, 0)
+    assert not any(hp._forward_hooks for hp in model.hook_dict.values())
+    clean = S.induction_score(model, tokens)[1]
+    torch.testing.assert_close(checks._ablated_scores(model, tokens, 0, ablate=False), clean, atol=1e-5, rtol=1e-4)
+
+
+def test_reference_effective_circuit_of_one_head_is_its_full_ov(folded):
+    head = checks._best_heads()["induction"][1]
+    one = S.effective_ov_circuit(folded, 1, [head])
+    full = folded.W_E @ folded.OV[1, head] @ folded.W_U
+    torch.testing.assert_close(one[:64].AB, full[:64].AB, atol=1e-3, rtol=1e-4)
 
 
 def test_folding_keeps_the_outputs(model, folded):
@@ -410,6 +448,7 @@ def test_logit_attribution_accepts_apply_ln_to_stack_and_a_loop():
     ({"increase": False}, "that is the ablated loss itself"),
     ({"whole_layer": True}, "the whole layer was ablated"),
     ({"positions": "all"}, "averaged over every position"),
+    ({"positions": "from_n"}, "the prediction made at position seq_len"),
 ])
 def test_ablation_rejects_classic_mistakes(kwargs, phrase):
     rejected(checks.test_head_ablation_loss_increase(lambda m, t, ablation="zero": checks._ablation(m, t, ablation, **kwargs)), phrase)
@@ -430,7 +469,7 @@ def test_ablation_rejects_ignoring_the_ablation_argument():
 def test_ablation_accepts_the_model_loss_and_a_context_manager():
     def with_model_loss(model, tokens, ablation="zero"):
         seq_len = (tokens.shape[1] - 1) // 2
-        clean = model(tokens, return_type="loss", loss_per_token=True)[:, seq_len:].mean()
+        clean = model(tokens, return_type="loss", loss_per_token=True)[:, seq_len + 1 :].mean()
         means = {}
 
         def keep(z, hook):
@@ -445,7 +484,7 @@ def test_ablation_accepts_the_model_loss_and_a_context_manager():
                     z[:, :, head] = 0 if ablation == "zero" else means[layer][head]
                     return z
                 with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", ablate)]):
-                    loss = model(tokens, return_type="loss", loss_per_token=True)[:, seq_len:].mean()
+                    loss = model(tokens, return_type="loss", loss_per_token=True)[:, seq_len + 1 :].mean()
                 out[layer, head] = loss - clean
         return out
 
@@ -522,32 +561,116 @@ def test_comp_score_accepts_factored_matrices_float64_and_tensors():
         assert checks.test_get_comp_score(fn), fn.__name__
 
 
-@pytest.mark.parametrize("kwargs, phrase", [
-    ({"normalise": False}, "not normalised"),
-    ({"transpose_qk": False}, "that is Q-composition"),
-    ({"v_comp": True}, "that is V-composition"),
-    ({"transpose_out": True}, "rows and columns are swapped"),
+@pytest.mark.parametrize("wrong, phrase", [
+    (lambda m, kind: checks._comp(m, kind, normalise=False), "not normalised"),
+    (checks._comp_keys_for_queries, "Q and K are mixed up"),
+    (lambda m, kind: checks._comp(m, kind, reader="V"), "that is V-composition"),
+    (lambda m, kind: checks._comp(m, "K"), "Q and K are mixed up"),  # `kind` ignored: wrong from the Q case on
+    (lambda m, kind: checks._comp(m, kind, transpose_out=True), "rows and columns are swapped"),
 ])
-def test_k_composition_rejects_classic_mistakes(kwargs, phrase):
-    rejected(checks.test_k_composition_scores(lambda m: checks._kcomp(m, **kwargs)), phrase)
+def test_composition_rejects_classic_mistakes(wrong, phrase):
+    rejected(checks.test_composition_scores(wrong), phrase)
 
 
-def test_k_composition_accepts_a_loop_and_einsum():
-    def loop(model):
-        n = model.cfg.n_heads
-        return torch.tensor([[S.get_comp_score(model.OV[0, i].AB, model.QK[1, j].AB.T) for j in range(n)] for i in range(n)])
+def test_composition_accepts_a_loop_einsum_and_factored_matrices():
+    def reader(model, kind):
+        return {"Q": model.QK[1].AB, "K": model.QK[1].AB.transpose(-1, -2), "V": model.OV[1].AB}[kind]
 
-    def with_einsum(model):
-        W_OV, W_QK = model.OV[0].AB.double(), model.QK[1].AB.double()
-        prod = torch.einsum("iab,jcb->ijac", W_OV, W_QK)  # W_OV[i] @ W_QK[j].T
-        return prod.pow(2).sum((-2, -1)).sqrt() / torch.outer(W_OV.pow(2).sum((-2, -1)).sqrt(), W_QK.pow(2).sum((-2, -1)).sqrt())
+    def loop(model, kind):
+        n, W_B = model.cfg.n_heads, reader(model, kind)
+        return torch.tensor([[S.get_comp_score(model.OV[0, i].AB, W_B[j]) for j in range(n)] for i in range(n)])
 
-    def factored(model):
-        products = model.OV[0].unsqueeze(1) @ model.QK[1].unsqueeze(0).T
-        return products.norm() / (model.OV[0].norm()[:, None] * model.QK[1].norm()[None, :])
+    def with_einsum(model, kind):
+        W_A, W_B = model.OV[0].AB.double(), reader(model, kind).double()
+        prod = torch.einsum("iab,jbc->ijac", W_A, W_B)
+        return prod.pow(2).sum((-2, -1)).sqrt() / torch.outer(W_A.pow(2).sum((-2, -1)).sqrt(), W_B.pow(2).sum((-2, -1)).sqrt())
+
+    def factored(model, kind):
+        W_B = {"Q": model.QK[1], "K": model.QK[1].T, "V": model.OV[1]}[kind]
+        products = model.OV[0].unsqueeze(1) @ W_B.unsqueeze(0)
+        return products.norm() / (model.OV[0].norm()[:, None] * W_B.norm()[None, :])
 
     for fn in (loop, with_einsum, factored):
-        assert checks.test_k_composition_scores(fn), fn.__name__
+        assert checks.test_composition_scores(fn), fn.__name__
+
+
+@pytest.mark.parametrize("kwargs, phrase", [
+    ({"ablate": False}, "the ablation changed nothing"),
+    ({"layer": 1}, "the ablation changed nothing"),  # a layer-1 head's z cannot change layer 1's own pattern
+    ({"whole_layer": True}, "the whole of layer 0 was ablated"),
+    ({"read_layer": 0}, "those are layer 0's scores"),
+    ({"offset": 0}, "off by one"),
+])
+def test_ablated_induction_scores_reject_classic_mistakes(kwargs, phrase):
+    rejected(checks.test_ablated_induction_scores(lambda m, t, h: checks._ablated_scores(m, t, h, **kwargs)), phrase)
+
+
+def test_ablated_induction_scores_accept_a_context_manager_and_a_cache():
+    def with_cache(model, tokens, head):
+        seq_len = (tokens.shape[1] - 1) // 2
+
+        def ablate(z, hook):
+            z[:, :, head] = 0.0  # in place: the hook's own activation, not an input of the check
+            return z
+
+        with model.hooks(fwd_hooks=[("blocks.0.attn.hook_z", ablate)]):
+            _, cache = model.run_with_cache(tokens)
+        return cache["pattern", 1].diagonal(-(seq_len - 1), -2, -1)[..., -seq_len:].mean((0, 2)).double()
+
+    assert checks.test_ablated_induction_scores(with_cache)
+
+
+@pytest.mark.parametrize("kwargs, phrase", [
+    ({"scale": False}, "not divided by layer 1's LayerNorm scale"),
+    ({"key_shift": 0}, "off by one"),
+    ({"swap": True}, "rows and columns are swapped"),
+    ({"sqrt": False}, "not divided by sqrt(d_head)"),
+    ({"both_q": True}, "the keys go through W_K"),
+])
+def test_qk_decomposition_rejects_classic_mistakes(kwargs, phrase):
+    rejected(checks.test_induction_qk_decomposition(lambda m, c, h: checks._qk_decomposition(m, c, h, **kwargs)), phrase)
+
+
+def test_qk_decomposition_accepts_loops_over_pieces():
+    def loops(model, cache, head):
+        n = (cache["hook_embed"].shape[1] - 1) // 2
+        scale = cache["blocks.1.ln1.hook_scale"]
+        pieces = [cache["hook_embed"], cache["hook_pos_embed"].expand_as(cache["hook_embed"])]
+        pieces += [cache["z", 0][:, :, h] @ model.W_O[0, h] for h in range(model.cfg.n_heads)]
+        out = torch.zeros(len(pieces), len(pieces), dtype=torch.float64)
+        for i, a in enumerate(pieces):
+            q = (a / scale)[:, n + 1 :] @ model.W_Q[1, head]
+            for j, b in enumerate(pieces):
+                k = (b / scale)[:, 2 : n + 2] @ model.W_K[1, head]
+                out[i, j] = (q * k).sum(-1).mean().double() / math.sqrt(model.cfg.d_head)
+        return out
+
+    assert checks.test_induction_qk_decomposition(loops)
+
+
+@pytest.mark.parametrize("kwargs, phrase", [
+    ({"mean": True}, "that is the MEAN"),
+    ({"first_only": True}, "only the first head is used"),
+    ({"products": True}, "the heads' OV circuits are multiplied"),
+])
+def test_effective_ov_rejects_classic_mistakes(kwargs, phrase):
+    rejected(checks.test_effective_ov_circuit(lambda m, l, h: checks._effective(m, l, h, **kwargs)), phrase)
+
+
+def test_effective_ov_accepts_a_sum_of_factored_circuits_and_a_dense_matrix():
+    def summed_ov(model, layer, heads):
+        W_OV = sum(model.W_V[layer, h] @ model.W_O[layer, h] for h in heads)  # d_model x d_model
+        return FactoredMatrix(model.W_E @ W_OV, model.W_U)
+
+    def dense(model, layer, heads):
+        return S.effective_ov_circuit(model, layer, heads).AB
+
+    for fn in (summed_ov, dense):
+        assert checks.test_effective_ov_circuit(fn), fn.__name__
+
+
+def test_effective_ov_rejects_a_wrong_shape():
+    rejected(checks.test_effective_ov_circuit(lambda m, l, h: FactoredMatrix(m.W_V[l, h[0]], m.W_O[l, h[0]])), "(d_vocab, d_vocab)")
 
 
 # ----------------------------------------------------------------- answers and the notebook

@@ -10,7 +10,7 @@ from course_utils.checks import one_layer_if_else as checks
 from check_helpers import stub
 
 S = solution_module("06_one_layer_if_else")
-EXERCISES = ["ov_circuit", "ov_ranks", "qk_scores", "else_logit_decomposition", "mahalanobis_scores", "auroc"]
+EXERCISES = ["ov_circuit", "ov_ranks", "qk_scores", "else_logit_decomposition", "source_contribution", "mahalanobis_scores", "auroc"]
 ANSWERS = ["answer_qk_is_exact", "answer_biggest_omission", "answer_top_if_head"]
 
 
@@ -281,6 +281,47 @@ def test_approximation_with_nothing_omitted_is_exact():
 
 
 # --------------------------------------------------------------------------- detector
+
+
+@pytest.mark.parametrize(
+    "change, diagnosis",
+    [
+        ({"scale": False}, "not divided by the final LayerNorm's scale"),
+        ({"centre": False}, "not centred"),
+        ({"weights": False}, "the attention weights of the final query are missing"),
+        ({"mask": False}, "summed over every source position"),
+        ({"ln_w": False}, "ln_final.w is missing"),
+    ],
+)
+def test_source_contribution_rejects(change, diagnosis):
+    assert_rejected("source_contribution", lambda m, t, h, s: checks._contribution(m, t, h, s, **change), diagnosis)
+
+
+def _contribution_from_the_decomposition(model, tokens, head, source_token):
+    return (S.else_logit_decomposition(model, tokens)["heads"][:, head] * (tokens == source_token)).sum(-1)
+
+
+def _contribution_by_loops(model, tokens, head, source_token):
+    _, cache = model.run_with_cache(tokens)
+    direction = (model.ln_final.w * model.W_U[:, model.to_single_token(" else")]).double()
+    out = torch.zeros(tokens.shape[0], dtype=torch.float64)
+    for b in range(tokens.shape[0]):
+        for p in (tokens[b] == source_token).nonzero()[:, 0].tolist():
+            vec = (cache["v", 0][b, p, head] @ model.W_O[0, head]).double()
+            read = (vec - vec.mean()) @ direction
+            out[b] += cache["pattern", 0][b, head, -1, p] * read / cache["ln_final.hook_scale"][b, -1, 0]
+    return out
+
+
+@pytest.mark.parametrize("alternative", [_contribution_from_the_decomposition, _contribution_by_loops])
+def test_source_contribution_accepts(alternative):
+    assert run("source_contribution", alternative), alternative.__name__
+
+
+def test_source_contribution_is_zero_without_the_token():
+    tokens = checks._pair_batch()
+    absent = next(t for t in range(5, 5000) if not (tokens == t).any())
+    assert (S.source_contribution(checks._model(), tokens, 3, absent) == 0).all()
 
 
 @pytest.mark.parametrize(

@@ -442,6 +442,92 @@ def test_head_ablation_loss(head_ablation_loss) -> CheckResult:
 # --------------------------------------------------------------------------- check your understanding
 
 
+# --------------------------------------------------------------------------- test_prompt-style inspection
+
+PROMPT = "for item in items:\n    print(item)\nfor item in"
+"""The notebook's prompt: after a repeat of ``for item in``, the answer `` items`` becomes predictable."""
+ANSWER = " items"
+
+
+def _rank_prob_variant(model, prompt, answer, *, bos=True, one_based=False, ascending=False, prob="softmax"):
+    answer_id = model.to_single_token(answer)
+    logits = model(model.to_tokens(prompt, prepend_bos=bos))[0]
+    target = logits[:, answer_id : answer_id + 1]
+    ranks = (logits < target).sum(-1) if ascending else (logits > target).sum(-1) + int(one_based)
+    probs = {"softmax": logits.softmax(-1), "logits": logits, "positions": logits.softmax(0)}[prob][:, answer_id]
+    return ranks, probs
+
+
+def _rank_prob_cases() -> list[Case]:
+    model = _model()
+    return [
+        Case(f"prompt {PROMPT!r}, answer {ANSWER!r}", (model, PROMPT, ANSWER)),
+        Case("the chapter's code paragraph up to 'counts', answer ' =' ", (model, CODE_TEXT[:CODE_TEXT.index("counts =") + 6], " =")),
+    ]
+
+
+@torch.no_grad()
+def test_answer_rank_and_prob(answer_rank_and_prob) -> CheckResult:
+    return check(
+        "answer_rank_and_prob",
+        answer_rank_and_prob,
+        SOLUTION.answer_rank_and_prob,
+        _rank_prob_cases(),
+        index_names=("pos",),
+        known_mistakes={
+            "rank 0 is the top guess: count only the tokens with a STRICTLY larger logit": lambda m, p, a: _rank_prob_variant(m, p, a, one_based=True),
+            "ranks count from the bottom: count the tokens with a LARGER logit than the answer's": lambda m, p, a: _rank_prob_variant(m, p, a, ascending=True),
+            "those are logits, not probabilities: softmax over the vocabulary": lambda m, p, a: _rank_prob_variant(m, p, a, prob="logits"),
+            "softmax over the wrong dimension: normalise over the vocabulary (dim=-1), not over positions": lambda m, p, a: _rank_prob_variant(m, p, a, prob="positions"),
+            "the prompt was tokenised without BOS: model.to_tokens adds it by default": lambda m, p, a: _rank_prob_variant(m, p, a, bos=False),
+        },
+    )
+
+
+# --------------------------------------------------------------------------- MLP neurons
+
+MLP_MODEL_NAME = "gelu-4l"
+
+
+@functools.cache
+def _mlp_model():
+    return load_model(MLP_MODEL_NAME)
+
+
+@functools.cache
+def _mlp_tokens() -> Tensor:
+    """The two snippets, BOS + their first 39 tokens, tokenised for ``gelu-4l``: [2, 40]."""
+    return torch.stack([_mlp_model().to_tokens(text)[0, :40] for text in (CODE_TEXT, SECOND_TEXT)])
+
+
+def _neurons_from(model, tokens, layer, pos, k=5, *, hook="hook_post", largest=True, row=0):
+    name = f"blocks.{layer}.mlp.{hook}" if hook != "hook_mlp_out" else f"blocks.{layer}.hook_mlp_out"
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n == name)
+    top = cache[name][row, pos].topk(k, largest=largest)
+    return top.indices, top.values
+
+
+@torch.no_grad()
+def test_top_neurons(top_neurons) -> CheckResult:
+    model, tokens = _mlp_model(), _mlp_tokens()
+    return check(
+        "top_neurons",
+        top_neurons,
+        SOLUTION.top_neurons,
+        [
+            Case(f"{MLP_MODEL_NAME}, layer 0, position 5", (model, tokens, 0, 5)),
+            Case(f"{MLP_MODEL_NAME}, layer 2, position 30, k=8", (model, tokens, 2, 30), {"k": 8}),
+        ],
+        known_mistakes={
+            "that is hook_mlp_out, the MLP's output in the residual stream ([batch, pos, d_model]): a neuron's "
+            "activation is in hook_post, [batch, pos, d_mlp]": lambda *a, **kw: _neurons_from(*a, **kw, hook="hook_mlp_out"),
+            "that is hook_pre, before the nonlinearity: a neuron fires in hook_post": lambda *a, **kw: _neurons_from(*a, **kw, hook="hook_pre"),
+            "those are the neurons that fire LEAST: take the largest activations": lambda *a, **kw: _neurons_from(*a, **kw, largest=False),
+            "that is the second sequence of the batch: use the first (index 0)": lambda *a, **kw: _neurons_from(*a, **kw, row=1),
+        },
+    )
+
+
 def _as_pair(answer: Any) -> tuple[int, int] | None:
     try:
         layer, head = answer
@@ -455,7 +541,7 @@ def test_answer_hook_returns_none(answer_hook_returns_none) -> CheckResult:
         "answer_hook_returns_none",
         answer_hook_returns_none,
         lambda a: isinstance(a, str) and a.strip().lower().strip("()") == "b",
-        "what does a hook that returns None tell the model to use — and what has an in-place edit already done to that tensor?",
+        "returning None means 'keep the activation as it is now'. What is it now, after the line `z[:, :, 3] = 0` ran?",
     )
 
 
@@ -483,5 +569,6 @@ def test_answer_pattern_after_z_ablation(answer_pattern_after_z_ablation) -> Che
         "answer_pattern_after_z_ablation",
         answer_pattern_after_z_ablation,
         lambda a: isinstance(a, str) and a.strip().lower().strip("()") == "b",
-        "in which order does a head compute its pattern and its z? Which of the two can a hook on hook_z still change?",
+        "in which order does the forward pass reach hook_pattern and hook_z? Can zeroing z change "
+        "something that was computed before it?",
     )

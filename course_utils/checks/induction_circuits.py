@@ -18,7 +18,7 @@ from torch import Tensor
 from transformer_lens import ActivationCache, FactoredMatrix
 
 from course_utils.chapters import solution_module
-from course_utils.harness import FAIL, Case, CheckResult, Tolerance, _emit, check, check_answer
+from course_utils.harness import FAIL, Case, CheckResult, Tolerance, _emit, check, check_answer, describe_difference
 from course_utils.models import load_model
 from course_utils.tasks.repeated import repeated_tokens
 
@@ -403,7 +403,8 @@ def _ablation(model, tokens, ablation="zero", *, whole_layer=False, increase=Tru
 
     def loss(logits):
         losses = -logits.log_softmax(-1)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
-        return (losses[:, seq_len:] if positions == "second" else losses).mean().item()
+        picked = {"second": losses[:, seq_len + 1 :], "from_n": losses[:, seq_len:], "all": losses}[positions]
+        return picked.mean().item()
 
     names = [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
     logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
@@ -449,8 +450,52 @@ def test_head_ablation_loss_increase(head_ablation_loss_increase) -> CheckResult
         known_mistakes={
             "that is the ablated loss itself: return ablated loss MINUS clean loss": lambda m, t, ablation="zero": _ablation(m, t, ablation, increase=False),
             "the whole layer was ablated: replace only z[:, :, head]": lambda m, t, ablation="zero": _ablation(m, t, ablation, whole_layer=True),
-            "the loss is averaged over every position: use only the predictions of the second copy (loss[:, seq_len:])": lambda m, t, ablation="zero": _ablation(m, t, ablation, positions="all"),
+            "the loss is averaged over every position: use only the predictions of x_2 … x_n in the second copy (loss[:, seq_len+1:])": lambda m, t, ablation="zero": _ablation(m, t, ablation, positions="all"),
+            "the prediction made at position seq_len (of x_1, which nothing predicts) is counted: start at seq_len+1": lambda m, t, ablation="zero": _ablation(m, t, ablation, positions="from_n"),
             "the mean is over the batch only: average z over the batch AND the positions": lambda m, t, ablation="zero": _ablation(m, t, ablation, per_pos=True),
+        },
+    )
+
+
+def _ablated_scores(model, tokens, head, *, layer=0, ablate=True, whole_layer=False, offset=1, read_layer=1):
+    seq_len = (tokens.shape[1] - 1) // 2
+
+    def hook(z, hook):
+        z = z.clone()
+        z[:, :, slice(None) if whole_layer else head] = 0.0
+        return z
+
+    hooks = [(f"blocks.{layer}.attn.hook_z", hook)] if ablate else []
+    scores = {}
+
+    def read(pattern, hook):
+        stripe = pattern.diagonal(offset=-(seq_len - offset), dim1=-2, dim2=-1)
+        scores["out"] = stripe[..., -seq_len:].mean(dim=(0, 2))
+
+    model.run_with_hooks(tokens, return_type=None, fwd_hooks=hooks + [(f"blocks.{read_layer}.attn.hook_pattern", read)])
+    return scores["out"]
+
+
+@torch.no_grad()
+def test_ablated_induction_scores(ablated_induction_scores) -> CheckResult:
+    model = _model()
+    previous = _best_heads()["previous"][1]
+    other = (previous + 1) % model.cfg.n_heads
+    return check(
+        "ablated_induction_scores",
+        ablated_induction_scores,
+        SOLUTION.ablated_induction_scores,
+        [
+            Case(f"the previous-token head 0.{previous} ablated, 4 repeated sequences", (model, _rep_tokens(), previous)),
+            Case(f"head 0.{other} ablated, 2 repeated sequences (seq_len=12)", (model, _rep_tokens(12, 2, 7), other)),
+        ],
+        index_names=("head_1",),
+        known_mistakes={
+            "the ablation changed nothing: zero the LAYER-0 head's z (blocks.0.attn.hook_z) in the same forward pass "
+            "as the hook that reads layer 1's pattern": lambda m, t, h: _ablated_scores(m, t, h, ablate=False),
+            "the whole of layer 0 was ablated: set only z[:, :, head] to zero": lambda m, t, h: _ablated_scores(m, t, h, whole_layer=True),
+            "those are layer 0's scores: read the pattern of layer 1 (blocks.1.attn.hook_pattern)": lambda m, t, h: _ablated_scores(m, t, h, read_layer=0),
+            "off by one: an induction head attends to the token AFTER the earlier copy (offset -seq_len+1)": lambda m, t, h: _ablated_scores(m, t, h, offset=0),
         },
     )
 
@@ -587,30 +632,133 @@ def test_get_comp_score(get_comp_score) -> CheckResult:
     )
 
 
-def _kcomp(model, *, normalise=True, transpose_qk=True, transpose_out=False, v_comp=False):
+def _comp(model, kind="K", *, normalise=True, transpose_out=False, reader=None):
+    """Composition scores with one classic mistake: ``reader`` forces the reading matrix of another kind."""
     W_A = model.OV[0].AB
-    W_B = model.OV[1].AB if v_comp else model.QK[1].AB
-    if transpose_qk and not v_comp:
-        W_B = W_B.transpose(-1, -2)
+    W_B = {"Q": model.QK[1].AB, "K": model.QK[1].AB.transpose(-1, -2), "V": model.OV[1].AB}[reader or kind]
     products = (W_A[:, None] @ W_B[None]).norm(dim=(-2, -1))
     if normalise:
         products = products / (W_A.norm(dim=(-2, -1))[:, None] * W_B.norm(dim=(-2, -1))[None])
     return products.T if transpose_out else products
 
 
+def _comp_keys_for_queries(model, kind):
+    """Q and K swapped: W_QK.T for Q-composition, W_QK for K-composition."""
+    return _comp(model, kind, reader={"Q": "K", "K": "Q"}.get(kind, kind))
+
+
 @torch.no_grad()
-def test_k_composition_scores(k_composition_scores) -> CheckResult:
+def test_composition_scores(composition_scores) -> CheckResult:
+    folded, small = _folded(), _small_random_model()
     return check(
-        "k_composition_scores",
-        k_composition_scores,
-        SOLUTION.k_composition_scores,
-        [Case(f"the course model {MODEL_NAME} (folded)", (_folded(),)), Case("a random 2-layer model with 3 heads", (_small_random_model(),))],
+        "composition_scores",
+        composition_scores,
+        SOLUTION.composition_scores,
+        [
+            Case(f'kind="K" on the course model {MODEL_NAME} (folded)', (folded, "K")),
+            Case(f'kind="Q" on the course model {MODEL_NAME} (folded)', (folded, "Q")),
+            Case(f'kind="V" on the course model {MODEL_NAME} (folded)', (folded, "V")),
+            Case('kind="Q" on a random 2-layer model with 3 heads', (small, "Q")),
+            Case('kind="K" on a random 2-layer model with 3 heads', (small,), {"kind": "K"}),
+        ],
         index_names=("head_0", "head_1"),
         known_mistakes={
-            "not normalised: divide each ‖W_A W_B‖ by ‖W_A‖ · ‖W_B‖": lambda m: _kcomp(m, normalise=False),
-            "that is Q-composition: for K-composition use W_B = W_QK.T (the keys read what layer 0 wrote)": lambda m: _kcomp(m, transpose_qk=False),
-            "that is V-composition (W_B = W_OV of layer 1); K-composition uses W_B = W_QK.T": lambda m: _kcomp(m, v_comp=True),
-            "rows and columns are swapped: out[i, j] pairs layer-0 head i with layer-1 head j": lambda m: _kcomp(m, transpose_out=True),
+            "not normalised: divide each ‖W_A W_B‖ by ‖W_A‖ · ‖W_B‖": lambda m, kind: _comp(m, kind, normalise=False),
+            "Q and K are mixed up: the queries read through W_QK (x_q W_QK x_k^T), the keys through W_QK.T — pick W_B from `kind`": _comp_keys_for_queries,
+            "that is V-composition (W_B = W_OV of layer 1): Q- and K-composition read through W_QK": lambda m, kind: _comp(m, kind, reader="V"),
+            "rows and columns are swapped: out[i, j] pairs layer-0 head i with layer-1 head j": lambda m, kind: _comp(m, kind, transpose_out=True),
+        },
+    )
+
+
+def _qk_decomposition(model, cache, head, *, scale=True, key_shift=1, swap=False, sqrt=True, both_q=False):
+    """The decomposition of the reference with one classic mistake switched on."""
+    n = (cache["hook_embed"].shape[1] - 1) // 2
+    head_out = torch.einsum("bphd,hdm->bphm", cache["z", 0], model.W_O[0])
+    embed = cache["hook_embed"][:, :, None]
+    pieces = torch.cat([embed, cache["hook_pos_embed"][:, :, None].expand_as(embed), head_out], dim=2)
+    if scale:
+        pieces = pieces / cache["blocks.1.ln1.hook_scale"][..., None]
+    queries = pieces[:, n + 1 :] @ model.W_Q[1, head]
+    keys = pieces[:, n + key_shift : 2 * n + key_shift] @ (model.W_Q if both_q else model.W_K)[1, head]
+    out = torch.einsum("bqid,bqjd->ij", queries, keys) / (queries.shape[0] * queries.shape[1])
+    out = out / model.cfg.d_head**0.5 if sqrt else out
+    return out.T if swap else out
+
+
+@functools.cache
+def _folded_run(seq_len: int = SEQ_LEN, batch: int = 4, seed: int = 1) -> ActivationCache:
+    with torch.no_grad():
+        return _folded().run_with_cache(_rep_tokens(seq_len, batch, seed))[1]
+
+
+@torch.no_grad()
+def test_induction_qk_decomposition(induction_qk_decomposition) -> CheckResult:
+    model, induction = _folded(), _best_heads()["induction"][1]
+    other = (induction + 1) % model.cfg.n_heads
+    return check(
+        "induction_qk_decomposition",
+        induction_qk_decomposition,
+        SOLUTION.induction_qk_decomposition,
+        [
+            Case(f"the induction head 1.{induction}, 4 repeated sequences (seq_len={SEQ_LEN})", (model, _folded_run(), induction)),
+            Case(f"head 1.{other}, 2 repeated sequences (seq_len=12)", (model, _folded_run(12, 2, 7), other)),
+        ],
+        index_names=("q_piece", "k_piece"),
+        tol=Tolerance(atol=1e-3, rtol=1e-3),
+        known_mistakes={
+            "the pieces are not divided by layer 1's LayerNorm scale cache['blocks.1.ln1.hook_scale']": lambda m, c, h: _qk_decomposition(m, c, h, scale=False),
+            "off by one: the key is the token AFTER the earlier copy, position q - n + 1": lambda m, c, h: _qk_decomposition(m, c, h, key_shift=0),
+            "rows and columns are swapped: rows are what the QUERY reads, columns what the KEY reads": lambda m, c, h: _qk_decomposition(m, c, h, swap=True),
+            "the scores are not divided by sqrt(d_head)": lambda m, c, h: _qk_decomposition(m, c, h, sqrt=False),
+            "the keys go through W_K, not W_Q": lambda m, c, h: _qk_decomposition(m, c, h, both_q=True),
+        },
+    )
+
+
+def _effective(model, layer, heads, *, mean=False, first_only=False, products=False):
+    """The effective circuit with one classic mistake: averaged, first head only, or a product of the heads' circuits."""
+    heads = heads[:1] if first_only else heads
+    if products:
+        circuit = model.W_E @ model.OV[layer, heads[0]]
+        for h in heads[1:]:
+            circuit = circuit @ model.OV[layer, h]
+        return circuit @ model.W_U
+    W_V = torch.cat([model.W_V[layer, h] for h in heads], dim=1)
+    W_O = torch.cat([model.W_O[layer, h] for h in heads], dim=0) / (len(heads) if mean else 1)
+    return FactoredMatrix(model.W_E @ W_V, W_O @ model.W_U)
+
+
+def _compare_circuits(actual: Any, expected: FactoredMatrix) -> str | None:
+    """Compare two circuits on their first 256 rows (never the whole d_vocab × d_vocab matrix)."""
+    if not isinstance(actual, (FactoredMatrix, Tensor)):
+        return f"output is a {type(actual).__name__}, expected a FactoredMatrix"
+    if tuple(actual.shape) != tuple(expected.shape):
+        return f"output has shape {tuple(actual.shape)} but expected {tuple(expected.shape)} (d_vocab, d_vocab)"
+    rows = actual[:256]
+    rows = rows.AB if isinstance(rows, FactoredMatrix) else rows
+    return describe_difference(rows, expected[:256].AB, Tolerance(atol=1e-3, rtol=1e-3), ("token", "output"), "the first 256 rows")
+
+
+@torch.no_grad()
+def test_effective_ov_circuit(effective_ov_circuit) -> CheckResult:
+    model = _folded()
+    induction = _best_heads()["induction"][1]
+    others = [h for h in range(model.cfg.n_heads) if h != induction]
+    return check(
+        "effective_ov_circuit",
+        effective_ov_circuit,
+        SOLUTION.effective_ov_circuit,
+        [
+            Case(f"layer-1 heads {[induction, *others[:2]]}", (model, 1, [induction, *others[:2]])),
+            Case(f"head 1.{induction} alone", (model, 1, [induction])),
+            Case("layer-0 heads [0, 1] of a random model", (_small_random_model(), 0, [0, 1])),
+        ],
+        compare=_compare_circuits,
+        known_mistakes={
+            "that is the MEAN of the heads' circuits: the heads' outputs add up in the residual stream, so sum them": lambda m, l, h: _effective(m, l, h, mean=True),
+            "only the first head is used: sum W_V W_O over every head in `heads`": lambda m, l, h: _effective(m, l, h, first_only=True),
+            "the heads' OV circuits are multiplied: heads of one layer act side by side, so their circuits ADD": lambda m, l, h: _effective(m, l, h, products=True),
         },
     )
 
@@ -624,8 +772,8 @@ def test_answer_induction_key(answer) -> CheckResult:
         "answer_induction_key",
         answer,
         lambda a: a == 21,
-        "position 70 holds x_20 (the second copy starts at 51); its earlier copy is at 20, and an induction head "
-        "attends to the token AFTER the earlier copy" + (" — 20 is the earlier copy itself" if answer == 20 else ""),
+        "which token x_i sits at position 70, where is its earlier copy, and which token does an induction head "
+        "look at relative to that copy?" + (" 20 is the earlier copy itself: is that what an induction head attends to?" if answer == 20 else ""),
     )
 
 

@@ -534,6 +534,51 @@ def test_else_logit_decomposition(else_logit_decomposition) -> CheckResult:
     )
 
 
+def _contribution(model, tokens, head, source_token, *, scale=True, centre=True, weights=True, mask=True, ln_w=True):
+    """The reference's source contribution with one classic mistake switched off."""
+    _, cache = model.run_with_cache(tokens)
+    out = cache["v", 0][:, :, head] @ model.W_O[0, head]
+    if centre:
+        out = out - out.mean(-1, keepdim=True)
+    direction = model.W_U[:, _token(" else")] * (model.ln_final.w if ln_w else 1)
+    terms = (cache["pattern", 0][:, head, -1] if weights else 1) * (out @ direction)
+    if scale:
+        terms = terms / cache["ln_final.hook_scale"][:, -1]
+    return (terms * (tokens == source_token) if mask else terms).sum(-1)
+
+
+def _swapped(tokens: Tensor, old: int, new: int) -> Tensor:
+    swapped = tokens.clone()
+    swapped[swapped == old] = new
+    return swapped
+
+
+def test_source_contribution(source_contribution) -> CheckResult:
+    model = _model()
+    trusted, _ = _prompts()
+    batch = _pair_batch()
+    if_, head = _token(" if"), min(_top_if_heads())
+    other = (head + 1) % model.cfg.n_heads
+    return _run_check(
+        "source_contribution",
+        _Guarded(source_contribution, model),
+        SOLUTION.source_contribution,
+        [
+            Case(f"head {head} reading ' if', a batch of 2 cut prefixes", (model, batch, head, if_)),
+            Case(f"head {other} reading ' if', a trusted prefix", (model, trusted, other, if_)),
+            Case(f"head {head} reading ' elif' after ' if' was replaced by it", (model, _swapped(batch, if_, _token(" elif")), head, _token(" elif"))),
+        ],
+        index_names=("batch",),
+        known_mistakes={
+            "not divided by the final LayerNorm's scale at the final position (cache['ln_final.hook_scale'][:, -1])": lambda m, t, h, s: _contribution(m, t, h, s, scale=False),
+            "not centred: the final LayerNorm subtracts each vector's mean first": lambda m, t, h, s: _contribution(m, t, h, s, centre=False),
+            "the attention weights of the final query are missing": lambda m, t, h, s: _contribution(m, t, h, s, weights=False),
+            "summed over every source position: keep only those holding `source_token`": lambda m, t, h, s: _contribution(m, t, h, s, mask=False),
+            "the final LayerNorm's weight ln_final.w is missing": lambda m, t, h, s: _contribution(m, t, h, s, ln_w=False),
+        },
+    )
+
+
 # --------------------------------------------------------------------------- detector
 
 
@@ -635,27 +680,26 @@ def test_answer_qk_is_exact(answer_qk_is_exact) -> CheckResult:
         "answer_qk_is_exact",
         answer_qk_is_exact,
         lambda a: a is True,
-        "in a one-layer model, which residual vector is a query (or a key) computed from? Could any other token of the "
-        "context change the score between two positions before the softmax?",
+        "look at the formula for score(q, k) in section 4: what is each query and each key computed from, in a model "
+        "with a single layer? Where could the rest of the context come in?",
     )
 
 
 @functools.cache
 def _omission_gaps() -> dict[str, float]:
-    """Mean |approximation − logit| over held-out trusted prefixes of the most common length, one omission at a time."""
+    """Mean |approximation − logit| over every held-out trusted prefix (the notebook's table), one omission at a time."""
     model = _model()
     rows = [prefix_tokens(model, p.prefix)[0] for p in load_ternary_eval("trusted")]
-    lengths = [len(r) for r in rows]
-    common = max(set(lengths), key=lambda n: (lengths.count(n), -n))
-    tokens = torch.stack([r for r in rows if len(r) == common])
+    totals = dict.fromkeys(OMISSIONS, 0.0)
     with torch.no_grad():
-        logits, cache = model.run_with_cache(tokens)
-        logit = logits[:, -1, model.to_single_token(" else")]
-        pattern, scale = cache["pattern", 0][:, :, -1], cache["ln_final.hook_scale"][:, -1, 0]
-        return {
-            name: (approximate_else_logit(model, tokens, pattern, scale, {name}) - logit).abs().mean().item()
-            for name in OMISSIONS
-        }
+        for length in sorted({len(r) for r in rows}):
+            tokens = torch.stack([r for r in rows if len(r) == length])
+            logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in ("blocks.0.attn.hook_pattern", "ln_final.hook_scale"))
+            logit = logits[:, -1, model.to_single_token(" else")]
+            pattern, scale = cache["pattern", 0][:, :, -1], cache["ln_final.hook_scale"][:, -1, 0]
+            for name in OMISSIONS:
+                totals[name] += (approximate_else_logit(model, tokens, pattern, scale, {name}) - logit).abs().sum().item()
+    return {name: total / len(rows) for name, total in totals.items()}
 
 
 def test_answer_biggest_omission(answer_biggest_omission) -> CheckResult:
@@ -666,7 +710,7 @@ def test_answer_biggest_omission(answer_biggest_omission) -> CheckResult:
         answer_biggest_omission,
         lambda a: a in close_to_worst,
         f"answer one of {list(OMISSIONS)}: the part whose omission alone moves the rebuilt logit furthest "
-        "from the model's (the table of gaps in the notebook)",
+        "from the model's — read it off the trusted column of the table of gaps in section 5",
     )
 
 

@@ -289,6 +289,108 @@ def test_head_logit_attribution(head_logit_attribution) -> CheckResult:
 
 
 # --- check your understanding ---------------------------------------------------------------
+# --- reading an attribution tensor -------------------------------------------------------
+@functools.cache
+def per_position_attribution() -> tuple[torch.Tensor, list[str]]:
+    """``([component, batch, pos], labels)``: direct attribution of each next token, 4 IOI prompts, ``gelu-4l``.
+
+    The notebook's recipe (section 6): ``decompose_resid`` rows, normalised by the cached final
+    scale of each position, times ``ln_final.w``, dotted with the unembedding of the token that
+    follows (the prompts are cut to a common length, so no padding enters).
+    """
+    model = check_model()
+    prompts = ioi.ioi_prompts(N_IOI_PROMPTS, split="heldout", seed=IOI_SEED)[:4]
+    rows = [model.to_tokens(p.text)[0] for p in prompts]
+    tokens = torch.stack([r[: min(len(r) for r in rows)] for r in rows])
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens)
+        stack, labels = cache.decompose_resid(return_labels=True)  # component batch pos d_model
+        normed = cache.apply_ln_to_stack(stack) * model.ln_final.w
+        attrs = torch.einsum("cbpd,dbp->cbp", normed[:, :, :-1], model.W_U[:, tokens[:, 1:]])
+    return attrs, labels
+
+
+def _synthetic_attribution() -> tuple[torch.Tensor, list[str]]:
+    """A [3, 4, 5] tensor whose maximum sits where every index mistake lands elsewhere."""
+    attrs = torch.arange(60, dtype=torch.float32).reshape(3, 4, 5).remainder(7) - 3.0
+    attrs[1, 2, 3] = 9.0
+    attrs[2, 0, 0] = -12.0
+    return attrs, ["embed", "0_attn_out", "0_mlp_out"]
+
+
+def _top_flat_modulo(attrs, labels):
+    flat = int(attrs.argmax())
+    rest, component = divmod(flat, attrs.shape[0])
+    return labels[component], *divmod(rest, attrs.shape[2])
+
+
+def _top_batch_pos_swapped(attrs, labels):
+    label, batch, pos = SOLUTION.top_attribution(attrs, labels)
+    return label, pos, batch
+
+
+def _top_absolute(attrs, labels):
+    component, batch, pos = torch.unravel_index(attrs.abs().argmax(), attrs.shape)
+    return labels[int(component)], int(batch), int(pos)
+
+
+def _top_summed_positions(attrs, labels):
+    component, batch = divmod(int(attrs.sum(-1).argmax()), attrs.shape[1])
+    return labels[component], batch, int(attrs[component, batch].argmax())
+
+
+def _top_attribution_cases() -> list[Case]:
+    real, labels = per_position_attribution()
+    synthetic, synthetic_labels = _synthetic_attribution()
+    return [
+        Case("a [3, 4, 5] attribution", (synthetic, synthetic_labels)),
+        Case(f"the direct attribution of each next token, {real.shape[1]} IOI prompts (gelu-4l)", (real, labels)),
+        Case("the same, negated", (-real, labels)),
+    ]
+
+
+def test_top_attribution(top_attribution) -> CheckResult:
+    return check(
+        "top_attribution",
+        top_attribution,
+        SOLUTION.top_attribution,
+        _top_attribution_cases(),
+        known_mistakes={
+            "the flat index was read with the component as the FASTEST-moving index: in a [component, batch, pos] "
+            "tensor the component moves slowest — unravel the index with the tensor's shape": _top_flat_modulo,
+            "batch and position are swapped: the tensor is [component, batch, pos]": _top_batch_pos_swapped,
+            "that is the largest in ABSOLUTE value: the largest attribution is the most positive one": _top_absolute,
+            "positions were summed before the argmax: the largest single entry need not sit in the largest sum": _top_summed_positions,
+        },
+    )
+
+
+def _rank_last_position(attrs, labels):
+    return [labels[i] for i in attrs[:, :, -1].sum(1).argsort(descending=True).tolist()]
+
+
+def _rank_ascending(attrs, labels):
+    return SOLUTION.rank_components(attrs, labels)[::-1]
+
+
+def _rank_absolute(attrs, labels):
+    return [labels[i] for i in attrs.sum(dim=(1, 2)).abs().argsort(descending=True).tolist()]
+
+
+def test_rank_components(rank_components) -> CheckResult:
+    return check(
+        "rank_components",
+        rank_components,
+        SOLUTION.rank_components,
+        _top_attribution_cases(),
+        known_mistakes={
+            "only the last position was used: sum over every prompt AND every position": _rank_last_position,
+            "sorted the wrong way: the largest total first": _rank_ascending,
+            "sorted by absolute value: rank by the signed total, largest first": _rank_absolute,
+        },
+    )
+
+
 def test_answer_unscaled_sum_is_times(answer) -> CheckResult:
     return check_answer(
         "answer_unscaled_sum_is_times",
