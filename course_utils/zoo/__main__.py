@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,10 +28,10 @@ from transformer_lens.model_bridge import TransformerBridge
 from course_utils.tasks import ternary
 from course_utils.zoo import checkpoint, corpus, determinism
 from course_utils.zoo.cards import render_card
-from course_utils.zoo.recipes import RECIPES, build_streams
+from course_utils.zoo.recipes import RECIPES, build_heldout_streams, build_streams
 from course_utils.zoo.thresholds import checks_for
 from course_utils.zoo.tokenizer import train_tokenizer
-from course_utils.zoo.train import tie_embeddings
+from course_utils.zoo.train import TrainLog, tie_embeddings
 
 WALL_TIME_LINE = "- wall time:"
 """The one line of a model card that differs between identical retrains."""
@@ -46,6 +47,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="folder to write into (default models/; with --verify a temporary one)")
     parser.add_argument("--jobs", type=int, default=2,
                         help="train models side by side in this many processes (default 2; each uses --threads)")
+    parser.add_argument("--cards", action="store_true",
+                        help="no training: re-evaluate the saved models and rewrite their cards (after a change of "
+                             "evaluation or thresholds); the training figures are read from the old cards")
     parser.add_argument("--verify", action="store_true",
                         help="retrain, compare every retrained file with the shipped one, exit 1 on any difference")
     return parser.parse_args(argv)
@@ -125,6 +129,35 @@ def retrain_in_parallel(names: list[str], out: Path, args: argparse.Namespace, r
     return written, failed
 
 
+def _log_from_card(text: str) -> TrainLog:
+    """The training figures a card reports (steps, tokens, wall time, final loss), as a log that renders
+    the same lines again."""
+    def number(label: str) -> float:
+        line = next(line for line in text.splitlines() if line.startswith(f"- {label}"))
+        return float(re.search(r":\s*([\d,.]+)", line).group(1).replace(",", ""))
+
+    return TrainLog(steps=int(number("steps")), tokens=int(number("tokens seen")), seconds=number("wall time"),
+                    losses=[number("final training loss")])
+
+
+def rewrite_cards(names: list[str], out: Path, threads: int) -> list[str]:
+    """Re-evaluate each saved model and rewrite its card; return the failed checks."""
+    tokenizer = checkpoint.load_tokenizer(out)
+    streams = build_heldout_streams(tokenizer)
+    failed = []
+    for name in names:
+        card = out / name / "MODEL_CARD.md"
+        log = _log_from_card(card.read_text())
+        recipe = RECIPES[name]
+        metrics = recipe.evaluate(checkpoint.load_checkpoint(name, models_dir=out), streams)
+        checks = checks_for(name, metrics)
+        card.write_text(render_card(recipe, log, metrics, checks, threads))
+        checkpoint.record_files([f"{name}/MODEL_CARD.md"], out)
+        failed += [f"{name}: {c.description}" for c in checks if not c.passed]
+        print(f"{name}: card rewritten; {sum(not c.passed for c in checks)} failed checks", flush=True)
+    return failed
+
+
 def _card_body(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if not line.startswith(WALL_TIME_LINE)]
 
@@ -174,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: not reproducible: {problem}", file=sys.stderr)
     names = args.only or list(RECIPES)
     start = time.perf_counter()
+    if args.cards:
+        failed = rewrite_cards(names, args.out or checkpoint.MODELS_DIR, args.threads)
+        return 1 if failed else 0
     with tempfile.TemporaryDirectory(prefix="zoo-verify-") as tmp:
         out = args.out or (Path(tmp) if args.verify else checkpoint.MODELS_DIR)
         try:
