@@ -933,7 +933,8 @@ other_name, movers, duplicates = roles["other-name"], roles["mover from S2"], ro
 # This is *noising*: with our metric, 1 means the path does not matter, 0 means corrupting it
 # alone turns the answer into the corrupted run's. With the "flip" corruption, S2 becomes the
 # IO name, so at S2 the other-name heads now look at S instead of IO. We patch the receivers'
-# `v` (what they read), and for comparison their `k` (the keys: where they look) and `q`.
+# `v` (what they read at S2), and for comparison their `k` (the key at S2: whether they find
+# S2) and their `q` (the query at S2, which only changes what they write at S2 itself).
 # (In step 1 everything downstream of the senders runs freely, so the receivers' recorded
 # inputs include what the senders changed *through* the components in between; the original
 # method also freezes the other heads in step 1, to keep only the direct path.)
@@ -1202,7 +1203,8 @@ checks.test_answer_path_patch_values(answer_path_patch_values)
 # - Set `MODEL_NAME = "gpt2-small"` (online) to rerun the chapter on the model of the original
 #   IOI study, K. Wang et al., *Interpretability in the Wild: a Circuit for Indirect Object
 #   Identification in GPT-2 small* (2022), and compare its heads with what you found here:
-#   section 8's table should then list name movers, and duplicate-token heads before them.
+#   does section 8 find the paper's name movers, S-inhibition and duplicate-token heads? (Its
+#   role limits were set for the course model; a larger model may need other limits.)
 # - S. Heimersheim and N. Nanda, *How to use and interpret activation patching* (2024), and
 #   F. Zhang and N. Nanda, *Towards Best Practices of Activation and Patching in Language
 #   Models* (2023): metrics, corruptions, and the pitfalls of each.

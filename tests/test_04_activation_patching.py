@@ -511,6 +511,7 @@ def circuit_findings() -> dict:
         s2_to_io=S.attention_to(cache, n_layers, s2_pos, io_pos),
     )
     f["io_minus_s"] = f["end_to_io"] - f["end_to_s1"] - f["end_to_s2"]
+    f["corrupted_s2_to_s"] = S.attention_to(corrupted_cache, n_layers, s2_pos, s1_pos)  # flip: S1's name is the other one
     with torch.no_grad():
         scale = cache["ln_final.hook_scale"][:, -1]
         direction = (model.W_U[:, answers[:, 0]] - model.W_U[:, answers[:, 1]]).T
@@ -594,6 +595,8 @@ def test_claim_movers_read_the_other_name_heads_values():
     their keys and queries barely matter."""
     f = circuit_findings()
     assert f["total_effect"] < 0.2
+    for layer, head in f["roles"]["other-name"]:  # on the flipped prompt they look at S, the other name there
+        assert f["corrupted_s2_to_s"][layer, head] >= 0.4
     assert f["path"]["v"] < 0.5
     assert f["path"]["k"] > 0.9 and f["path"]["q"] > 0.9
 
