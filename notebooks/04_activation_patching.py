@@ -130,7 +130,7 @@ answer_tokens = torch.stack([clean_batch.io_ids, clean_batch.s_ids], dim=1).to(m
 for clean, corrupted in pairs[:4]:
     print(f"{clean.order}  clean:     {clean.text!r} → {clean.answer!r}\n      corrupted: {corrupted.text!r}")
 differs = (clean_tokens != corrupted_tokens).any(dim=0).nonzero().flatten().tolist()
-print(f"\n{len(pairs)} pairs, tokens {tuple(clean_tokens.shape)}; clean and corrupted differ only at position(s) {differs}")
+print(f"\n{len(pairs)} pairs, tokens {tuple(clean_tokens.shape)}; clean and corrupted differ at {len(differs)} position(s)")
 
 # %% [markdown]
 # Each prompt's positions get a label for the plots: its token, and its role. "A" and "B" are
@@ -315,20 +315,30 @@ checks.test_patch_residual_stream(patch_residual_stream)
 # %% [markdown]
 # <details><summary>Hint 1: the shape of the loop</summary>
 #
+# Two nested loops, one over layers and one over positions; each iteration is one patched
+# forward pass that fills one entry of a `[n_layers, n_pos]` result. Which hook name does a
+# layer use, and which slice of the activation belongs to one position?
+# </details>
+#
+# <details><summary>Hint 2: the hook</summary>
+#
+# The hook overwrites one position of the corrupted run's `blocks.{layer}.hook_resid_pre` with
+# the clean cache's value at that position, for every prompt: only `[:, pos]`, not `[:, :pos]`,
+# not `[pos]` (that would be a prompt of the batch). It must return the activation.
+# </details>
+#
+# <details><summary>Hint 3: the code</summary>
+#
 # ```
 # results = torch.zeros(n_layers, n_pos)
 # for layer in tqdm(range(n_layers)):
 #     name = f"blocks.{layer}.hook_resid_pre"
 #     for pos in range(n_pos):
-#         logits = model.run_with_hooks(corrupted_tokens, fwd_hooks=[(name, <hook for this pos>)])
-#         results[layer, pos] = metric(logits)
+#         def hook(resid, hook, pos=pos):
+#             resid[:, pos] = clean_cache[name][:, pos]
+#             return resid
+#         results[layer, pos] = metric(model.run_with_hooks(corrupted_tokens, fwd_hooks=[(name, hook)]))
 # ```
-# </details>
-#
-# <details><summary>Hint 2: the hook</summary>
-#
-# `def hook(resid, hook, pos=pos): resid[:, pos] = clean_cache[name][:, pos]; return resid`.
-# Only `[:, pos]`: not `[:, :pos]`, not `[pos]` (that would be a prompt of the batch).
 # </details>
 
 # %%
@@ -798,6 +808,440 @@ print(f"naive {naive_seconds:.2f} s, fast {fast_seconds:.2f} s: {naive_seconds /
 # at p only), and on a model of GPT-2 small's size.
 
 # %% [markdown]
+# ## 8. The circuit: which heads do what?
+#
+# The sweeps told us *where* the answer travels (from S2 to END) and which heads matter. Now we
+# give those heads **roles**. In GPT-2 small, Wang et al. (2022) found a circuit of three main
+# kinds of heads: **duplicate-token heads** at S2 notice that S appeared before (they attend
+# from S2 to S1); **S-inhibition heads** carry "S is the repeated name" to END; and
+# **name movers** at END attend to the IO name and copy it into the logits. A name mover is
+# easy to recognise: from END it attends to IO, not to S. Does our small model do the same?
+# We measure every head's attention between the name positions, its direct contribution to
+# the logits, what later heads read from it (path patching), and finally whether the heads we
+# name are enough to do the task (mean ablation).
+#
+# This section uses a larger batch, since none of it needs one forward pass per cell: 96
+# prompts of the same aligned templates, with their corrupted partners, and each prompt's
+# positions of IO, S1, S2 and END (IO is the first name in ABBA prompts, the second in BABA).
+
+# %%
+N_CIRCUIT = 96  # prompts for this section: attention scores and ablations need a few forward passes only
+circuit_pairs = aligned_pairs(N_CIRCUIT, SEED + 1)
+circuit_clean = ioi.tokenize([clean for clean, _ in circuit_pairs], model.tokenizer)
+circuit_tokens = circuit_clean.tokens.to(model.cfg.device)
+circuit_corrupted = ioi.tokenize([corrupted for _, corrupted in circuit_pairs], model.tokenizer).tokens.to(model.cfg.device)
+circuit_answers = torch.stack([circuit_clean.io_ids, circuit_clean.s_ids], dim=1).to(model.cfg.device)
+with torch.no_grad():
+    circuit_logits, circuit_cache = model.run_with_cache(circuit_tokens)
+    circuit_corrupted_logits, circuit_corrupted_cache = model.run_with_cache(circuit_corrupted)
+circuit_clean_ld = logit_diff(circuit_logits, circuit_answers).mean().item()
+circuit_corrupted_ld = logit_diff(circuit_corrupted_logits, circuit_answers).mean().item()
+circuit_metric = partial(normalised_patching_metric, answer_tokens=circuit_answers,
+                         clean_logit_diff=circuit_clean_ld, corrupted_logit_diff=circuit_corrupted_ld)
+
+abba = torch.tensor([clean.order == "ABBA" for clean, _ in circuit_pairs], device=model.cfg.device)
+io_pos = torch.where(abba, A_POS, B_POS)  # IO comes first in ABBA prompts
+s1_pos = torch.where(abba, B_POS, A_POS)
+s2_pos = torch.full_like(io_pos, S2_POS)
+end_pos = torch.full_like(io_pos, END_POS)
+print(f"{N_CIRCUIT} prompts ({abba.sum()} ABBA), mean logit difference: clean {circuit_clean_ld:+.2f}, "
+      f"corrupted ({CORRUPTION}) {circuit_corrupted_ld:+.2f}")
+
+# %% [markdown]
+# ### Exercise 8.1 — attention between two positions, for every head
+# Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪
+#
+# `blocks.ℓ.attn.hook_pattern` is `[batch, head, query, key]`: entry `[b, h, q, k]` is how much
+# head h, at position q of prompt b, attends to position k. Here the positions differ from
+# prompt to prompt (IO is at A in some prompts, at B in others), so each prompt needs its own
+# pair of positions.
+
+# %% tags=["exercise"]
+def attention_to(
+    cache: ActivationCache,
+    n_layers: int,
+    query_pos: Int[Tensor, " batch"],
+    key_pos: Int[Tensor, " batch"],
+) -> Float[Tensor, "layer head"]:
+    """Every head's attention from prompt i's `query_pos[i]` to its `key_pos[i]`, averaged over the batch.
+
+    cache: a cache of a run on the batch (it holds `blocks.{layer}.attn.hook_pattern`).
+    Returns a [n_layers, n_heads] tensor.
+    """
+    raise NotImplementedError("attention_to: read each prompt's own (query, key) entry of every layer's pattern")
+
+
+# %%
+checks.test_attention_to(attention_to)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Work layer by layer and stack the rows. Which two of the pattern's four dimensions are
+# indexed by positions, and which one must be paired with them?
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Indexing with three tensors of the same length pairs them element by element:
+# `pattern[rows, :, query_pos, key_pos]` with `rows = torch.arange(batch)` is `[batch, head]`.
+# Without `rows`, `pattern[:, :, query_pos, key_pos]` mixes every prompt with every other
+# prompt's positions.
+# </details>
+
+# %% [markdown]
+# Where does each head look **from END**, where the answer is predicted? A name mover would
+# attend to IO.
+
+# %%
+end_to_io = attention_to(circuit_cache, n_layers, end_pos, io_pos)
+end_to_s1 = attention_to(circuit_cache, n_layers, end_pos, s1_pos)
+end_to_s2 = attention_to(circuit_cache, n_layers, end_pos, s2_pos)
+fig = px.imshow(torch.stack([end_to_io, end_to_s1, end_to_s2]).cpu(), facet_col=0, zmin=0, zmax=1,
+                labels={"x": "head", "y": "layer", "color": "attention"}, color_continuous_scale="Blues",
+                title=f"Attention from END, {MODEL_NAME}, {N_CIRCUIT} prompts")
+for i, name in enumerate(["END → IO", "END → S1", "END → S2"]):
+    fig.layout.annotations[i].text = name
+fig.show()
+io_minus_s = end_to_io - end_to_s1 - end_to_s2
+layer, head = divmod(int(end_to_io.argmax()), n_heads)
+print(f"most attention to IO: head {layer}.{head}, {end_to_io[layer, head]:.2f} (and {end_to_s1[layer, head]:.2f} "
+      f"to S1, {end_to_s2[layer, head]:.2f} to S2)")
+print(f"largest attention to IO minus attention to S1 and S2, over all heads: {io_minus_s.max():+.2f}")
+print(f"heads attending from END to S2 at least 0.3: {int((end_to_s2 >= 0.3).sum())} of {n_layers * n_heads}")
+
+# %% [markdown]
+# What to notice: on `gelu-4l`, no head attends from END to IO clearly more than to S1 and S2
+# together (the largest difference, printed above, is about zero, far below the 0.2 that the
+# name-mover limit further down asks for), so there is **no name mover** in GPT-2's sense. The
+# only head with noticeable attention from END to IO is in layer 0, and it attends to S1 about
+# as much: it looks at both names of the first clause, before any layer could know which one
+# is the answer. Most heads of
+# the later layers attend from END to **S2**, the repeated name. So how does IO's identity
+# reach END? Let us look at what happens *at S2*.
+
+# %% [markdown]
+# ### Exercise 8.2 — the duplicate-token score
+# Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
+#
+# A **duplicate-token head** attends, at a repeated token, to the earlier copies of that same
+# token: at S2, to S1. Write the score for any query position: the attention from the query to
+# all *earlier* positions that hold the same token as the query (summed over those positions),
+# averaged over the batch. Unlike `attention_to`, it does not need to know where S1 is: it
+# finds the copies from the tokens, so it works on any text (try it on a repeated random
+# sequence).
+
+# %% tags=["exercise"]
+def duplicate_token_score(
+    cache: ActivationCache,
+    n_layers: int,
+    tokens: Int[Tensor, "batch pos"],
+    query_pos: Int[Tensor, " batch"],
+) -> Float[Tensor, "layer head"]:
+    """Every head's attention from `query_pos[i]` to the EARLIER positions of prompt i that hold the same
+    token as `query_pos[i]` (summed over those positions), averaged over the batch.
+
+    Returns a [n_layers, n_heads] tensor.
+    """
+    raise NotImplementedError("duplicate_token_score: mask the earlier copies of the query's token, then sum")
+
+
+# %%
+checks.test_duplicate_token_score(duplicate_token_score)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Build a `[batch, key]` mask: True where the key holds the query's token *and* comes before
+# the query. The query position itself holds that token too: should it count?
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `tokens == tokens[rows, query_pos][:, None]` compares every position with the query's token;
+# `torch.arange(n_pos)[None, :] < query_pos[:, None]` keeps the earlier ones. Multiply
+# `pattern[rows, :, query_pos]` (`[batch, head, key]`) by the mask and sum over keys.
+# </details>
+
+# %% [markdown]
+# At S2 we compare two scores: the duplicate-token score (S2 → S1) and the attention from S2
+# to the **other** name of the first clause, IO, which `attention_to` gives.
+
+# %%
+duplicate = duplicate_token_score(circuit_cache, n_layers, circuit_tokens, s2_pos)
+s2_to_io = attention_to(circuit_cache, n_layers, s2_pos, io_pos)
+fig = px.imshow(torch.stack([duplicate, s2_to_io]).cpu(), facet_col=0, zmin=0, zmax=1,
+                labels={"x": "head", "y": "layer", "color": "attention"}, color_continuous_scale="Blues",
+                title=f"Attention from S2, {MODEL_NAME}, {N_CIRCUIT} prompts")
+for i, name in enumerate(["S2 → S1 (duplicate token)", "S2 → IO (the other name)"]):
+    fig.layout.annotations[i].text = name
+fig.show()
+for name, scores in [("S2 → S1", duplicate), ("S2 → IO", s2_to_io)]:
+    top = scores.flatten().argsort(descending=True)[:4]
+    print(f"{name}: " + ", ".join(f"{int(i) // n_heads}.{int(i) % n_heads} {scores.flatten()[i]:.2f}" for i in top))
+
+# %% [markdown]
+# What to notice: the strongest attention at S2 goes to the **other** name, IO, and it comes from
+# layer-0 heads. At S2, the second mention of S, these heads look at the name of the first
+# clause that is *not* S2's own token, and copy it into the residual stream at S2. After them,
+# the stream at S2 already carries IO's identity. The duplicate-token scores (left) are weak in
+# the layers before the movers; the printed lines give the strongest ones.
+#
+# One more piece of evidence: each head's **direct logit attribution** (chapter 03), the part
+# of the logit difference IO − S that the head writes straight into the final residual stream
+# at END, here as a share of the clean logit difference. (We divide by the final LayerNorm's
+# scale of the clean run, as chapter 03 does.)
+
+# %%
+with torch.no_grad():
+    scale = circuit_cache["ln_final.hook_scale"][:, -1]  # [batch, 1]
+    direction = (model.W_U[:, circuit_answers[:, 0]] - model.W_U[:, circuit_answers[:, 1]]).T  # [batch, d_model]
+    dla = torch.stack([
+        torch.einsum("bhd,hdm,bm->bh", circuit_cache[f"blocks.{layer}.attn.hook_z"][:, -1], model.W_O[layer], direction)
+        .div(scale).mean(0) for layer in range(n_layers)
+    ]) / circuit_clean_ld  # [layer, head]
+heatmap(100 * dla, title=f"Direct logit attribution of each head at END, % of the logit difference ({MODEL_NAME})",
+        x_title="head", y_title="layer", x_labels=[str(h) for h in range(n_heads)],
+        y_labels=[str(l) for l in range(n_layers)], color_title="%").show()
+
+# %% [markdown]
+# Now we name the roles **from the evidence**, with limits written down before looking at
+# which heads pass them. A head can hold more than one role.
+
+# %%
+ROLE_LIMITS = {
+    "name mover": "from END: attention to IO >= 0.4 and >= 0.2 more than to S; direct logit attribution >= 15 %",
+    "other-name": "from S2: attention to IO (the other name) >= 0.4",
+    "mover from S2": "from END: attention to S2 >= 0.3; direct logit attribution >= 5 %",
+    "duplicate-token": "from S2: attention to S1 (the same name) >= 0.3",
+}
+masks = {
+    "name mover": (end_to_io >= 0.4) & (io_minus_s >= 0.2) & (dla >= 0.15),
+    "other-name": s2_to_io >= 0.4,
+    "mover from S2": (end_to_s2 >= 0.3) & (dla >= 0.05),
+    "duplicate-token": duplicate >= 0.3,
+}
+roles = {role: [(int(l), int(h)) for l, h in mask.nonzero().tolist()] for role, mask in masks.items()}
+for role, heads in roles.items():
+    print(f"{role:16} {', '.join(f'{l}.{h}' for l, h in heads) or '—':30} ({ROLE_LIMITS[role]})")
+other_name, movers, duplicates = roles["other-name"], roles["mover from S2"], roles["duplicate-token"]
+
+# %% [markdown]
+# ### Exercise 8.3 — path patching: do the movers read what the other-name heads wrote?
+# Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵🔵⚪
+#
+# The other-name heads write at S2; the movers attend from END to S2. The story "the movers
+# read, at S2, what the other-name heads wrote there" is a claim about a **path**, from one set
+# of heads (the **senders**) to another (the **receivers**). Patching a sender alone, as in
+# section 3, measures its *total* effect, through every later component. **Path patching**
+# isolates one path in two runs:
+#
+# 1. run the clean tokens with the senders' output (`hook_z`) at S2 taken from the corrupted
+#    run, and record the receivers' inputs: their values `hook_v` (what they would read at S2);
+# 2. run the clean tokens again, and replace **only** the receivers' inputs at S2 by the
+#    values recorded in step 1. Nothing else sees the corrupted senders.
+#
+# This is *noising*: with our metric, 1 means the path does not matter, 0 means corrupting it
+# alone turns the answer into the corrupted run's. With the "flip" corruption, S2 becomes the
+# IO name, so at S2 the other-name heads now look at S instead of IO. We patch the receivers'
+# `v` (what they read at S2), and for comparison their `k` (the key at S2: whether they find
+# S2) and their `q` (the query at S2, which only changes what they write at S2 itself).
+# (In step 1 everything downstream of the senders runs freely, so the receivers' recorded
+# inputs include what the senders changed *through* the components in between; the original
+# method also freezes the other heads in step 1, to keep only the direct path.)
+
+# %% tags=["exercise"]
+def path_patch(
+    model: TransformerBridge,
+    clean_tokens: Int[Tensor, "batch pos"],
+    corrupted_cache: ActivationCache,
+    senders: list[tuple[int, int]],
+    receivers: list[tuple[int, int]],
+    pos: int,
+    receiver_input: str = "v",
+) -> Float[Tensor, "batch pos d_vocab"]:
+    """Noise the path from the senders' output at `pos` to the receivers' `receiver_input` at `pos`.
+
+    senders, receivers: (layer, head) pairs. receiver_input: "q", "k" or "v".
+    Run 1: `clean_tokens`, with each sender's `blocks.{layer}.attn.hook_z[:, pos, head]` set to its
+    value in `corrupted_cache`; record the receivers' `blocks.{layer}.attn.hook_{receiver_input}`
+    (shape [batch, pos, head, d_head]). Run 2: `clean_tokens`, with only the receivers'
+    `hook_{receiver_input}[:, pos, head]` replaced by the values recorded in run 1.
+    Returns the logits of run 2.
+    """
+    raise NotImplementedError("path_patch: run 1 corrupts the senders and records; run 2 patches only the receivers")
+
+
+# %%
+checks.test_path_patch(path_patch)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Each run is one forward pass with hooks. In run 1, which hooks change activations, and which
+# only need to be read afterwards?
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Run 1: `with model.hooks(fwd_hooks=sender_hooks): _, run1 = model.run_with_cache(clean_tokens)`,
+# the sender hooks writing `z[:, pos, head] = corrupted_cache[name][:, pos, head]`. Run 2:
+# `model.run_with_hooks(clean_tokens, fwd_hooks=receiver_hooks)`, each writing
+# `act[:, pos, head] = run1[f"blocks.{layer}.attn.hook_{receiver_input}"][:, pos, head]`. A sender
+# or receiver list can span several layers: one hook per layer, patching that layer's heads.
+# </details>
+
+# %%
+def noise_senders_at_s2(z, hook, layer):
+    for l, h in other_name:
+        if l == layer:
+            z[:, S2_POS, h] = circuit_corrupted_cache[f"blocks.{layer}.attn.hook_z"][:, S2_POS, h]
+    return z
+
+
+sender_hooks = [(f"blocks.{layer}.attn.hook_z", partial(noise_senders_at_s2, layer=layer))
+                for layer in sorted({l for l, _ in other_name})]
+with torch.no_grad():
+    total_effect = circuit_metric(model.run_with_hooks(circuit_tokens, fwd_hooks=sender_hooks)).item()
+path_effects = {part: circuit_metric(path_patch(model, circuit_tokens, circuit_corrupted_cache, other_name, movers,
+                                                S2_POS, part)).item() for part in ("v", "k", "q")}
+print(f"senders (other-name heads): {other_name}; receivers (movers): {movers}")
+print(f"metric with the senders corrupted at S2 (total effect): {total_effect:+.3f}")
+for part, value in path_effects.items():
+    print(f"metric with only the path senders → receivers' {part} at S2 corrupted: {value:+.3f}")
+
+# %% [markdown]
+# What to notice: corrupting the other-name heads at S2 destroys the answer (total effect near
+# 0, or below). Corrupting only what the movers **read** at S2 (their values) destroys most of
+# it, while their keys and queries barely matter: the movers look at S2 whatever is written
+# there, and what they carry to END is what the other-name heads put at S2.
+
+# %% [markdown]
+# ### Exercise 8.4 — is the circuit enough? Mean ablation
+# Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵⚪
+#
+# To test whether the heads we named do the task *on their own*, we remove every other head and
+# see how much of the logit difference is left: the circuit's **faithfulness**. "Remove" cannot
+# mean "set to zero": a head's output has a typical value that later layers rely on. We replace
+# it by its **mean** over a **reference** distribution: the same templates filled with three
+# different names (the "ABC" prompts), in which no name repeats, so the mean carries the
+# template's words but no information about which name is the answer. The mean is taken per
+# template and per position, since templates put different words at the same position.
+
+# %% tags=["exercise"]
+def mean_ablate_heads(
+    model: TransformerBridge,
+    tokens: Int[Tensor, "batch pos"],
+    reference_tokens: Int[Tensor, "batch pos"],
+    template_ids: Int[Tensor, " batch"],
+    heads: list[tuple[int, int]],
+) -> Float[Tensor, "batch pos d_vocab"]:
+    """Run `tokens` with each listed head's `hook_z` replaced, at every position, by its mean over the
+    reference prompts that share prompt i's template.
+
+    reference_tokens[i]: the reference (ABC) prompt of prompt i, same length and template.
+    template_ids[i]: the template of prompt i. heads: (layer, head) pairs.
+    Returns the logits of the ablated run.
+    """
+    raise NotImplementedError("mean_ablate_heads: per-template means of the reference run, then one hooked run")
+
+
+# %%
+checks.test_mean_ablate_heads(mean_ablate_heads)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Two runs: one on `reference_tokens` to cache `hook_z` of the layers involved, one on `tokens`
+# with hooks that overwrite the listed heads.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# For each template `t` in `template_ids.unique()`, the rows `template_ids == t` get
+# `z_reference[rows].mean(0)` (a `[pos, head, d_head]` mean). Then in the hook,
+# `z[:, :, head] = mean[:, :, head]` for each listed head of that layer.
+# </details>
+
+# %%
+circuit_reference = model.to_tokens([ioi.abc_reference(clean) for clean, _ in circuit_pairs]).to(model.cfg.device)
+template_ids = torch.tensor([clean.template_id for clean, _ in circuit_pairs], device=model.cfg.device)
+all_heads = [(l, h) for l in range(n_layers) for h in range(n_heads)]
+circuit = sorted(set(other_name) | set(movers))
+
+
+def share_kept(ablated: list[tuple[int, int]]) -> float:
+    """Mean logit difference with `ablated` mean-ablated, as a share of the clean one."""
+    logits = mean_ablate_heads(model, circuit_tokens, circuit_reference, template_ids, ablated)
+    return logit_diff(logits, circuit_answers).mean().item() / circuit_clean_ld
+
+
+removed = {role: 1 - share_kept(heads) for role, heads in roles.items() if heads}
+faithfulness = share_kept([head for head in all_heads if head not in circuit])
+for role, share in removed.items():
+    print(f"mean-ablating the {role} heads {roles[role]} removes {share:.0%} of the logit difference")
+print(f"every head ablated: {share_kept(all_heads):.0%} kept")
+print(f"the circuit alone ({len(circuit)} heads, the {len(all_heads) - len(circuit)} others ablated) keeps "
+      f"{faithfulness:.0%} of the logit difference")
+
+# %% [markdown]
+# ### The circuit, head by head
+#
+# The table gathers each head that holds a role, with the evidence above (attention scores,
+# and direct logit attribution as a share of the logit difference).
+
+# %%
+print(f"{'head':5} {'role':33} {'END→IO':>7} {'END→S2':>7} {'S2→IO':>6} {'S2→S1':>6} {'DLA':>6}")
+for l, h in sorted({head for heads in roles.values() for head in heads}):
+    role = ", ".join(role for role, heads in roles.items() if (l, h) in heads)
+    print(f"{l}.{h:<3} {role:33} {end_to_io[l, h]:7.2f} {end_to_s2[l, h]:7.2f} {s2_to_io[l, h]:6.2f} "
+          f"{duplicate[l, h]:6.2f} {dla[l, h]:6.1%}")
+
+# %% [markdown]
+# ## What we found
+#
+# The cell below states the findings from the variables computed above, so it stays true for
+# whatever model the parameters cell names (compare with `gpt2-small` online).
+
+# %%
+def heads_text(heads: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{l}.{h}" for l, h in heads) or "none"
+
+
+findings = [
+    f"{MODEL_NAME} solves IOI on {N_CIRCUIT} prompts with a mean logit difference of {circuit_clean_ld:+.2f}.",
+    (f"Name movers (GPT-2's heads that attend from END to IO and copy it): {heads_text(roles['name mover'])}. "
+     f"The largest excess of attention from END to IO over S, over all heads, is {io_minus_s.max():+.2f} "
+     "(a name mover needs +0.2 or more)."),
+    (f"Instead, other-name heads ({heads_text(other_name)}) attend from S2 to IO "
+     f"({', '.join(f'{s2_to_io[l, h]:.2f}' for l, h in other_name)}): the second mention of S looks at the other "
+     f"name, and mean-ablating them removes {removed.get('other-name', 0):.0%} of the logit difference."),
+    (f"Movers ({heads_text(movers)}) attend from END to S2 ({end_to_s2[tuple(zip(*movers))].min():.2f} or more) and "
+     f"each writes {100 * dla[tuple(zip(*movers))].min():.0f}-{100 * dla[tuple(zip(*movers))].max():.0f} % of the logit "
+     f"difference directly; mean-ablating them removes {removed.get('mover from S2', 0):.0%}." if movers else
+     "No head moves the information from S2 to END by the limits above."),
+    (f"Path patching: corrupting only what the movers read at S2 (their values) leaves {path_effects['v']:+.2f} of "
+     f"the metric (1 = unharmed, 0 = corrupted); their keys {path_effects['k']:+.2f}, queries {path_effects['q']:+.2f}."),
+    (f"Duplicate-token heads (S2 → S1 >= 0.3): {heads_text(duplicates)}"
+     + (f"; {'all after' if min(l for l, _ in duplicates) > max(l for l, _ in movers + [(-1, 0)]) else 'not all after'}"
+        f" the movers' layers; ablating them removes {removed['duplicate-token']:.0%}." if duplicates else ".")),
+    f"The circuit of {len(circuit)} heads, every other head mean-ablated, keeps {faithfulness:.0%} of the logit difference.",
+]
+print("\n".join(f"- {line}" for line in findings))
+
+# %% [markdown]
+# Compared with GPT-2 small (Wang et al. 2022): there, duplicate-token and induction heads at S2
+# detect that S is repeated, S-inhibition heads carry that signal to END, and name movers at END
+# attend to IO, whose name they copy, while the signal from S2 steers them away from S. The
+# course model found a shorter route: its layer-0 heads
+# write IO's identity into the stream *at S2* ("the name that is not me"), and its movers
+# attend from END to S2 and copy that. Both circuits use "which name is repeated", but ours
+# moves the *answer* from S2 instead of moving a "not S" signal and looking up IO from END. The
+# method is the same for both models; running this section on `gpt2-small` (online) is the
+# first of the "Going further" items.
+
+
+# %% [markdown]
 # ## Check your understanding
 #
 # **Q1.** In the layer-0 row of the residual-stream heatmap, one cell is non-zero. Give its
@@ -831,6 +1275,21 @@ checks.test_answer_noising_vs_denoising(answer_noising_vs_denoising)
 checks.test_answer_attribution_passes(answer_attribution_passes)
 
 # %% [markdown]
+# **Q5.** In the path patch of section 8, corrupting what the movers read at S2 (their values)
+# destroyed most of the answer, but corrupting their keys there did not. Which is true?
+# (a) the other-name heads decide *where* the movers look
+# (b) the other-name heads write *what* the movers carry to END; where the movers look does not
+# depend on it
+# (c) the movers do not read S2 at all
+# (d) the keys do not matter because the movers attend to every position equally
+
+# %% tags=["exercise"]
+answer_path_patch_values = ...
+
+# %%
+checks.test_answer_path_patch_values(answer_path_patch_values)
+
+# %% [markdown]
 # ## Summary
 #
 # - Activation patching is a causal experiment: run a corrupted input, put back one clean
@@ -846,12 +1305,18 @@ checks.test_answer_attribution_passes(answer_attribution_passes)
 #   whole sweep with one backward pass; an exact sweep recomputes only what a patch can change:
 #   the layers from the patch on, the positions from the patch on (attention is causal), and
 #   nothing at all where clean and corrupted are equal.
+# - Attention scores between the name positions, direct logit attribution, path patching and
+#   mean ablation turn a patching map into a circuit with named roles. The course model has no
+#   name movers: layer-0 heads write IO's identity at S2, and later heads carry it from S2 to
+#   END (section 8 prints the heads and figures).
 #
 # ## Going further
 #
 # - Set `MODEL_NAME = "gpt2-small"` (online) to rerun the chapter on the model of the original
 #   IOI study, K. Wang et al., *Interpretability in the Wild: a Circuit for Indirect Object
-#   Identification in GPT-2 small* (2022), and compare its heads with what you found here.
+#   Identification in GPT-2 small* (2022), and compare its heads with what you found here:
+#   does section 8 find the paper's name movers, S-inhibition and duplicate-token heads? (Its
+#   role limits were set for the course model; a larger model may need other limits.)
 # - S. Heimersheim and N. Nanda, *How to use and interpret activation patching* (2024), and
 #   F. Zhang and N. Nanda, *Towards Best Practices of Activation and Patching in Language
 #   Models* (2023): metrics, corruptions, and the pitfalls of each.
@@ -863,4 +1328,5 @@ checks.test_answer_attribution_passes(answer_attribution_passes)
 #   `transformer_lens.tools.analysis.attribution_patching`.
 # - Try `patching.get_act_patch_block_every` (resid_pre, attn_out and mlp_out in one call) and
 #   `patching.get_act_patch_attn_head_all_pos_every` (queries, keys, values, patterns) on the
-#   same batch, and the "flip" corruption (`ioi.corrupt(prompt, kind="flip")`).
+#   same batch, and the "abc" corruption (`CORRUPTION = "abc"`: S2 becomes a third name, so no
+#   name repeats in the corrupted prompt).

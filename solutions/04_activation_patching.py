@@ -297,3 +297,113 @@ answer_layer0_position = 10
 answer_forward_passes = "b"
 answer_noising_vs_denoising = "c"
 answer_attribution_passes = (1, 1)
+
+
+# --- the circuit ------------------------------------------------------------------------------
+def attention_to(
+    cache: ActivationCache,
+    n_layers: int,
+    query_pos: Int[Tensor, " batch"],
+    key_pos: Int[Tensor, " batch"],
+) -> Float[Tensor, "layer head"]:
+    """Every head's attention from prompt i's ``query_pos[i]`` to its ``key_pos[i]``, averaged over the batch."""
+    rows = torch.arange(len(query_pos), device=query_pos.device)
+    return torch.stack(
+        [cache[f"blocks.{layer}.attn.hook_pattern"][rows, :, query_pos, key_pos].mean(0) for layer in range(n_layers)]
+    )
+
+
+def duplicate_token_score(
+    cache: ActivationCache,
+    n_layers: int,
+    tokens: Int[Tensor, "batch pos"],
+    query_pos: Int[Tensor, " batch"],
+) -> Float[Tensor, "layer head"]:
+    """Every head's attention from ``query_pos[i]`` to the EARLIER positions of prompt i that hold the same
+    token as ``query_pos[i]`` (summed over those positions), averaged over the batch."""
+    rows = torch.arange(len(tokens), device=tokens.device)
+    same = tokens == tokens[rows, query_pos][:, None]
+    earlier = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < query_pos[:, None]
+    mask = (same & earlier).float()
+    scores = []
+    for layer in range(n_layers):
+        from_query = cache[f"blocks.{layer}.attn.hook_pattern"][rows, :, query_pos]  # batch head key
+        scores.append((from_query * mask[:, None, :]).sum(-1).mean(0))
+    return torch.stack(scores)
+
+
+def path_patch(
+    model: TransformerBridge,
+    clean_tokens: Int[Tensor, "batch pos"],
+    corrupted_cache: ActivationCache,
+    senders: list[tuple[int, int]],
+    receivers: list[tuple[int, int]],
+    pos: int,
+    receiver_input: str = "v",
+) -> Float[Tensor, "batch pos d_vocab"]:
+    """Noise the path from the senders' output at ``pos`` to the receivers' ``receiver_input`` at ``pos``.
+
+    Run 1: the clean tokens, with each sender's ``hook_z[:, pos, head]`` set to its corrupted value;
+    record the receivers' ``blocks.{layer}.attn.hook_{receiver_input}``. Run 2: the clean tokens, with
+    only the receivers' ``hook_{receiver_input}[:, pos, head]`` replaced by the recorded values.
+    Returns the logits of run 2.
+    """
+    def patch_senders(z, hook, layer):
+        for l, h in senders:
+            if l == layer:
+                z[:, pos, h] = corrupted_cache[f"blocks.{layer}.attn.hook_z"][:, pos, h]
+        return z
+
+    sender_hooks = [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: patch_senders(z, hook, layer))
+                    for layer in sorted({l for l, _ in senders})]
+    names = {f"blocks.{layer}.attn.hook_{receiver_input}" for layer, _ in receivers}
+    with torch.no_grad(), model.hooks(fwd_hooks=sender_hooks):
+        _, run1 = model.run_with_cache(clean_tokens, names_filter=lambda name: name in names)
+
+    def patch_receivers(act, hook, layer):
+        for l, h in receivers:
+            if l == layer:
+                act[:, pos, h] = run1[f"blocks.{layer}.attn.hook_{receiver_input}"][:, pos, h]
+        return act
+
+    receiver_hooks = [(f"blocks.{layer}.attn.hook_{receiver_input}",
+                       lambda act, hook, layer=layer: patch_receivers(act, hook, layer))
+                      for layer in sorted({l for l, _ in receivers})]
+    with torch.no_grad():
+        return model.run_with_hooks(clean_tokens, fwd_hooks=receiver_hooks)
+
+
+def mean_ablate_heads(
+    model: TransformerBridge,
+    tokens: Int[Tensor, "batch pos"],
+    reference_tokens: Int[Tensor, "batch pos"],
+    template_ids: Int[Tensor, " batch"],
+    heads: list[tuple[int, int]],
+) -> Float[Tensor, "batch pos d_vocab"]:
+    """Run ``tokens`` with each listed head's ``hook_z`` replaced, at every position, by its mean over the
+    reference prompts that share prompt i's template (``reference_tokens[i]`` is prompt i's reference)."""
+    names = {f"blocks.{layer}.attn.hook_z" for layer, _ in heads}
+    with torch.no_grad():
+        _, reference = model.run_with_cache(reference_tokens, names_filter=lambda name: name in names)
+    means = {}
+    for name in names:
+        z = reference[name]
+        mean = torch.empty_like(z)
+        for t in template_ids.unique():
+            rows = template_ids == t
+            mean[rows] = z[rows].mean(0)
+        means[name] = mean
+
+    def ablate(z, hook, layer):
+        for l, h in heads:
+            if l == layer:
+                z[:, :, h] = means[f"blocks.{layer}.attn.hook_z"][:, :, h]
+        return z
+
+    hooks = [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: ablate(z, hook, layer))
+             for layer in sorted({l for l, _ in heads})]
+    with torch.no_grad():
+        return model.run_with_hooks(tokens, fwd_hooks=hooks)
+
+
+answer_path_patch_values = "b"

@@ -416,3 +416,281 @@ def test_checks_hide_the_progress_bars_of_the_sweeps_they_run(capsys):
     with tqdm.tqdm(range(2), desc="outside a check") as bar:  # tqdm is itself again afterwards
         list(bar)
     assert "outside a check" in capsys.readouterr().err
+
+
+# --- section 8, the circuit: checks ---------------------------------------------------------------------
+CIRCUIT_CHECKS = {
+    "attention_to": checks.ATTENTION_MISTAKES,
+    "duplicate_token_score": checks.DUPLICATE_MISTAKES,
+    "path_patch": checks.PATH_MISTAKES,
+    "mean_ablate_heads": checks.ABLATION_MISTAKES,
+}
+
+
+def test_circuit_check_data_mixes_orders_and_templates():
+    d = checks.circuit_data()
+    assert d["orders"] == {"ABBA", "BABA"}  # otherwise pairing prompts with the wrong positions shows nothing
+    assert len(d["template_ids"].unique()) >= 2  # otherwise per-template and whole-batch means agree
+
+
+@pytest.mark.parametrize("name", list(CIRCUIT_CHECKS))
+def test_circuit_solution_passes_and_stub_is_not_implemented(name):
+    assert run_check(name, getattr(S, name))
+    assert run_check(name, stub).status == "not implemented"
+
+
+@pytest.mark.parametrize("name, diagnosis", [(name, d) for name, mistakes in CIRCUIT_CHECKS.items() for d in mistakes])
+def test_circuit_check_rejects(name, diagnosis):
+    result = run_check(name, CIRCUIT_CHECKS[name][diagnosis])
+    assert not result and result.message.endswith(diagnosis), result.message
+    assert no_hooks_left(checks.check_model())
+
+
+def _attention_to_loop(cache, n_layers, query_pos, key_pos):
+    """One prompt at a time, float64."""
+    out = torch.zeros(n_layers, cache["blocks.0.attn.hook_pattern"].shape[1], dtype=torch.float64)
+    for layer in range(n_layers):
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"]
+        for i, (q, k) in enumerate(zip(query_pos.tolist(), key_pos.tolist())):
+            out[layer] += pattern[i, :, q, k].double() / len(query_pos)
+    return out
+
+
+def _attention_to_one_hot(cache, n_layers, query_pos, key_pos):
+    """One-hot masks and an einsum instead of indexing."""
+    n_pos = cache["blocks.0.attn.hook_pattern"].shape[-1]
+    q, k = torch.nn.functional.one_hot(query_pos, n_pos).float(), torch.nn.functional.one_hot(key_pos, n_pos).float()
+    return torch.stack([torch.einsum("bhqk,bq,bk->h", cache[f"blocks.{l}.attn.hook_pattern"], q, k) / len(q)
+                        for l in range(n_layers)])
+
+
+@pytest.mark.parametrize("variant", [_attention_to_loop, _attention_to_one_hot], ids=["loop", "one_hot"])
+def test_attention_to_accepts(variant):
+    assert checks.test_attention_to(variant)
+
+
+def _duplicate_loop(cache, n_layers, tokens, query_pos):
+    out = torch.zeros(n_layers, cache["blocks.0.attn.hook_pattern"].shape[1])
+    for layer in range(n_layers):
+        for i, q in enumerate(query_pos.tolist()):
+            earlier = [k for k in range(q) if tokens[i, k] == tokens[i, q]]
+            out[layer] += cache[f"blocks.{layer}.attn.hook_pattern"][i, :, q, earlier].sum(-1) / len(query_pos)
+    return out
+
+
+def test_duplicate_token_score_accepts_a_loop():
+    assert checks.test_duplicate_token_score(_duplicate_loop)
+
+
+def _path_patch_store_in_hooks(model, clean_tokens, corrupted_cache, senders, receivers, pos, receiver_input="v"):
+    """Records the receivers' inputs with its own hooks (no run_with_cache); one hook per head."""
+    recorded = {}
+    hooks = []
+    for layer, head in senders:
+        name = f"blocks.{layer}.attn.hook_z"
+
+        def corrupt(z, hook, name=name, head=head):
+            z[:, pos, head] = corrupted_cache[name][:, pos, head]
+            return z
+
+        hooks.append((name, corrupt))
+    for layer, _ in receivers:
+        name = f"blocks.{layer}.attn.hook_{receiver_input}"
+        hooks.append((name, lambda act, hook, name=name: recorded.__setitem__(name, act.clone())))
+    model.run_with_hooks(clean_tokens, fwd_hooks=hooks)
+
+    def restore(act, hook, name, head):
+        act[:, pos, head] = recorded[name][:, pos, head]
+        return act
+
+    second = [(f"blocks.{l}.attn.hook_{receiver_input}",
+               functools.partial(restore, name=f"blocks.{l}.attn.hook_{receiver_input}", head=h)) for l, h in receivers]
+    with model.hooks(fwd_hooks=second):
+        return model(clean_tokens)
+
+
+def test_path_patch_accepts_hooks_that_record():
+    assert checks.test_path_patch(_path_patch_store_in_hooks)
+
+
+def _mean_ablate_loop(model, tokens, reference_tokens, template_ids, heads):
+    """Means per template computed prompt by prompt, in a dict; a `model.hooks` context."""
+    _, reference = model.run_with_cache(reference_tokens)
+    means = {}
+    for t in set(template_ids.tolist()):
+        rows = [i for i, x in enumerate(template_ids.tolist()) if x == t]
+        means[t] = {l: sum(reference[f"blocks.{l}.attn.hook_z"][i] for i in rows) / len(rows) for l, _ in heads}
+
+    def ablate(z, hook, layer, head):
+        for i, t in enumerate(template_ids.tolist()):
+            z[i, :, head] = means[t][layer][:, head]
+        return z
+
+    hooks = [(f"blocks.{l}.attn.hook_z", functools.partial(ablate, layer=l, head=h)) for l, h in heads]
+    with model.hooks(fwd_hooks=hooks):
+        return model(tokens)
+
+
+def test_mean_ablate_heads_accepts_a_loop():
+    assert checks.test_mean_ablate_heads(_mean_ablate_loop)
+
+
+def test_answer_path_patch_values():
+    assert checks.test_answer_path_patch_values(S.answer_path_patch_values)
+    assert checks.test_answer_path_patch_values(...).status == "not implemented"
+    for wrong in ("a", "c", "d"):
+        assert not checks.test_answer_path_patch_values(wrong)
+
+
+# --- section 8, the circuit: every claim the notebook's prose makes holds on the course model ----------------
+NOTEBOOK_CIRCUIT = {"N_CIRCUIT": 96, "SEED": 3, "CORRUPTION": "flip"}  # the notebook's defaults, checked below
+
+
+def test_notebook_circuit_parameters_are_the_tested_ones():
+    from course_utils.chapters import notebook_source
+
+    source = notebook_source("04_activation_patching").read_text()
+    assert f"N_CIRCUIT = {NOTEBOOK_CIRCUIT['N_CIRCUIT']}" in source
+    assert f"SEED = {NOTEBOOK_CIRCUIT['SEED']}" in source
+    assert f'CORRUPTION = "{NOTEBOOK_CIRCUIT["CORRUPTION"]}"' in source
+    assert "circuit_pairs = aligned_pairs(N_CIRCUIT, SEED + 1)" in source
+
+
+@functools.cache
+def circuit_findings() -> dict:
+    """Section 8 of the notebook, recomputed with the reference solutions and the notebook's defaults."""
+    model = checks.check_model()
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    pairs = checks.aligned_ioi_pairs(model.tokenizer, NOTEBOOK_CIRCUIT["N_CIRCUIT"], kind=NOTEBOOK_CIRCUIT["CORRUPTION"],
+                                     seed=NOTEBOOK_CIRCUIT["SEED"] + 1)
+    clean = checks.ioi.tokenize([c for c, _ in pairs], model.tokenizer)
+    corrupted = checks.ioi.tokenize([k for _, k in pairs], model.tokenizer).tokens
+    tokens, answers = clean.tokens, torch.stack([clean.io_ids, clean.s_ids], dim=1)
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(tokens)
+        corrupted_logits, corrupted_cache = model.run_with_cache(corrupted)
+    clean_ld = S.logit_diff(logits, answers).mean().item()
+    metric = functools.partial(S.normalised_patching_metric, answer_tokens=answers, clean_logit_diff=clean_ld,
+                               corrupted_logit_diff=S.logit_diff(corrupted_logits, answers).mean().item())
+    first = lambda row, t: (row == t).nonzero()[0, 0]  # noqa: E731
+    io_pos = torch.stack([first(row, io) for row, io in zip(tokens, clean.io_ids)])
+    s1_pos = torch.stack([first(row, s) for row, s in zip(tokens, clean.s_ids)])
+    s2_pos = torch.stack([(row == s).nonzero()[-1, 0] for row, s in zip(tokens, clean.s_ids)])
+    end_pos = torch.full_like(io_pos, tokens.shape[1] - 1)
+    f = dict(
+        end_to_io=S.attention_to(cache, n_layers, end_pos, io_pos),
+        end_to_s1=S.attention_to(cache, n_layers, end_pos, s1_pos),
+        end_to_s2=S.attention_to(cache, n_layers, end_pos, s2_pos),
+        duplicate=S.duplicate_token_score(cache, n_layers, tokens, s2_pos),
+        s2_to_io=S.attention_to(cache, n_layers, s2_pos, io_pos),
+    )
+    f["io_minus_s"] = f["end_to_io"] - f["end_to_s1"] - f["end_to_s2"]
+    f["corrupted_s2_to_s"] = S.attention_to(corrupted_cache, n_layers, s2_pos, s1_pos)  # flip: S1's name is the other one
+    with torch.no_grad():
+        scale = cache["ln_final.hook_scale"][:, -1]
+        direction = (model.W_U[:, answers[:, 0]] - model.W_U[:, answers[:, 1]]).T
+        f["dla"] = torch.stack([
+            torch.einsum("bhd,hdm,bm->bh", cache[f"blocks.{l}.attn.hook_z"][:, -1], model.W_O[l], direction)
+            .div(scale).mean(0) for l in range(n_layers)]) / clean_ld
+    masks = {
+        "name mover": (f["end_to_io"] >= 0.4) & (f["io_minus_s"] >= 0.2) & (f["dla"] >= 0.15),
+        "other-name": f["s2_to_io"] >= 0.4,
+        "mover from S2": (f["end_to_s2"] >= 0.3) & (f["dla"] >= 0.05),
+        "duplicate-token": f["duplicate"] >= 0.3,
+    }
+    roles = {role: [(int(l), int(h)) for l, h in mask.nonzero().tolist()] for role, mask in masks.items()}
+    f["roles"] = roles
+    other_name, movers = roles["other-name"], roles["mover from S2"]
+    s2 = int(s2_pos[0])
+
+    def noise_senders(z, hook, layer):
+        for l, h in other_name:
+            if l == layer:
+                z[:, s2, h] = corrupted_cache[f"blocks.{layer}.attn.hook_z"][:, s2, h]
+        return z
+
+    hooks = [(f"blocks.{l}.attn.hook_z", functools.partial(noise_senders, layer=l)) for l in {l for l, _ in other_name}]
+    with torch.no_grad():
+        f["total_effect"] = metric(model.run_with_hooks(tokens, fwd_hooks=hooks)).item()
+    f["path"] = {part: metric(S.path_patch(model, tokens, corrupted_cache, other_name, movers, s2, part)).item()
+                 for part in "vkq"}
+    reference = model.to_tokens([checks.ioi.abc_reference(c) for c, _ in pairs])
+    template_ids = torch.tensor([c.template_id for c, _ in pairs])
+
+    def kept(heads):
+        return S.logit_diff(S.mean_ablate_heads(model, tokens, reference, template_ids, heads), answers).mean().item() / clean_ld
+
+    f["removed"] = {role: 1 - kept(heads) for role, heads in roles.items() if heads}
+    circuit = set(other_name) | set(movers)
+    f["faithfulness"] = kept([(l, h) for l in range(n_layers) for h in range(n_heads) if (l, h) not in circuit])
+    f["clean_ld"] = clean_ld
+    return f
+
+
+def test_claim_no_name_mover():
+    """8.1: no head attends from END to IO clearly more than to S; no head passes the name-mover limits."""
+    f = circuit_findings()
+    assert f["roles"]["name mover"] == []
+    assert f["io_minus_s"].max() < 0.1
+
+
+def test_claim_end_to_io_only_in_layer_0_and_as_much_to_s1():
+    f = circuit_findings()
+    looking = (f["end_to_io"] >= 0.1).nonzero().tolist()
+    assert all(layer == 0 for layer, _ in looking), looking
+    for layer, head in looking:
+        assert abs(f["end_to_io"][layer, head] - f["end_to_s1"][layer, head]) < 0.15
+
+
+def test_claim_most_later_heads_attend_from_end_to_s2():
+    f = circuit_findings()
+    later = f["end_to_s2"][1:]
+    assert (later >= 0.3).float().mean() > 0.5
+
+
+def test_claim_other_name_heads_in_layer_0_and_strongest_at_s2():
+    f = circuit_findings()
+    assert f["roles"]["other-name"], "no other-name head"
+    assert all(layer == 0 for layer, _ in f["roles"]["other-name"])
+    assert f["s2_to_io"].max() > f["duplicate"].max()
+
+
+def test_claim_duplicate_token_weak_before_the_movers():
+    f = circuit_findings()
+    movers = f["roles"]["mover from S2"]
+    assert movers, "no mover from S2"
+    last = max(layer for layer, _ in movers)
+    assert f["duplicate"][: last + 1].max() < 0.3
+    assert min(layer for layer, _ in movers) > max(layer for layer, _ in f["roles"]["other-name"])
+
+
+def test_claim_movers_read_the_other_name_heads_values():
+    """8.3: corrupting the senders destroys the answer; the path into the movers' values carries most of it,
+    their keys and queries barely matter."""
+    f = circuit_findings()
+    assert f["total_effect"] < 0.2
+    for layer, head in f["roles"]["other-name"]:  # on the flipped prompt they look at S, the other name there
+        assert f["corrupted_s2_to_s"][layer, head] >= 0.4
+    assert f["path"]["v"] < 0.5
+    assert f["path"]["k"] > 0.9 and f["path"]["q"] > 0.9
+
+
+def test_claim_ablations_and_faithfulness():
+    """8.4: each main role is needed, the duplicate-token heads are not, and the circuit alone suffices."""
+    f = circuit_findings()
+    assert f["removed"]["other-name"] > 0.5
+    assert f["removed"]["mover from S2"] > 0.5
+    assert f["removed"].get("duplicate-token", 0.0) < 0.2
+    assert f["faithfulness"] > 0.8
+    assert f["clean_ld"] > 2
+
+
+def test_claim_holds_on_heldout_templates():
+    """The lead's zoo analysis (held-out names AND templates) tells the same story: no name mover, the heads at
+    S2 are needed, and the circuit alone keeps most of the logit difference."""
+    from course_utils.zoo import ioi_circuit
+
+    d = ioi_circuit.describe(checks.check_model(), n=100)
+    assert d["roles"]["name mover"] == []
+    assert d["removed_by_other-name"] > 0.5
+    assert d["faithfulness"] > 0.8

@@ -635,3 +635,268 @@ def test_answer_attribution_passes(answer) -> CheckResult:
         "with the clean cache already in hand, how many forward passes on the corrupted tokens, and how "
         "many backward passes, does one gradient of the metric need?",
     )
+
+
+# --- the circuit: attention scores, path patching, mean ablation ------------------------------------------
+N_CIRCUIT_PROMPTS = 8
+CIRCUIT_SENDERS = [(0, 1), (0, 2)]
+CIRCUIT_RECEIVERS = [(1, 1), (2, 0), (2, 2)]
+
+
+@functools.cache
+def circuit_data() -> dict:
+    """Check inputs for the circuit exercises: flip pairs with their caches, each prompt's IO, S1, S2 and END
+    positions, its ABC reference prompt and its template id, plus a batch of repeated random tokens."""
+    model = check_model()
+    pairs = aligned_ioi_pairs(model.tokenizer, N_CIRCUIT_PROMPTS, kind="flip", seed=SEED)
+    clean = ioi.tokenize([c for c, _ in pairs], model.tokenizer)
+    corrupted = ioi.tokenize([k for _, k in pairs], model.tokenizer)
+    reference = ioi.tokenize([replace(c, text=ioi.abc_reference(c)) for c, _ in pairs], model.tokenizer).tokens
+    tokens = clean.tokens
+    first = lambda row, t: (row == t).nonzero()[0, 0]  # noqa: E731
+    generator = torch.Generator().manual_seed(SEED)
+    half = torch.randint(1000, model.cfg.d_vocab, (4, 12), generator=generator)
+    repeated = torch.cat([torch.full((4, 1), model.tokenizer.bos_token_id), half, half], dim=1)
+    with torch.no_grad():
+        _, clean_cache = model.run_with_cache(tokens)
+        _, corrupted_cache = model.run_with_cache(corrupted.tokens)
+        _, repeated_cache = model.run_with_cache(repeated)
+    return dict(
+        model=model,
+        clean_tokens=tokens,
+        corrupted_cache=corrupted_cache,
+        clean_cache=clean_cache,
+        io_pos=torch.stack([first(row, io) for row, io in zip(tokens, clean.io_ids)]),
+        s1_pos=torch.stack([first(row, s) for row, s in zip(tokens, clean.s_ids)]),
+        s2_pos=torch.stack([(row == s).nonzero()[-1, 0] for row, s in zip(tokens, clean.s_ids)]),
+        end_pos=clean.answer_pos,
+        reference_tokens=reference,
+        template_ids=torch.tensor([c.template_id for c, _ in pairs]),
+        orders={c.order for c, _ in pairs},
+        repeated_tokens=repeated,
+        repeated_cache=repeated_cache,
+    )
+
+
+def _patterns(cache, n_layers):
+    return [cache[f"blocks.{layer}.attn.hook_pattern"] for layer in range(n_layers)]
+
+
+def _attention_mistake(select: Callable) -> Callable:
+    def wrong(cache, n_layers, query_pos, key_pos):
+        return torch.stack([select(p, query_pos, key_pos) for p in _patterns(cache, n_layers)])
+
+    return wrong
+
+
+def _rows(q):
+    return torch.arange(len(q))
+
+
+ATTENTION_MISTAKES: dict[str, Callable] = {
+    "every score is 0 or nearly — query and key are swapped: hook_pattern is [batch, head, query, key], so index "
+    "`pattern[rows, :, query_pos, key_pos]`": _attention_mistake(lambda p, q, k: p[_rows(q), :, k, q].mean(0)),
+    "`pattern[:, :, query_pos, key_pos]` pairs every prompt with every other prompt's positions — pair row i "
+    "with its own positions: `pattern[torch.arange(batch), :, query_pos, key_pos]`": _attention_mistake(
+        lambda p, q, k: p[:, :, q, k].mean(dim=(0, 2))
+    ),
+    "you summed over the batch — average over the prompts instead": _attention_mistake(
+        lambda p, q, k: p[_rows(q), :, q, k].sum(0)
+    ),
+}
+
+
+def _duplicate_mistake(compare: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], same_token: bool = True,
+                       reduce: str = "mean") -> Callable:
+    def wrong(cache, n_layers, tokens, query_pos):
+        rows = _rows(query_pos)
+        keys = torch.arange(tokens.shape[1])[None, :]
+        mask = compare(keys, query_pos[:, None])
+        if same_token:
+            mask = mask & (tokens == tokens[rows, query_pos][:, None])
+        scores = [(p[rows, :, query_pos] * mask[:, None].float()).sum(-1) for p in _patterns(cache, n_layers)]
+        return torch.stack([s.sum(0) if reduce == "sum" else s.mean(0) for s in scores])
+
+    return wrong
+
+
+DUPLICATE_MISTAKES: dict[str, Callable] = {
+    "you counted the query's attention to itself (it holds the same token) — only EARLIER positions count: "
+    "key < query": _duplicate_mistake(lambda k, q: k <= q),
+    "you summed the attention to every earlier position (that is 1 minus the attention to itself) — keep only the "
+    "positions whose token equals the query's token": _duplicate_mistake(lambda k, q: k < q, same_token=False),
+    "you summed over the batch — average over the prompts instead": _duplicate_mistake(lambda k, q: k < q, reduce="sum"),
+}
+
+
+def _path_mistake(*, run1_tokens: str = "clean", sender_source: str = "corrupted", receiver_positions: str = "pos",
+                  receiver_heads: str = "listed", return_run1: bool = False) -> Callable:
+    """A path patch with one step wrong (see the diagnoses in :data:`PATH_MISTAKES`)."""
+
+    def wrong(model, clean_tokens, corrupted_cache, senders, receivers, pos, receiver_input="v"):
+        def patch_senders(z, hook, layer):
+            source = corrupted_cache if sender_source == "corrupted" else None
+            for l, h in senders:
+                if l == layer and source is not None:
+                    z[:, pos, h] = source[f"blocks.{layer}.attn.hook_z"][:, pos, h]
+            return z
+
+        sender_hooks = [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: patch_senders(z, hook, layer))
+                        for layer in sorted({l for l, _ in senders})]
+        with torch.no_grad(), model.hooks(fwd_hooks=sender_hooks):
+            if run1_tokens == "corrupted":
+                logits1 = None
+                run1 = corrupted_cache
+            else:
+                logits1, run1 = model.run_with_cache(clean_tokens)
+        if return_run1:
+            return logits1
+
+        def patch_receivers(act, hook, layer):
+            name = f"blocks.{layer}.attn.hook_{receiver_input}"
+            where = pos if receiver_positions == "pos" else slice(None)
+            for l, h in receivers:
+                if l == layer:
+                    index = (slice(None), where, h) if receiver_heads == "listed" else (slice(None), where)
+                    act[index] = run1[name][index]
+            return act
+
+        hooks = [(f"blocks.{layer}.attn.hook_{receiver_input}",
+                  lambda act, hook, layer=layer: patch_receivers(act, hook, layer))
+                 for layer in sorted({l for l, _ in receivers})]
+        with torch.no_grad():
+            return model.run_with_hooks(clean_tokens, fwd_hooks=hooks)
+
+    return _memo(wrong)
+
+
+PATH_MISTAKES: dict[str, Callable] = {
+    "these are the logits of run 1 (the senders patched, their whole effect on everything downstream) — return "
+    "the logits of run 2, where ONLY the receivers' inputs are patched": _path_mistake(return_run1=True),
+    "nothing changed: the logits are the clean run's — in run 1, set the senders' `hook_z` to their values in "
+    "`corrupted_cache`": _path_mistake(sender_source="clean"),
+    "you gave the receivers their inputs from the corrupted run itself — take them from run 1 (clean tokens, only "
+    "the senders corrupted), so that only the path from the senders is changed": _path_mistake(run1_tokens="corrupted"),
+    "you patched the receivers' input at every position — patch it at `pos` only": _path_mistake(
+        receiver_positions="all"
+    ),
+    "you patched every head of the receivers' layers (`act[:, pos]`) — patch the listed heads only, "
+    "`act[:, pos, head]`": _path_mistake(receiver_heads="layer"),
+}
+
+
+def _ablation_mistake(mean_of: str = "template", source: str = "reference", zero: bool = False) -> Callable:
+    def wrong(model, tokens, reference_tokens, template_ids, heads):
+        names = {f"blocks.{layer}.attn.hook_z" for layer, _ in heads}
+        with torch.no_grad():
+            _, cache = model.run_with_cache(reference_tokens if source == "reference" else tokens)
+        values = {}
+        for name in names:
+            z = cache[name]
+            if zero:
+                values[name] = torch.zeros_like(z)
+            elif mean_of == "batch":
+                values[name] = z.mean(0, keepdim=True).expand_as(z)
+            elif mean_of == "positions":
+                values[name] = z.mean(dim=(0, 1), keepdim=True).expand_as(z)
+            else:
+                mean = torch.empty_like(z)
+                for t in template_ids.unique():
+                    mean[template_ids == t] = z[template_ids == t].mean(0)
+                values[name] = mean
+
+        def ablate(z, hook, layer):
+            for l, h in heads:
+                if l == layer:
+                    z[:, :, h] = values[f"blocks.{layer}.attn.hook_z"][:, :, h]
+            return z
+
+        hooks = [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: ablate(z, hook, layer))
+                 for layer in sorted({l for l, _ in heads})]
+        with torch.no_grad():
+            return model.run_with_hooks(tokens, fwd_hooks=hooks)
+
+    return _memo(wrong)
+
+
+ABLATION_MISTAKES: dict[str, Callable] = {
+    "you averaged over the whole batch — average over the reference prompts of the SAME template as each prompt "
+    "(the templates put different words at the same position)": _ablation_mistake(mean_of="batch"),
+    "you averaged over positions too — keep one mean per position (and per template)": _ablation_mistake(
+        mean_of="positions"
+    ),
+    "you set the heads' output to zero — replace it by its mean over the reference prompts": _ablation_mistake(
+        zero=True
+    ),
+    "you took the means from `tokens` themselves — take them from `reference_tokens`, the ABC prompts in which no "
+    "name repeats": _ablation_mistake(source="tokens"),
+}
+
+
+def _circuit_label() -> str:
+    return f"{N_CIRCUIT_PROMPTS} IOI prompts on {CHECK_MODEL}"
+
+
+def test_attention_to(attention_to) -> CheckResult:
+    d = circuit_data()
+    n_layers = d["model"].cfg.n_layers
+    cases = [
+        Case(f"END → IO, {_circuit_label()}", (d["clean_cache"], n_layers, d["end_pos"], d["io_pos"])),
+        Case(f"END → S2, {_circuit_label()}", (d["clean_cache"], n_layers, d["end_pos"], d["s2_pos"])),
+        Case(f"S2 → IO, {_circuit_label()}", (d["clean_cache"], n_layers, d["s2_pos"], d["io_pos"])),
+    ]
+    with torch.no_grad():
+        return check("attention_to", attention_to, SOLUTION.attention_to, cases, index_names=("layer", "head"),
+                     known_mistakes=ATTENTION_MISTAKES)
+
+
+def test_duplicate_token_score(duplicate_token_score) -> CheckResult:
+    d = circuit_data()
+    n_layers = d["model"].cfg.n_layers
+    repeated = d["repeated_tokens"]
+    second_half = torch.arange(len(repeated)) + repeated.shape[1] // 2 + 2  # a position in each second copy
+    cases = [
+        Case(f"S2, {_circuit_label()}", (d["clean_cache"], n_layers, d["clean_tokens"], d["s2_pos"])),
+        Case("the second copy of a repeated random sequence", (d["repeated_cache"], n_layers, repeated, second_half)),
+    ]
+    with torch.no_grad():
+        return check("duplicate_token_score", duplicate_token_score, SOLUTION.duplicate_token_score, cases,
+                     index_names=("layer", "head"), known_mistakes=DUPLICATE_MISTAKES)
+
+
+_reference_path_patch = _memo(SOLUTION.path_patch)
+_reference_mean_ablation = _memo(SOLUTION.mean_ablate_heads)
+
+
+def test_path_patch(path_patch) -> CheckResult:
+    d = circuit_data()
+    args = (d["model"], d["clean_tokens"], d["corrupted_cache"], CIRCUIT_SENDERS, CIRCUIT_RECEIVERS, int(d["s2_pos"][0]))
+    cases = [
+        Case(f"senders {CIRCUIT_SENDERS}, receivers' values {CIRCUIT_RECEIVERS} at S2, {_circuit_label()}", args),
+        Case("the receivers' keys", args, {"receiver_input": "k"}),
+    ]
+    with torch.no_grad():
+        return check("path_patch", path_patch, _reference_path_patch, cases, index_names=("prompt", "pos", "token"),
+                     known_mistakes=PATH_MISTAKES)
+
+
+def test_mean_ablate_heads(mean_ablate_heads) -> CheckResult:
+    d = circuit_data()
+    args = (d["model"], d["clean_tokens"], d["reference_tokens"], d["template_ids"])
+    cases = [
+        Case(f"heads {CIRCUIT_SENDERS} mean-ablated, {_circuit_label()}", (*args, CIRCUIT_SENDERS)),
+        Case(f"heads {CIRCUIT_RECEIVERS}", (*args, CIRCUIT_RECEIVERS)),
+    ]
+    with torch.no_grad():
+        return check("mean_ablate_heads", mean_ablate_heads, _reference_mean_ablation, cases,
+                     index_names=("prompt", "pos", "token"), known_mistakes=ABLATION_MISTAKES)
+
+
+def test_answer_path_patch_values(answer) -> CheckResult:
+    return check_answer(
+        "answer_path_patch_values",
+        answer,
+        lambda a: isinstance(a, str) and a.strip().lower() == "b",
+        "a head's keys decide where it attends, its values decide what it copies from there. Which of the two "
+        "did the corrupted senders change enough to matter?",
+    )
