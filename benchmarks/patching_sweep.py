@@ -136,7 +136,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     if args.hub_shape:
-        model = random_model(n_layers=12, d_model=768, n_heads=12, n_ctx=1024).to(args.device or "cpu")
+        model = random_model(n_layers=12, d_model=768, n_heads=12, n_ctx=1024)
+        model = model.to(args.device) if args.device else model
         name = "random GPT-2-shaped (12 layers, d_model 768, 12 heads, d_mlp 3072, d_vocab 4096)"
     else:
         model, name = load_model(args.model, device=args.device), args.model
