@@ -3,6 +3,7 @@ and TransformerLens's own sweep, on the same model and inputs.
 
     .venv/bin/python benchmarks/patching_sweep.py [--model gelu-4l] [--prompts 16] [--repeats 3] [--threads 2]
     .venv/bin/python benchmarks/patching_sweep.py --hub-shape --prompts 2 --repeats 1   # GPT-2-sized random model
+    .venv/bin/python benchmarks/patching_sweep.py --threads 1 --clock cpu   # on a busy machine
 
 For each corruption (the notebook's "abc", one differing token, and "swap", three differing
 tokens) it times the sweeps of ``blocks.{layer}.hook_resid_pre`` by (layer, position) and of
@@ -27,7 +28,9 @@ Attention scores and element-wise work are left out.
 ``--hub-shape`` replaces the course model by a random-weight model of GPT-2 small's shape (12
 layers, d_model 768, 12 heads, d_mlp 3072, n_ctx 1024; the course tokenizer, so d_vocab 4096),
 patches one head per layer in the head sweep, and times only the naive loops and the fast sweeps. This is a benchmark, not a test: the figures depend
-on the machine and its load, printed at the start and the end.
+on the machine and its load, printed at the start and the end. On a machine shared with other
+work, ``--clock cpu --threads 1`` times the CPU seconds of this process instead of the wall clock:
+a closer estimate of the idle machine's wall time than a wall clock slowed down by others.
 """
 from __future__ import annotations
 
@@ -66,15 +69,18 @@ def batched_from_layer(model, corrupted_tokens, clean_cache, metric):
     return results
 
 
-def best_time(fn: Callable[[], torch.Tensor], repeats: int) -> tuple[float, torch.Tensor]:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def best_time(fn: Callable[[], torch.Tensor], repeats: int, clock: Callable[[], float]) -> tuple[float, torch.Tensor]:
     times, out = [], None
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         with torch.no_grad():
             out = fn()
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return min(times), out.detach().float().cpu()
 
 
@@ -100,13 +106,13 @@ def counted_flops(model, fn: Callable[[], torch.Tensor]) -> float:
     return total[0]
 
 
-def sweep_table(model, title: str, methods: dict[str, Callable[[], torch.Tensor]], repeats: int) -> None:
+def sweep_table(model, title: str, methods: dict[str, Callable[[], torch.Tensor]], repeats: int, clock: str) -> None:
     """Time every method, print its row; the first method is the naive loop the others are compared with."""
     print(f"  {title}")
-    print(f"    {'sweep':34} {'seconds':>8} {'speed-up':>9} {'FLOP ratio':>11} {'max |Δ|':>8}")
+    print(f"    {'sweep':34} {clock + ' s':>8} {'speed-up':>9} {'FLOP ratio':>11} {'max |Δ|':>8}")
     naive_s = naive = naive_flops = None
     for label, fn in methods.items():
-        seconds, out = best_time(fn, repeats)
+        seconds, out = best_time(fn, repeats, CLOCKS[clock])
         flops = counted_flops(model, fn)
         if naive is None:
             naive_s, naive, naive_flops = seconds, out, flops
@@ -122,12 +128,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch's choice)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="wall clock or this process's CPU time")
+    parser.add_argument("--corruptions", nargs="+", choices=["abc", "swap"], default=["abc", "swap"])
+    parser.add_argument("--sweeps", nargs="+", choices=["resid", "heads"], default=["resid", "heads"])
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     if args.hub_shape:
-        model = random_model(n_layers=12, d_model=768, n_heads=12, n_ctx=1024).to(args.device or "cpu")
+        model = random_model(n_layers=12, d_model=768, n_heads=12, n_ctx=1024)
+        model = model.to(args.device) if args.device else model
         name = "random GPT-2-shaped (12 layers, d_model 768, 12 heads, d_mlp 3072, d_vocab 4096)"
     else:
         model, name = load_model(args.model, device=args.device), args.model
@@ -138,9 +148,9 @@ def main() -> None:
         if args.hub_shape
         else [(layer, head) for layer in range(cfg.n_layers) for head in range(cfg.n_heads)]
     )
-    print(f"model {name} on {device}, torch threads {torch.get_num_threads()}, best of {args.repeats} runs, "
-          f"load average {os.getloadavg()[0]:.2f}")
-    for kind in ("abc", "swap"):
+    print(f"model {name} on {device}, torch threads {torch.get_num_threads()}, best of {args.repeats} runs "
+          f"({args.clock} clock), load average {os.getloadavg()[0]:.2f}")
+    for kind in args.corruptions:
         pairs = aligned_ioi_pairs(model.tokenizer, args.prompts, kind=kind, seed=0)
         clean = ioi.tokenize([c for c, _ in pairs], model.tokenizer)
         corrupted = ioi.tokenize([k for _, k in pairs], model.tokenizer)
@@ -168,11 +178,14 @@ def main() -> None:
         }
         if args.hub_shape:  # the other two do the naive loop's FLOPs: minutes at this size
             resid_methods = {k: v for k, v in resid_methods.items() if k.startswith(("naive", "fast"))}
-        sweep_table(model, f"resid_pre by (layer, position): {cfg.n_layers * n_pos} patches", resid_methods, args.repeats)
-        sweep_table(model, f"hook_z by (head, position): {len(heads)} heads × {n_pos} positions", {
-            "naive loop (one forward per patch)": lambda: S.patch_head_outputs_by_pos(*sweep, heads),
-            "fast (both prefixes + skip)": lambda: S.patch_head_outputs_by_pos_fast(*sweep, heads),
-        }, args.repeats)
+        if "resid" in args.sweeps:
+            title = f"resid_pre by (layer, position): {cfg.n_layers * n_pos} patches"
+            sweep_table(model, title, resid_methods, args.repeats, args.clock)
+        if "heads" in args.sweeps:
+            sweep_table(model, f"hook_z by (head, position): {len(heads)} heads × {n_pos} positions", {
+                "naive loop (one forward per patch)": lambda: S.patch_head_outputs_by_pos(*sweep, heads),
+                "fast (both prefixes + skip)": lambda: S.patch_head_outputs_by_pos_fast(*sweep, heads),
+            }, args.repeats, args.clock)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
 
 

@@ -678,9 +678,10 @@ print(f"logits: max |patched − corrupted| before S2 {logit_change[:S2_POS].max
       f"from S2 on {logit_change[S2_POS:].min():.2f} … {logit_change[S2_POS:].max():.2f}")
 
 # %% [markdown]
-# Before S2 the difference is exactly zero in every block (block 0 runs before the patch, so
-# it is zero everywhere there); from S2 on, every position has changed: each attends to S2. This
-# is the whole trick: the positions before the patch are the corrupted run, bit for bit.
+# Before S2 the difference is exactly zero after every block. Block 0's output is the stream
+# we patched, so after block 0 only S2 itself differs (the smallest change from S2 on is 0);
+# from block 1 on, every position from S2 on has changed, because each of them attends to S2.
+# This is the whole trick: the positions before the patch are the corrupted run, bit for bit.
 #
 # ### Exercise 7.1 — one block, on the positions from p on
 # Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵⚪⚪⚪
