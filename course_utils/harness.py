@@ -40,7 +40,7 @@ Status = Literal["passed", "failed", "not attempted", "error"]
 notebook itself could not run (it never comes from a check)."""
 RESULT_MIME = "application/vnd.mechinterp.check+json"
 TIME_LIMIT_ENV = "COURSE_CHECK_TIME_LIMIT"
-GRACE_SECONDS, SLOWDOWN = 5.0, 10.0
+GRACE_SECONDS, SLOWDOWN = 10.0, 10.0
 
 
 class CheckFailed(AssertionError):
@@ -272,13 +272,14 @@ class TookTooLong(BaseException):
     A ``BaseException``, so that a learner's ``except Exception`` cannot swallow it."""
 
 
-def time_limit_for(reference_seconds: float) -> float:
-    """Seconds the learner's function may take on one case: ``GRACE_SECONDS`` plus
-    ``SLOWDOWN`` times the reference's own time, or ``$COURSE_CHECK_TIME_LIMIT`` when set."""
+def time_limit_for(reference_seconds: float, chosen: float | None = None) -> float:
+    """Seconds the learner's function may take on one case: ``$COURSE_CHECK_TIME_LIMIT`` when
+    set (for slow machines), else the check's ``chosen`` limit, else ``GRACE_SECONDS`` plus
+    ``SLOWDOWN`` times the reference's own time."""
     configured = os.environ.get(TIME_LIMIT_ENV)
     if configured:
         return float(configured)
-    return GRACE_SECONDS + SLOWDOWN * reference_seconds
+    return chosen if chosen is not None else GRACE_SECONDS + SLOWDOWN * reference_seconds
 
 
 @contextlib.contextmanager
@@ -377,13 +378,13 @@ def check(
     function implementing that mistake: when the learner's output matches it, the
     failure line names the diagnosis. ``compare(actual, expected)`` replaces the default
     :func:`describe_difference` for outputs that need a custom notion of "equal".
-    ``time_limit`` (seconds per case) replaces :func:`time_limit_for`.
+    ``time_limit`` (seconds per case) replaces the default of :func:`time_limit_for`.
     """
     compare = compare or (lambda a, e: describe_difference(a, e, tol, index_names))
     for case in cases:
         started = time.perf_counter()
         expected = reference_fn(*case.args, **case.kwargs)
-        limit = time_limit or time_limit_for(time.perf_counter() - started)
+        limit = time_limit_for(time.perf_counter() - started, time_limit)
         before = [[t.detach().clone() for t in _tensors(v)] for v in list(case.args) + list(case.kwargs.values())]
         try:
             with _time_limit(limit):

@@ -51,7 +51,7 @@ def test_answers(name):
 
 def test_wrong_answers_are_rejected():
     assert not checks.test_answer_ln_twice_detectable_with_fresh_ln(True)
-    assert not checks.test_answer_ln_twice_detectable_with_fresh_ln("False")
+    assert not checks.test_answer_ln_twice_detectable_with_fresh_ln("True")  # a bool typed as a string is read as one
     n = checks.model().cfg.n_layers
     assert not checks.test_answer_gpt2_medium_lens_rows(24)
     assert not checks.test_answer_gpt2_medium_lens_rows(25.5)

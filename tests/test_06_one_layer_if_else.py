@@ -192,7 +192,9 @@ def _qk_through_the_model(model, key_token, query_pos, key_pos):
 
 
 @pytest.mark.parametrize("alternative", [_qk_loop_float64, _qk_through_the_model])
-def test_qk_scores_accepts(alternative):
+def test_qk_scores_accepts(alternative, monkeypatch):
+    # Correctness, not speed: on a busy machine the model-based alternative may pass the check's time limit.
+    monkeypatch.setenv("COURSE_CHECK_TIME_LIMIT", "600")
     result = run("qk_scores", alternative)
     assert result, result.message
 

@@ -129,8 +129,8 @@ def synthetic_class(root, notebooks_dir):
     cy.cells.insert(1, nbformat.v4.new_code_cell("print('chatty ' * 2_000_000)"))
     nbformat.write(cy, root / "cy" / name)
 
-    dee = solution()  # an infinite loop in one function; a demo cell calls it too
-    _replace_in(dee, "def previous_token_attention(", '    """\n', '    """\n    while True:\n        pass\n')
+    dee = solution()  # an infinite loop in one function (only its check calls it)
+    _replace_in(dee, "def attention_scores(", "    d_head = q.shape[-1]\n", "    while True:\n        pass\n")
     nbformat.write(dee, root / "dee" / name)
 
     text = (root / "ada" / name).read_text(encoding="utf-8")
@@ -145,12 +145,12 @@ def test_a_synthetic_class_is_graded_row_by_row(tmp_path, capsys):
     before = synthetic_class(root, tmp_path / "nb")
     out = tmp_path / "grades" / "grades.csv"
 
-    code = main(["grade", str(root), "--out", str(out), "--timeout", "30", "--notebook-timeout", "400", "--jobs", "2"])
+    code = main(["grade", str(root), "--out", str(out), "--timeout", "120", "--notebook-timeout", "400", "--jobs", "2"])
 
     assert code == 0
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before  # the submissions are untouched
     printed = capsys.readouterr().out
-    assert "Graded 6 students × 1 chapter (4 notebooks, 2 at a time) in " in printed and "fay: no chapter notebook handed in" in printed
+    assert "Graded 6 students × 1 chapter (5 notebooks, 2 at a time) in " in printed and "fay: no chapter notebook handed in" in printed
     assert "fay: not graded (not a chapter's notebook name): notes.ipynb" in printed
 
     with out.open(newline="", encoding="utf-8") as f:
@@ -172,7 +172,7 @@ def test_a_synthetic_class_is_graded_row_by_row(tmp_path, capsys):
             "answer_n_loss_positions": "failed",
             "answer_pattern_after_z_ablation": "failed",
         },
-        "dee": everything | {"previous_token_attention": "failed"},
+        "dee": everything | {"attention_scores": "failed"},
         "eve": {n: "error" for n in names},
         "fay": {n: "not attempted" for n in names},
     }
@@ -189,8 +189,8 @@ def test_a_synthetic_class_is_graded_row_by_row(tmp_path, capsys):
     assert message[("cy", "answer_n_loss_positions")].startswith("25 is not right — ")
     assert "24" not in message[("cy", "answer_n_loss_positions")]
     assert "NameError" in message[("cy", "answer_pattern_after_z_ablation")]
-    assert "took longer than" in message[("dee", "previous_token_attention")]
-    assert message[("dee", "previous_token_attention")].endswith("is there an infinite loop?")
+    assert "took longer than" in message[("dee", "attention_scores")]
+    assert message[("dee", "attention_scores")].endswith("is there an infinite loop?")
     assert all(message[("eve", n)].startswith(f"{CHAPTER}.ipynb is not a readable notebook") for n in names)
     assert all(message[("fay", n)] == f"no {CHAPTER}.ipynb handed in" for n in names)
 

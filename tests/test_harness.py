@@ -114,6 +114,13 @@ def test_modified_input_is_restored_for_the_next_check():
 # ----------------------------------------------------------------- time limit
 
 
+@pytest.fixture(autouse=True)
+def _default_time_limits(monkeypatch):
+    from course_utils import harness
+
+    monkeypatch.delenv(harness.TIME_LIMIT_ENV, raising=False)
+
+
 def test_an_infinite_loop_fails_after_the_time_limit():
     def spins(x):
         while True:
@@ -129,8 +136,9 @@ def test_the_default_time_limit_follows_the_reference_and_the_environment(monkey
 
     monkeypatch.delenv(harness.TIME_LIMIT_ENV, raising=False)
     assert harness.time_limit_for(0.2) == harness.GRACE_SECONDS + harness.SLOWDOWN * 0.2
+    assert harness.time_limit_for(0.2, chosen=60) == 60
     monkeypatch.setenv(harness.TIME_LIMIT_ENV, "1.5")
-    assert harness.time_limit_for(0.2) == 1.5
+    assert harness.time_limit_for(0.2) == 1.5 and harness.time_limit_for(0.2, chosen=60) == 1.5
 
     def spins(x):
         while True:

@@ -371,6 +371,7 @@ def test_qk_scores(qk_scores) -> CheckResult:
             "did you forget to divide by sqrt(d_head)?": functools.partial(_qk, scale=False),
             "are queries and keys swapped? Every vocabulary token is a query here; the key is fixed": functools.partial(_qk, swap=True),
         },
+        time_limit=60,  # every vocabulary token is a query: running them through the model is slow but right
     )
 
 
