@@ -143,4 +143,4 @@ def auroc(normal: Float[Tensor, "n"], anomalous: Float[Tensor, "m"]) -> float:
 
 answer_qk_is_exact = True
 answer_biggest_omission = "final LN scale"
-answer_top_if_head = 3
+answer_top_if_head = 7
