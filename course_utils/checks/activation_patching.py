@@ -767,7 +767,7 @@ def _path_mistake(*, run1_tokens: str = "clean", sender_source: str = "corrupted
         with torch.no_grad():
             return model.run_with_hooks(clean_tokens, fwd_hooks=hooks)
 
-    return _memo(wrong)
+    return cached_by_inputs(wrong)
 
 
 PATH_MISTAKES: dict[str, Callable] = {
@@ -816,7 +816,7 @@ def _ablation_mistake(mean_of: str = "template", source: str = "reference", zero
         with torch.no_grad():
             return model.run_with_hooks(tokens, fwd_hooks=hooks)
 
-    return _memo(wrong)
+    return cached_by_inputs(wrong)
 
 
 ABLATION_MISTAKES: dict[str, Callable] = {
@@ -864,8 +864,8 @@ def test_duplicate_token_score(duplicate_token_score) -> CheckResult:
                      index_names=("layer", "head"), known_mistakes=DUPLICATE_MISTAKES)
 
 
-_reference_path_patch = _memo(SOLUTION.path_patch)
-_reference_mean_ablation = _memo(SOLUTION.mean_ablate_heads)
+_reference_path_patch = cached_by_inputs(SOLUTION.path_patch)
+_reference_mean_ablation = cached_by_inputs(SOLUTION.mean_ablate_heads)
 
 
 def test_path_patch(path_patch) -> CheckResult:
