@@ -371,8 +371,8 @@ print(f"\nrank of {checks.CAPITAL_PROMPT.answer!r} after block 0: {capital_ranks
       f"of the town's answer {ANSWER!r} after block 0: {lens_ranks[1].item()}")
 
 # %% [markdown]
-# Compare the two tables at the row "block 0 out". One block is enough for the capital; the
-# town's country is still far down there and climbs over the later blocks. Section 7 checks
+# Compare the two tables at the row "block 0 out". One block is (almost) enough for the
+# capital; the town's country is not on top there yet and climbs over the later blocks. Section 7 checks
 # that this holds over many capitals and many towns, not only for these two prompts.
 #
 # ### The lens at every position
@@ -863,7 +863,9 @@ print("MLP removal effects:", [round(v, 2) for v in
 #
 # The numbers below are computed on the course model `facts-4l` (whatever `MODEL_NAME` is) over
 # held-out prompts: towns asked in a Q/A form never trained for them, and capitals in the bare
-# form "The capital of X is" and in Q/A form. `checks.findings()` computes them with the
+# form "The capital of X is" and in Q/A form. Top-1 is over all the prompts of a group; the
+# other figures are over the prompts the model answers (a fact it does not know has no
+# mechanism to find). `checks.findings()` computes them with the
 # functions of this chapter plus one measure from chapter 04's toolbox (zeroing an MLP's output
 # and **re-running** the model, which counts its total effect, not only its direct one);
 # `tests/test_findings_02.py` asserts every sentence of this section, so a retrained model
@@ -886,10 +888,11 @@ print(f"towns, causal tracing at the subject's last token ({found.n_traced} prom
 # - **Capitals are resolved by block 0.** The capital is at or next to the top of the lens
 #   right after block 0 in both forms (median rank after block 0 at most 2), although the bare
 #   form was never trained; the seed's "The capital of Poland is" is one of them (section 2).
-# - **Towns rise over depth.** The answer's median rank after block 0 is far below the top and
-#   falls block after block to the top at the last row; the median row from which it stays
-#   top-1 is "block 1 out" or later, later than for capitals. A multi-token subject makes the
-#   model assemble the name before the country appears.
+# - **Towns rise over depth.** After block 0 the town's country is not yet on top (median rank
+#   above 0), and its median rank never rises again on the way to the top at the last row; the
+#   median row from which it stays top-1 is "block 1 out" or later, later than for either form
+#   of the capitals. A name of several tokens has to be put together before its country can
+#   appear.
 # - **MLP 0 does most of the work, mostly indirectly.** Zeroing MLP 0 and re-running costs more
 #   nats than zeroing any other MLP, for towns and capitals alike; for towns, removing MLP 0's
 #   output from the final residual alone costs less than half of that, so later blocks carry

@@ -6,6 +6,7 @@ for a retrain that tells the same story, and tight enough that another story fai
 from __future__ import annotations
 
 import pytest
+import torch
 
 from course_utils.checks import early_decoding as checks
 
@@ -33,16 +34,17 @@ def test_the_seed_prompt_is_one_of_them():
 
 
 def test_towns_rise_over_depth(found):
-    """"The answer's median rank after block 0 is far below the top and falls block after block
-    to the top at the last row"."""
+    """"After block 0 the town's country is not yet on top, and its median rank never rises again
+    on the way to the top at the last row"."""
     ranks = found.towns.median_rank
-    assert ranks[1] >= 5
+    assert ranks[1] >= 1, ranks
     assert all(later <= earlier for earlier, later in zip(ranks[1:], ranks[2:])), ranks
-    assert ranks[-1] == 0
+    assert ranks[-1] == 0, ranks
 
 
 def test_towns_become_top1_later_than_capitals(found):
-    """"The median row from which it stays top-1 is 'block 1 out' or later, later than for capitals"."""
+    """"The median row from which it stays top-1 is 'block 1 out' or later, later than for either
+    form of the capitals"."""
     assert found.towns.top1_depth >= 2
     assert found.towns.top1_depth > max(found.capitals_bare.top1_depth, found.capitals_qa.top1_depth)
 
@@ -66,3 +68,11 @@ def test_the_chapters_example_rises_too():
     prompt = checks.town_prompt()
     ranks = checks.SOLUTION.answer_rank_per_layer(checks.lens(prompt.text), checks.answer_token(prompt))
     assert ranks[1] > 0 and ranks[-1] == 0
+
+
+def test_the_batched_trace_of_the_findings_is_the_reference_trace():
+    prompt = checks.town_prompt()
+    swap = checks.subject_swap(prompt)
+    answer = checks.answer_token(prompt)
+    reference = checks.SOLUTION.causal_trace(checks.model(), swap.clean, swap.corrupted, answer, swap.subject_pos)
+    torch.testing.assert_close(checks.batched_trace(swap, answer), reference, atol=1e-4, rtol=1e-3)

@@ -864,6 +864,7 @@ class GroupFindings:
     name: str
     n: int
     top1: float
+    """Share of the ``n`` prompts answered (top-1); every figure below is over those answered."""
     median_rank: list[float]
     """Median logit-lens rank of the answer per row: embed, after block 0, ..., after the last block."""
     top1_depth: float
@@ -885,7 +886,10 @@ def _padded(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def _group(name: str, prompts: list[recall.RecallPrompt]) -> GroupFindings:
+def _measure(prompts: list[recall.RecallPrompt]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For prompts of similar length, at the last position: the logit-lens ranks ``[row, prompt]``,
+    and the answer's log-probability ``[prompt]``, with each MLP zeroed ``[layer, prompt]`` and with
+    each MLP removed from the final residual only ``[layer, prompt]``; plus top-1 hits ``[prompt]``."""
     m, n = model(), model().cfg.n_layers
     batch, last = _padded([p.text for p in prompts])
     rows = torch.arange(len(prompts))
@@ -894,19 +898,30 @@ def _group(name: str, prompts: list[recall.RecallPrompt]) -> GroupFindings:
     final = logits[rows, last]
     resid = torch.stack([cache["resid_pre", layer][rows, last] for layer in range(n)] + [cache["resid_post", n - 1][rows, last]])
     lens = SOLUTION.decode_residual(m, resid)  # [row, prompt, vocab]
-    ranks = (lens > lens[:, rows, answers].unsqueeze(-1)).sum(-1)  # [row, prompt]
-    on_top = (ranks == 0).flip(0).cumprod(0).sum(0)  # rows on top counted from the end
-    depths = (n + 1 - on_top).float()
+    ranks = (lens > lens[:, rows, answers].unsqueeze(-1)).sum(-1)
     log_p = final.log_softmax(-1)[rows, answers]
     zero, direct = [], []
     for layer in range(n):
         ablated = m.run_with_hooks(batch, fwd_hooks=[(f"blocks.{layer}.hook_mlp_out", lambda x, hook: x * 0)])
-        zero.append((log_p - ablated[rows, last].log_softmax(-1)[rows, answers]).mean().item())
+        zero.append(log_p - ablated[rows, last].log_softmax(-1)[rows, answers])
         edited = SOLUTION.decode_residual(m, resid[-1] - cache["mlp_out", layer][rows, last])
-        direct.append((log_p - edited.log_softmax(-1)[rows, answers]).mean().item())
+        direct.append(log_p - edited.log_softmax(-1)[rows, answers])
+    return ranks, torch.stack(zero), torch.stack(direct), (final.argmax(-1) == answers).float()
+
+
+def _group(name: str, prompts: list[recall.RecallPrompt], chunk: int = 8) -> GroupFindings:
+    """Measure ``prompts`` in chunks of similar token length (little padding: the passes stay cheap)."""
+    n = model().cfg.n_layers
+    ordered = sorted(prompts, key=lambda p: len(tokens(p.text)[0]))
+    parts = [_measure(ordered[i : i + chunk]) for i in range(0, len(ordered), chunk)]
+    ranks, zero, direct, hits = (torch.cat(tensors, dim=-1) for tensors in zip(*parts))
+    answered = hits.bool()
+    ranks, zero, direct = ranks[:, answered], zero[:, answered], direct[:, answered]
+    on_top = (ranks == 0).flip(0).cumprod(0).sum(0)  # rows on top, counted from the last one
+    depths = (n + 1 - on_top).float()
     return GroupFindings(
-        name, len(prompts), (final.argmax(-1) == answers).float().mean().item(),
-        ranks.float().median(dim=1).values.tolist(), depths.median().item(), zero, direct,
+        name, len(prompts), hits.mean().item(), ranks.float().median(dim=1).values.tolist(),
+        depths.median().item(), zero.mean(1).tolist(), direct.mean(1).tolist(),
     )
 
 
@@ -924,7 +939,9 @@ class Findings:
 def findings() -> Findings:
     """The chapter's closing numbers on the course model (``tests/test_findings_02.py`` asserts the
     claims the notebook makes from them). Held-out forms only: towns asked in Q/A form that never
-    was trained, and capitals in the bare form and in Q/A form."""
+    was trained, and capitals in the bare form and in Q/A form; the mechanism figures are over the
+    prompts the model answers. Causal tracing: the first :data:`N_TRACED` answered towns that have a
+    same-length swap (those the model gets wrong have nothing to recover)."""
     k = N_FINDING_PROMPTS
     towns = recall.eval_prompts("country", "qa_heldout")[:k]
     groups = (
@@ -933,10 +950,31 @@ def findings() -> Findings:
         _group("capitals, Q/A", recall.eval_prompts("capital", "qa")[:k]),
     )
     traces = []
-    with torch.no_grad():
-        for prompt in towns:
-            swap = subject_swap(prompt)
-            if swap is None or len(traces) == 6:
-                continue
-            traces.append(SOLUTION.causal_trace(model(), swap.clean, swap.corrupted, answer_token(prompt), swap.subject_pos))
+    for prompt in towns:
+        if len(traces) == N_TRACED or int(run(prompt.text)[0][0, -1].argmax()) != answer_token(prompt):
+            continue
+        swap = subject_swap(prompt)
+        if swap is not None:
+            traces.append(batched_trace(swap, answer_token(prompt)))
     return Findings(*groups, torch.stack(traces).mean(0).tolist(), len(traces))
+
+
+N_TRACED = 6
+
+
+@torch.no_grad()
+def batched_trace(swap: SubjectSwap, answer: int) -> torch.Tensor:
+    """The reference ``causal_trace`` in one forward pass: row 0 of the batch is the clean run,
+    row 1 the corrupted one, and row 2 + l the corrupted run with the clean residual restored at
+    the subject's last token at the l-th hook point (the hook copies it from row 0)."""
+    m, n = model(), model().cfg.n_layers
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+    batch = torch.cat([swap.clean, swap.corrupted.expand(n + 2, -1)])
+
+    def restore(x, hook, row):
+        x[row, swap.subject_pos] = x[0, swap.subject_pos]
+        return x
+
+    hooks = [(name, functools.partial(restore, row=2 + i)) for i, name in enumerate(names)]
+    p = m.run_with_hooks(batch, fwd_hooks=hooks)[:, -1].softmax(-1)[:, answer]
+    return (p[2:] - p[1]) / (p[0] - p[1])
