@@ -76,8 +76,8 @@ print(f"{MODEL_NAME}: {n_layers} layers, d_model={d_model}, vocabulary of {model
 #
 # Our main prompt asks about one of those held-out towns, after two solved questions (one of
 # them about an invented place with an invented answer). `checks.town_prompt()` picks the first
-# held-out town that the model answers and that is not yet on top after block 0; section 7
-# gives the figures over many towns, so this one is an example, not the rule.
+# held-out town that the model answers and whose answer is not yet among the top 3 after
+# block 0, so that the rise shows in one table; section 7 gives the figures over many towns.
 
 # %%
 town = checks.town_prompt()
@@ -371,9 +371,9 @@ print(f"\nrank of {checks.CAPITAL_PROMPT.answer!r} after block 0: {capital_ranks
       f"of the town's answer {ANSWER!r} after block 0: {lens_ranks[1].item()}")
 
 # %% [markdown]
-# Compare the two tables at the row "block 0 out". One block is (almost) enough for the
-# capital; the town's country is not on top there yet and climbs over the later blocks. Section 7 checks
-# that this holds over many capitals and many towns, not only for these two prompts.
+# Compare the two tables at the row "block 0 out": after one block, how close to the top is
+# each answer, and what is above " Warsaw"? Section 7 checks over many capitals and many towns
+# that capitals are (nearly) resolved by block 0 while towns climb over the later blocks.
 #
 # ### The lens at every position
 #
@@ -495,36 +495,37 @@ checks.test_logits_before_mlp(logits_before_mlp)
 # it with `decode_residual`. (It equals `cache["resid_mid", layer][0, pos]`.)
 # </details>
 #
-# For every layer: the answer's rank and the top token with and without that MLP. When the
-# answer is on top with the MLP and not without it, the token that takes its place is what the
-# MLP beat.
+# For every layer: the answer's rank and the top token with and without that MLP. Where the
+# rank is much worse without the MLP, that MLP is what lifted the answer at that depth, and the
+# top token without it is what the answer loses to.
 
 # %%
 def before_mlp_table(model, cache, answer_token):
     """Per layer: answer rank and top token after the block, and the same without its MLP."""
     print(f"{'layer':<7}{'rank with':>10}{'top with':>14}{'rank without':>14}{'top without':>14}")
-    losers = {}
+    ranks_by_layer = []
     for layer in range(n_layers):
         with_mlp = decode_residual(model, cache["resid_post", layer][0, -1])
         without = logits_before_mlp(model, cache, layer)
         ranks = answer_rank_per_layer(torch.stack([with_mlp, without]), answer_token).tolist()
         tops = [model.to_string(row.argmax()) for row in (with_mlp, without)]
-        if ranks[0] == 0 and ranks[1] > 0:
-            losers[layer] = tops[1]
+        ranks_by_layer.append((ranks[1] - ranks[0], layer, tops[1]))
         print(f"{layer:<7}{ranks[0]:>10}{tops[0]!r:>14}{ranks[1]:>14}{tops[1]!r:>14}")
-    return losers
+    lost, layer, top = max(ranks_by_layer)
+    print(f"-> without MLP {layer} the answer falls {lost} places at that depth, below {top!r}\n")
 
 
-town_losers = before_mlp_table(model, cache, answer_id)
-print(f"town prompt: layers whose MLP lifts {ANSWER!r} to the top, and what it beats there: {town_losers}")
-capital_losers = before_mlp_table(model, capital_cache, capital_id)
-print(f"capital prompt: layers whose MLP lifts {checks.CAPITAL_PROMPT.answer!r} to the top: {capital_losers}")
+print("town prompt, last token", repr(str_tokens[-1]))
+before_mlp_table(model, cache, answer_id)
+print("capital prompt, last token", repr(model.to_str_tokens(checks.CAPITAL_PROMPT.text)[-1]))
+before_mlp_table(model, capital_cache, capital_id)
 
 # %% [markdown]
-# Read the tables against the lens of section 2: an MLP can only "flip" the answer at a depth
-# where the answer is already close to the top. What does the answer lose to without the MLP —
-# another country, a token of the prompt, or something else? The next exercises ask the same
-# question of the *final* output instead of one depth.
+# Which MLP lifts the answer most at its own depth, on both prompts? And what is the token that
+# wins without it: another country, the subject, or something else? (Compare it with the last
+# token of each prompt. The model's unembedding is its embedding transposed, so a residual that
+# still holds little more than the current token's embedding decodes as that token.) The next
+# exercises ask the same question of the *final* output instead of one depth.
 #
 # ### Exercise 4.2 — remove one MLP from the final residual
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪
@@ -927,8 +928,14 @@ checks.test_answer_gpt2_medium_lens_rows(answer_gpt2_medium_lens_rows)
 #   is the model's output, which is the test that catches a doubled LayerNorm.
 # - Rank (0 = top), probability, reciprocal rank and top-k strings are four views of each row.
 # - Decoding `resid_mid` splits every layer into its attention and MLP steps.
-# - Removing one MLP's output from the final residual and re-decoding measures that MLP's
-#   direct effect on the answer.
+# - Subtracting a layer's own MLP output from its `resid_post` (the seed's experiment) shows what
+#   that MLP lifted to the top at that depth; removing one MLP's output from the final residual
+#   and re-decoding measures its direct effect on the answer.
+# - Causal tracing restores one clean activation in a corrupted run and asks how much of the
+#   answer comes back: it locates *where* (position and depth) the model reads what it needs.
+# - On `facts-4l`: capitals are resolved by block 0, towns of several tokens rise over the
+#   blocks, MLP 0 matters most (mostly through later blocks), and the answer is assembled at the
+#   final position rather than at the subject's last token (section 7).
 # - A tuned lens replaces the identity with a per-layer affine translator, fitted here by least
 #   squares on the model's own text; compare its KL to the final distribution with the logit
 #   lens's, layer by layer, to see how much the plain lens misses.
