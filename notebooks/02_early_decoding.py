@@ -18,15 +18,16 @@
 # does it read that sum out as next-token logits. The **logit lens** reads it out early: take
 # the residual stream after any block, push it through the model's own final LayerNorm and
 # unembedding, and see which tokens it would predict *if the model stopped there*. On a
-# question such as "What is the capital of Poland?" you can watch the answer " Warsaw" rise
-# from nowhere (or fail to), find the block that moves it most, and remove one MLP to see how
-# much the answer depends on it.
+# question such as "In which country is Port Alden?" (an invented town) you can watch the
+# answer rise from nowhere block after block, find the block that moves it most, remove one MLP
+# to see how much the answer depends on it, and trace where in the prompt the answer is read.
 #
 # **You will learn to**
 # - decode any residual-stream vector into vocabulary space, applying the final LayerNorm exactly once;
 # - build a logit lens over layers and positions, and track the answer's rank, probability and reciprocal rank;
 # - decode between attention and MLP (`resid_mid`) to see which block moves the answer up;
 # - remove one MLP's output from the residual and measure how much the answer depends on it;
+# - trace, by restoring one clean activation in a corrupted run, where the model reads the subject;
 # - fit a simple **tuned lens** (one affine translator per layer) and compare it with the logit lens.
 #
 # **Prerequisites:** chapter 01 (tokens, `run_with_cache`, hook names such as `blocks.0.hook_resid_pre`).
@@ -41,6 +42,8 @@
 
 # %%
 # Without the course installed (Colab, JupyterHub)? Run first: %pip install "git+<repository URL>"
+import random
+
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
@@ -50,10 +53,10 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from course_utils import bar, heatmap, line, load_model, position_labels
 from course_utils.checks import early_decoding as checks
-from course_utils.tasks import facts, ioi
+from course_utils.tasks import recall
 
 # %% tags=["parameters"]
-MODEL_NAME = "gelu-4l"  # offline course model; online, the original sheet's model: "gpt2-medium"
+MODEL_NAME = "facts-4l"  # offline course model; online, the original sheet's model: "gpt2-medium"
 
 # %%
 model = load_model(MODEL_NAME)
@@ -63,14 +66,22 @@ print(f"{MODEL_NAME}: {n_layers} layers, d_model={d_model}, vocabulary of {model
       f"normalization {model.cfg.normalization_type}")
 
 # %% [markdown]
-# `gelu-4l` is the course's own model: four transformer blocks (attention then an MLP with a
-# GELU), trained on Shakespeare, Python code and generated English that contains factual
-# statements and question/answer lines. Our main prompt is a one-shot factual question: one
-# solved example, then the question we care about.
+# `facts-4l` is the course's model for this chapter: four transformer blocks (attention then
+# an MLP with a GELU), trained on stories, Shakespeare and a small world of facts
+# (`course_utils.tasks.recall`): 40 real countries and their capitals, 30 and their languages,
+# and 640 invented towns of two words ("Port Alden", "Upper Kestrel") with the country each lies
+# in. A town's name takes 3 to 7 tokens and its words are shared by many towns, so the model
+# must read the whole name before it can know the country. It learned the facts from statements
+# and question/answer lines; the questions about a quarter of the towns were held out.
+#
+# Our main prompt asks about one of those held-out towns, after two solved questions (one of
+# them about an invented place with an invented answer). `checks.town_prompt()` picks the first
+# held-out town that the model answers and whose answer is not yet among the top 3 after
+# block 0, so that the rise shows in one table; section 7 gives the figures over many towns.
 
 # %%
-PROMPT = "Q: What is the capital of France? A: Paris\nQ: What is the capital of Poland? A:"
-ANSWER = " " + facts.CAPITALS["Poland"]  # answers start with a space: " Warsaw" is one token
+town = checks.town_prompt()
+PROMPT, ANSWER = town.text, town.answer  # answers start with a space and are one token
 answer_id = model.to_single_token(ANSWER)
 
 logits, cache = model.run_with_cache(PROMPT)
@@ -100,7 +111,7 @@ print(f"P({ANSWER!r}) = {probs[answer_id].item():.3f}; {ANSWER!r} is at rank {fi
 # \qquad \text{LN}(x) = \frac{x - \operatorname{mean}(x)}{\sqrt{\operatorname{var}(x) + \varepsilon}} \odot w + b.$$
 #
 # $x_\text{final}$ is the residual stream after the last block (`blocks.3.hook_resid_post`
-# in `gelu-4l`). The logit lens applies the same read-out to an **earlier** residual $x_\ell$: the
+# in `facts-4l`). The logit lens applies the same read-out to an **earlier** residual $x_\ell$: the
 # stream at the input of block $\ell$ (`hook_resid_pre`). Two things make the final LayerNorm
 # indispensable:
 #
@@ -116,9 +127,9 @@ print(f"P({ANSWER!r}) = {probs[answer_id].item():.3f}; {ANSWER!r} is at rank {fi
 #
 # And the LayerNorm must be applied **exactly once**. The cache already holds the normalised
 # final residual (`ln_final.hook_out`); feeding it to `ln_final` again computes
-# $\text{LN}(\text{LN}(x))$. A well-known tutorial sheet did exactly that at its last layer.
-# With a trained gain and bias the second pass changes the vector, so the "final layer" of
-# the lens no longer matches the model's own logits:
+# $\text{LN}(\text{LN}(x))$, an easy slip when the lens reads its last row from the cache. With
+# a trained gain and bias the second pass changes the vector, so the "final layer" of the lens
+# no longer matches the model's own logits:
 
 # %%
 resid_norms = [cache["resid_pre", layer][0, -1].norm().item() for layer in range(n_layers)]
@@ -131,15 +142,9 @@ once = model.ln_final(final_resid)
 twice = model.ln_final(once)
 print(f"ln_final(x) vs the cached ln_final.hook_out: max difference {(once - cache['ln_final.hook_out'][0, -1]).abs().max():.2e}")
 print(f"ln_final(ln_final(x)) vs ln_final(x):        max difference {(twice - once).abs().max():.2f}")
-plain = F.layer_norm(final_resid, (d_model,))  # a LayerNorm with weight 1 and bias 0
-print(f"the same with weight 1, bias 0:               max difference {(F.layer_norm(plain, (d_model,)) - plain).abs().max():.2e}")
 print(f"largest |b_U| in {MODEL_NAME}: {model.b_U.abs().max().item():.3g}")
 
 # %% [markdown]
-# The third line is why this bug hides so well: a LayerNorm with weight 1 and bias 0 is
-# (almost) idempotent, so "applied twice" only shows on a model with trained LayerNorm
-# parameters, like this one.
-#
 # ### Exercise 1.1 — decode a residual
 # Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵🔵🔵
 #
@@ -162,7 +167,12 @@ def decode_residual(model: TransformerBridge, resid: Float[Tensor, "... d_model"
 checks.test_decode_residual(decode_residual)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# The formula at the top of this section is all there is: three steps, in that order.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `model.ln_final` is a module: call it on the tensor. It normalises over the last dimension,
 # whatever the leading dimensions are. Then one matrix product and one addition.
@@ -193,7 +203,13 @@ def logit_lens(model: TransformerBridge, cache: ActivationCache, pos: int = -1) 
 checks.test_logit_lens(logit_lens)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Collect the `n_layers + 1` residual vectors first, then decode them all at once with what
+# you wrote in exercise 1.1. Which cache entry is the *un*-normalised final residual?
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # Build a list `[cache["resid_pre", l][0, pos] for l in range(n_layers)]`, append the final
 # `resid_post`, `torch.stack` it into `[n_layers + 1, d_model]` and decode the stack as in
@@ -244,7 +260,12 @@ def answer_rank_per_layer(layer_logits: Float[Tensor, "layer d_vocab"], answer_t
 checks.test_answer_rank_per_layer(answer_rank_per_layer)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# Rank 0 means "no token beats it". Can you count, per row, the tokens that beat the answer?
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `layer_logits[:, answer_token]` has shape `[layer]`; compare it, as a column
 # (`.unsqueeze(-1)`), with the whole matrix and sum the `True`s along the vocabulary.
@@ -333,9 +354,26 @@ fig.show()
 # %% [markdown]
 # Read the figure from left to right. The first point decodes the embeddings alone (the last
 # token, ":", and its position), which know nothing about the question; each block can then
-# raise or lower the answer. In the table above, also read the top-5 columns: do the other
-# tokens at each depth look like capital cities, countries, names? (Figure produced by
-# `gelu-4l` on the "capital of Poland" prompt.)
+# raise or lower the answer. In the table above, also read the top-5 columns: from which depth
+# are the other candidates countries?
+#
+# The seed's own prompt, "The capital of Poland is", is a form `facts-4l` never saw in
+# training (it learned the capitals from other phrasings). A capital is one token and its
+# country is one token, and the lens tells a different story there:
+
+# %%
+capital_logits, capital_cache = model.run_with_cache(checks.CAPITAL_PROMPT.text)
+capital_id = model.to_single_token(checks.CAPITAL_PROMPT.answer)
+capital_ranks = answer_rank_per_layer(logit_lens(model, capital_cache), capital_id)
+print(repr(checks.CAPITAL_PROMPT.text), "→", repr(checks.CAPITAL_PROMPT.answer))
+lens_table(model, logit_lens(model, capital_cache), capital_id)
+print(f"\nrank of {checks.CAPITAL_PROMPT.answer!r} after block 0: {capital_ranks[1].item()}; "
+      f"of the town's answer {ANSWER!r} after block 0: {lens_ranks[1].item()}")
+
+# %% [markdown]
+# Compare the two tables at the row "block 0 out": after one block, how close to the top is
+# each answer, and what is above " Warsaw"? Section 7 checks over many capitals and many towns
+# that capitals are (nearly) resolved by block 0 while towns climb over the later blocks.
 #
 # ### The lens at every position
 #
@@ -375,30 +413,7 @@ print(f"fraction of positions where the final row has the true next token on top
 # Rows go down from the embeddings to the final residual. Look for the columns that turn dark
 # early (tokens that the embeddings and the first
 # block alone can predict, such as the continuation of a repeated phrase) and compare them
-# with the answer's column on the far right. (Figure: `gelu-4l`, "capital of Poland" prompt.)
-#
-# ### A second task: indirect object identification
-#
-# In "When Mary and John went to the store, John gave a drink to" the answer is " Mary":
-# the name that appeared once. Here is the same lens on one held-out IOI prompt, with the
-# repeated name (the subject, the wrong answer) tracked as well.
-
-# %%
-ioi_prompt = ioi.ioi_prompts(1, "heldout", seed=0)[0]
-ioi_logits, ioi_cache = model.run_with_cache(ioi_prompt.text)
-io_id, s_id = model.to_single_token(ioi_prompt.answer), model.to_single_token(" " + ioi_prompt.s)
-ioi_lens = logit_lens(model, ioi_cache)
-print(repr(ioi_prompt.text), "→", repr(ioi_prompt.answer))
-lens_table(model, ioi_lens, io_id)
-fig = line(
-    torch.stack([answer_prob_per_layer(ioi_lens, io_id), answer_prob_per_layer(ioi_lens, s_id)]),
-    x=ROW_LABELS,
-    series=[f"P(indirect object {ioi_prompt.answer!r})", f"P(subject ' {ioi_prompt.s}')"],
-    title=f"Logit lens on {MODEL_NAME}, IOI prompt: the two names through the layers",
-    x_title="residual stream after …",
-    y_title="probability at the last position",
-)
-fig.show()
+# with the answer's column on the far right.
 
 # %% [markdown]
 # ## 3. Between attention and MLP: `resid_mid`
@@ -443,20 +458,76 @@ answer_biggest_block = ...
 checks.test_answer_biggest_block(answer_biggest_block)
 
 # %% [markdown]
-# ## 4. Is it the MLP that promotes Warsaw over Poland?
+# ## 4. Which MLP promotes the answer?
 #
-# The final residual is a **sum**: embeddings + every attention output + every MLP output.
-# So we can ask what the final logits would be *without* one term: subtract MLP $\ell$'s output
-# (`hook_mlp_out`) from the final residual and decode the result again. This removes only that
-# MLP's **direct** contribution; the later blocks are not re-run, so anything they did because
-# of MLP $\ell$ stays. (Chapter 04 re-runs the model to measure total effects.)
+# The seed's experiment on gpt2-medium asked whether an MLP is what puts " Warsaw" above
+# " Poland" (a country the model could simply copy from the prompt). Its recipe: take the
+# residual after block $\ell$, subtract that block's own MLP output, decode, and see whether the
+# answer now loses to another token. Subtracting `mlp_out` from `resid_post` of the same layer
+# leaves that layer's `resid_mid`, so this is the section 3 lens read the other way round:
+# "what would the lens say here if this MLP had written nothing?"
 #
-# Because LayerNorm is not linear, "decode again" means applying `ln_final` to the edited
-# residual, which recomputes its mean and scale. The question in the title is the classic one
-# for this prompt: " Poland" is in the context and a model can just copy it, so is it an MLP
-# (a look-up of a stored fact) that puts " Warsaw" above " Poland"?
+# ### Exercise 4.1 — the lens without a layer's own MLP
+# Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
+
+# %% tags=["exercise"]
+def logits_before_mlp(model: TransformerBridge, cache: ActivationCache, layer: int, pos: int = -1) -> Float[Tensor, " d_vocab"]:
+    """Logits at `pos` read from resid_post of `layer` minus that layer's own MLP output.
+
+    Subtract cache["mlp_out", layer][0, pos] from cache["resid_post", layer][0, pos] and decode
+    the result (model.ln_final on the edited vector, then W_U and b_U). Returns [d_vocab].
+    """
+    raise NotImplementedError("logits_before_mlp: subtract the layer's MLP output, then decode")
+
+
+# %%
+checks.test_logits_before_mlp(logits_before_mlp)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
 #
-# ### Exercise 4.1 — remove one MLP and re-decode
+# Two cache entries at the same layer and position, one subtraction, then exercise 1.1.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# `cache["resid_post", layer][0, pos] - cache["mlp_out", layer][0, pos]` is the vector; decode
+# it with `decode_residual`. (It equals `cache["resid_mid", layer][0, pos]`.)
+# </details>
+#
+# For every layer: the answer's rank and the top token with and without that MLP. Where the
+# rank is much worse without the MLP, that MLP is what lifted the answer at that depth, and the
+# top token without it is what the answer loses to.
+
+# %%
+def before_mlp_table(model, cache, answer_token):
+    """Per layer: answer rank and top token after the block, and the same without its MLP."""
+    print(f"{'layer':<7}{'rank with':>10}{'top with':>14}{'rank without':>14}{'top without':>14}")
+    ranks_by_layer = []
+    for layer in range(n_layers):
+        with_mlp = decode_residual(model, cache["resid_post", layer][0, -1])
+        without = logits_before_mlp(model, cache, layer)
+        ranks = answer_rank_per_layer(torch.stack([with_mlp, without]), answer_token).tolist()
+        tops = [model.to_string(row.argmax()) for row in (with_mlp, without)]
+        ranks_by_layer.append((ranks[1] - ranks[0], layer, tops[1]))
+        print(f"{layer:<7}{ranks[0]:>10}{tops[0]!r:>14}{ranks[1]:>14}{tops[1]!r:>14}")
+    lost, layer, top = max(ranks_by_layer)
+    print(f"-> without MLP {layer} the answer falls {lost} places at that depth, below {top!r}\n")
+
+
+print("town prompt, last token", repr(str_tokens[-1]))
+before_mlp_table(model, cache, answer_id)
+print("capital prompt, last token", repr(model.to_str_tokens(checks.CAPITAL_PROMPT.text)[-1]))
+before_mlp_table(model, capital_cache, capital_id)
+
+# %% [markdown]
+# Which MLP lifts the answer most at its own depth, on both prompts? And what is the token that
+# wins without it: another country, the subject, or something else? (Compare it with the last
+# token of each prompt. The model's unembedding is its embedding transposed, so a residual that
+# still holds little more than the current token's embedding decodes as that token.) The next
+# exercises ask the same question of the *final* output instead of one depth.
+#
+# ### Exercise 4.2 — remove one MLP from the final residual
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪
 
 # %% tags=["exercise"]
@@ -474,11 +545,12 @@ def logits_without_mlp(model: TransformerBridge, cache: ActivationCache, layer: 
 checks.test_logits_without_mlp(logits_without_mlp)
 
 # %% [markdown]
-# For each MLP: where does " Warsaw" end up, by how much does it beat " Poland", and what does
-# the model predict instead?
+# For each MLP: where does the answer end up, by how much does it beat its strongest rival
+# (the top other token of the normal run), and what does the model predict instead?
 
 # %%
-poland_id = model.to_single_token(" Poland")
+final_logits = decode_residual(model, cache["resid_post", n_layers - 1][0, -1])
+rival_id = int(final_logits.scatter(0, torch.tensor([answer_id]), -torch.inf).argmax())
 
 
 def removal_table(model, cache, answer_token, rival_token, k=3):
@@ -494,15 +566,14 @@ def removal_table(model, cache, answer_token, rival_token, k=3):
         print(f"{label:<15}{rank:>6}  {diff:>28.2f}   {' | '.join(repr(t) for t in tokens)}")
 
 
-removal_table(model, cache, answer_id, poland_id)
+removal_table(model, cache, answer_id, rival_id)
 
 # %% [markdown]
-# Read the second column: the logit of " Warsaw" minus that of " Poland". If it drops a lot
-# when one MLP is removed, that MLP's direct output is what puts the capital above the country
-# (whose name the model could simply copy from the prompt).
+# Read the second column: the answer's logit minus the rival's. If it drops a lot when one MLP
+# is removed, that MLP's direct output is what keeps the answer ahead.
 
 # %% [markdown]
-# ### Exercise 4.2 — which MLP matters most?
+# ### Exercise 4.3 — which MLP matters most?
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 #
 # Summarise each removal by one number: the change in the answer's **log-probability**
@@ -525,17 +596,17 @@ checks.test_mlp_removal_effect(mlp_removal_effect)
 
 # %%
 effects = mlp_removal_effect(model, cache, answer_id)
-ioi_effects = mlp_removal_effect(model, ioi_cache, io_id)
+capital_effects = mlp_removal_effect(model, capital_cache, capital_id)
 fig = bar(
-    torch.cat([effects, ioi_effects]),
-    labels=[f"capital: mlp {layer}" for layer in range(n_layers)] + [f"IOI: mlp {layer}" for layer in range(n_layers)],
+    torch.cat([effects, capital_effects]),
+    labels=[f"town: mlp {layer}" for layer in range(n_layers)] + [f"capital: mlp {layer}" for layer in range(n_layers)],
     title=f"{MODEL_NAME}: change in the answer's log-probability when one MLP's output is removed",
     x_title="prompt and removed MLP",
     y_title="Δ log P(answer) (negative = the MLP helped)",
 )
 fig.show()
-print("capital prompt:", [round(v, 2) for v in effects.tolist()])
-print("IOI prompt:    ", [round(v, 2) for v in ioi_effects.tolist()])
+print("town prompt:   ", [round(v, 2) for v in effects.tolist()])
+print("capital prompt:", [round(v, 2) for v in capital_effects.tolist()])
 
 # The resid_mid lens of section 3 and the removal measure different things: compare them.
 for layer in range(n_layers):
@@ -552,7 +623,7 @@ for layer in range(n_layers):
 # because of the MLP, needs re-running the model with the MLP patched: chapter 04.
 
 # %% [markdown]
-# **Question.** On the capital prompt, which MLP layer's removal hurts the answer most?
+# **Question.** On the town prompt, which MLP layer's removal hurts the answer most?
 # Give its index (an `int`).
 
 # %% tags=["exercise"]
@@ -560,6 +631,82 @@ answer_most_important_mlp = ...
 
 # %%
 checks.test_answer_most_important_mlp(answer_most_important_mlp)
+
+# %% [markdown]
+# ### Exercise 4.4 — causal tracing: is the answer read from the subject's last token?
+# Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵⚪
+#
+# Meng et al. (2022) found in GPT models that a fact is looked up at the subject's **last
+# token** in middle MLPs and then moved to the final position. Test that here. Swap the
+# subject for another one of the same token length and a different answer (the *corrupted*
+# run: the answer's probability collapses), then restore, at one position, the clean run's
+# residual before block $\ell$, and see how much of the answer's probability comes back:
+#
+# $$\text{recovered}_\ell = \frac{p_\ell - p_\text{corrupted}}{p_\text{clean} - p_\text{corrupted}},$$
+#
+# 0 = nothing comes back, 1 = all of it. Rows as in the logit lens: `resid_pre` of each block,
+# then the last block's `resid_post`. `checks.subject_swap(prompt)` gives the two token
+# sequences and the position of the subject's last token.
+
+# %% tags=["exercise"]
+def causal_trace(
+    model: TransformerBridge,
+    clean_tokens: Int[Tensor, "1 pos"],
+    corrupted_tokens: Int[Tensor, "1 pos"],
+    answer_token: int,
+    subject_pos: int,
+) -> Float[Tensor, " layer_plus_one"]:
+    """Recovered share of P(answer) at the last position when the clean residual is restored at subject_pos.
+
+    Entry l < n_layers restores blocks.{l}.hook_resid_pre; the last entry restores
+    blocks.{n_layers - 1}.hook_resid_post. Each entry is (p - p_corrupted) / (p_clean - p_corrupted).
+    Use model.run_with_hooks; the hooks must not stay on the model.
+    """
+    raise NotImplementedError("causal_trace: one patched run per row, then normalise")
+
+
+# %%
+checks.test_causal_trace(causal_trace)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Three kinds of runs: the clean one (cache it), the corrupted one, and one corrupted run per
+# row in which a hook overwrites a single position of the residual stream.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# A hook is `def restore(resid, hook): resid[:, subject_pos] = clean_cache[name][:, subject_pos]; return resid`,
+# passed as `model.run_with_hooks(corrupted_tokens, fwd_hooks=[(name, restore)])`. The
+# probabilities come from `softmax(dim=-1)` of the logits at position -1.
+# </details>
+
+# %%
+town_swap = checks.subject_swap(town, model)
+town_str = model.to_str_tokens(town_swap.clean)
+print(f"subject {town.subject!r} swapped for {town_swap.other_subject!r}; "
+      f"subject's last token: {town_str[town_swap.subject_pos]!r} at position {town_swap.subject_pos}")
+town_trace = causal_trace(model, town_swap.clean, town_swap.corrupted, answer_id, town_swap.subject_pos)
+capital_swap = checks.subject_swap(checks.CAPITAL_PROMPT, model)
+capital_trace = causal_trace(model, capital_swap.clean, capital_swap.corrupted, capital_id, capital_swap.subject_pos)
+fig = line(
+    torch.stack([town_trace, capital_trace]),
+    x=ROW_LABELS,
+    series=[f"town ({town.subject} → {town_swap.other_subject})", f"capital (Poland → {capital_swap.other_subject})"],
+    title=f"{MODEL_NAME}: share of P(answer) recovered by restoring the subject's last token",
+    x_title="clean residual restored after …",
+    y_title="recovered share",
+)
+fig.show()
+for label, trace in (("town", town_trace), ("capital", capital_trace)):
+    print(f"{label:<8}", "  ".join(f"{row} {v:+.2f}" for row, v in zip(ROW_LABELS, trace.tolist())))
+
+# %% [markdown]
+# On the capital prompt the subject is one token: restoring it at the embeddings restores the
+# whole subject, so that row recovers everything; from "block 0 out" on, how much comes back?
+# On the town prompt, does restoring the *last* token of the town's name, at any depth, bring
+# the answer back? If not, where else could the final position be reading the town from?
 
 # %% [markdown]
 # ## 5. Beyond the logit lens: a tuned lens
@@ -594,7 +741,12 @@ def kl_to_final(layer_logits: Float[Tensor, "layer *pos d_vocab"]) -> Float[Tens
 checks.test_kl_to_final(kl_to_final)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# The formula is a sum over the vocabulary of one product per token; P_final is the last row.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # Work with `log_softmax(dim=-1)` throughout; `logp[-1:]` keeps the layer dimension so it
 # broadcasts against all rows. If you use `F.kl_div(input, target)`, note that `input` must be
@@ -627,15 +779,20 @@ def fit_affine_translator(
 checks.test_fit_affine_translator(fit_affine_translator)
 
 # %% [markdown]
-# <details><summary>Hint</summary>
+# <details><summary>Hint 1</summary>
+#
+# An affine map is a linear map on `h_from` with one extra input that is always 1.
+# </details>
+#
+# <details><summary>Hint 2</summary>
 #
 # `X = torch.cat([h_from, torch.ones(n, 1)], dim=1)` has shape `[n, d_model + 1]`;
 # `torch.linalg.lstsq(X, h_to).solution` has shape `[d_model + 1, d_model]`: its last row is
 # `b`, the rest is `W`. Solving in float64 (`.double()`) is more accurate; convert back at the end.
 # </details>
 #
-# Now train and test the lens on the course's own text (stories, IOI sentences and facts, the
-# kind of English `gelu-4l` was trained on): we run the model on it, keep every residual stream
+# Now train and test the lens on the course's own generated English (short stories, IOI
+# sentences and fact lines; `facts-4l` was trained on stories and facts): we run the model on it, keep every residual stream
 # except the BOS position, fit one translator per layer on one sample and measure the KL on
 # another.
 
@@ -679,28 +836,72 @@ fig.show()
 # Both lenses give KL 0 at the last row by construction (the final residual is decoded as it
 # is), so the plot leaves that row out and uses a logarithmic axis. The gap between the curves
 # at a layer measures how much of what that layer "knows" the plain logit lens fails to read.
-# (Figure: `gelu-4l`, held-out generated English.)
+# (Figure: the model named in `MODEL_NAME`, held-out generated English.)
 #
 # ## 6. Try it yourself
 #
-# - Change `PROMPT` to another capital, or use another relation from `course_utils.tasks.facts`:
-#   `facts.few_shot_prompt("language", "Poland").text` asks which language is spoken there
-#   (answer `facts.LANGUAGES["Poland"]`). Is the same MLP the one that matters?
-# - Replace `ioi_prompt` by another one (`ioi.ioi_prompts(5, "heldout", seed=1)`): is the
-#   indirect object always ahead of the subject before the last block?
-# - **Online:** set `MODEL_NAME = "gpt2-medium"` in the parameters cell (24 layers, the model
-#   of the original sheet) and run everything again. The lens then has 25 rows; the answer
-#   typically appears only in the later half of the network, and the tuned lens needs more
-#   training tokens (d_model is 1024). The figures above were produced by `gelu-4l`; the hub
-#   model's will differ.
+# - Change `PROMPT` to another town (`recall.few_shot_prompt("country", "Port Alden", 2, random.Random(0))`)
+#   or to another relation: `recall.few_shot_prompt("language", "Poland", 2, random.Random(0))` asks
+#   which language is spoken there. Does the answer rise as late, and is the same MLP the one
+#   that matters?
+# - Restore the clean residual at *every* position of the town's name at once, instead of its
+#   last token: what does the tracing curve look like then?
+# - **Online:** set `MODEL_NAME = "gpt2-medium"` in the parameters cell (the model of the
+#   original sheet) and run everything again: the lens gets one row per layer, plus one. The
+#   hub model does not know our invented towns; try it on the capital prompt and on real
+#   facts of your own. The figures above come from the model named in `MODEL_NAME`.
 
 # %%
-language = facts.few_shot_prompt("language", "Poland")
+language = recall.few_shot_prompt("language", "Poland", 2, random.Random(0))
 language_logits, language_cache = model.run_with_cache(language.text)
 print(repr(language.text), "→", repr(language.answer))
 lens_table(model, logit_lens(model, language_cache), model.to_single_token(language.answer))
 print("MLP removal effects:", [round(v, 2) for v in
       mlp_removal_effect(model, language_cache, model.to_single_token(language.answer)).tolist()])
+
+# %% [markdown]
+# ## 7. What we found
+#
+# The numbers below are computed on the course model `facts-4l` (whatever `MODEL_NAME` is) over
+# held-out prompts: towns asked in a Q/A form never trained for them, and capitals in the bare
+# form "The capital of X is" and in Q/A form. Top-1 is over all the prompts of a group; the
+# other figures are over the prompts the model answers (a fact it does not know has no
+# mechanism to find). `checks.findings()` computes them with the
+# functions of this chapter plus one measure from chapter 04's toolbox (zeroing an MLP's output
+# and **re-running** the model, which counts its total effect, not only its direct one);
+# `tests/test_findings_02.py` asserts every sentence of this section, so a retrained model
+# that tells another story fails the tests instead of leaving this text wrong.
+
+# %%
+found = checks.findings()
+for group in (found.towns, found.capitals_bare, found.capitals_qa):
+    print(f"{group.name} ({group.n} prompts): top-1 {group.top1:.2f}")
+    print("   median rank of the answer:", "  ".join(f"{row} {r:g}" for row, r in zip(ROW_LABELS, group.median_rank)))
+    print(f"   median row from which the answer stays on top: {ROW_LABELS[int(group.top1_depth)] if group.top1_depth <= n_layers else 'never'}")
+    print("   nats lost when one MLP is zeroed (re-run):", [round(v, 2) for v in group.mlp_zero_nats])
+    print("   nats lost when one MLP is removed from the final residual only:", [round(v, 2) for v in group.mlp_direct_nats])
+print(f"towns, causal tracing at the subject's last token ({found.n_traced} prompts), mean recovered share:",
+      "  ".join(f"{row} {v:+.2f}" for row, v in zip(ROW_LABELS, found.tracing)))
+
+# %% [markdown]
+# What `facts-4l` does, read from the lines above:
+#
+# - **Capitals are resolved by block 0.** The capital is at or next to the top of the lens
+#   right after block 0 in both forms (median rank after block 0 at most 2), although the bare
+#   form was never trained; the seed's "The capital of Poland is" is one of them (section 2).
+# - **Towns rise over depth.** After block 0 the town's country is not yet on top (median rank
+#   above 0), and its median rank never rises again on the way to the top at the last row; the
+#   median row from which it stays top-1 is "block 1 out" or later, later than for either form
+#   of the capitals. A name of several tokens has to be put together before its country can
+#   appear.
+# - **MLP 0 does most of the work, mostly indirectly.** Zeroing MLP 0 and re-running costs more
+#   nats than zeroing any other MLP, for towns and capitals alike; for towns, removing MLP 0's
+#   output from the final residual alone costs less than half of that, so later blocks carry
+#   its effect to the output.
+# - **The answer is assembled at the final position, not at the subject.** Restoring the
+#   town's last token, at any depth, recovers less than half of the answer's probability: the
+#   final position reads the town's tokens itself, rather than a last token enriched with the
+#   country (the picture Meng et al. found in GPT models).
 
 # %% [markdown]
 # ## Check your understanding
@@ -727,8 +928,14 @@ checks.test_answer_gpt2_medium_lens_rows(answer_gpt2_medium_lens_rows)
 #   is the model's output, which is the test that catches a doubled LayerNorm.
 # - Rank (0 = top), probability, reciprocal rank and top-k strings are four views of each row.
 # - Decoding `resid_mid` splits every layer into its attention and MLP steps.
-# - Removing one MLP's output from the final residual and re-decoding measures that MLP's
-#   direct effect on the answer.
+# - Subtracting a layer's own MLP output from its `resid_post` (the seed's experiment) shows what
+#   that MLP lifted to the top at that depth; removing one MLP's output from the final residual
+#   and re-decoding measures its direct effect on the answer.
+# - Causal tracing restores one clean activation in a corrupted run and asks how much of the
+#   answer comes back: it locates *where* (position and depth) the model reads what it needs.
+# - On `facts-4l`: capitals are resolved by block 0, towns of several tokens rise over the
+#   blocks, MLP 0 matters most (mostly through later blocks), and the answer is assembled at the
+#   final position rather than at the subject's last token (section 7).
 # - A tuned lens replaces the identity with a per-layer affine translator, fitted here by least
 #   squares on the model's own text; compare its KL to the final distribution with the logit
 #   lens's, layer by layer, to see how much the plain lens misses.

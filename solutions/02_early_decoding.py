@@ -63,6 +63,17 @@ def top_k_per_layer(model: TransformerBridge, layer_logits: Float[Tensor, "layer
     return [model.to_str_tokens(row) for row in top]
 
 
+def logits_before_mlp(model: TransformerBridge, cache: ActivationCache, layer: int, pos: int = -1) -> Float[Tensor, " d_vocab"]:
+    """Logits at ``pos`` read from ``resid_post`` of ``layer`` minus that layer's own MLP output.
+
+    The seed's experiment: what would the lens say right after block ``layer`` if its MLP had
+    written nothing? (The same vector as that layer's ``resid_mid``.) Decoded as usual: the final
+    LayerNorm on the edited vector itself, then ``W_U`` and ``b_U``.
+    """
+    edited = cache["resid_post", layer][0, pos] - cache["mlp_out", layer][0, pos]
+    return model.ln_final(edited) @ model.W_U + model.b_U
+
+
 def logits_without_mlp(model: TransformerBridge, cache: ActivationCache, layer: int, pos: int = -1) -> Float[Tensor, " d_vocab"]:
     """Logits at ``pos`` after removing MLP ``layer``'s output from the FINAL residual.
 
@@ -83,6 +94,37 @@ def mlp_removal_effect(model: TransformerBridge, cache: ActivationCache, answer_
     edited_logprobs = (model.ln_final(edited) @ model.W_U + model.b_U).log_softmax(dim=-1)
     clean_logprobs = (model.ln_final(final) @ model.W_U + model.b_U).log_softmax(dim=-1)
     return edited_logprobs[:, answer_token] - clean_logprobs[answer_token]
+
+
+def causal_trace(
+    model: TransformerBridge,
+    clean_tokens: Int[Tensor, "1 pos"],
+    corrupted_tokens: Int[Tensor, "1 pos"],
+    answer_token: int,
+    subject_pos: int,
+) -> Float[Tensor, " layer_plus_one"]:
+    """Share of the answer's probability recovered by restoring one clean residual in a corrupted run.
+
+    Entry ``l < n_layers``: run ``corrupted_tokens`` with ``resid_pre`` of block ``l`` at
+    ``subject_pos`` replaced by its value in the clean run; the last entry does the same with
+    ``resid_post`` of the last block. Each entry is ``(p - p_corrupted) / (p_clean - p_corrupted)``,
+    with ``p`` the answer's probability at the last position: 0 = nothing recovered, 1 = all.
+    """
+    n_layers = model.cfg.n_layers
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
+    clean_logits, clean_cache = model.run_with_cache(clean_tokens, names_filter=lambda name: name in names)
+    p_clean = clean_logits[0, -1].softmax(dim=-1)[answer_token]
+    p_corrupted = model(corrupted_tokens)[0, -1].softmax(dim=-1)[answer_token]
+    recovered = []
+    for name in names:
+        def restore(resid, hook, name=name):
+            resid[:, subject_pos] = clean_cache[name][:, subject_pos]
+            return resid
+
+        patched = model.run_with_hooks(corrupted_tokens, fwd_hooks=[(name, restore)])
+        p = patched[0, -1].softmax(dim=-1)[answer_token]
+        recovered.append((p - p_corrupted) / (p_clean - p_corrupted))
+    return torch.stack(recovered)
 
 
 def kl_to_final(layer_logits: Float[Tensor, "layer *pos d_vocab"]) -> Float[Tensor, "layer *pos"]:
@@ -110,5 +152,5 @@ def fit_affine_translator(
 # --- answers to "check your understanding" ------------------------------------------------
 answer_ln_twice_detectable_with_fresh_ln = False
 answer_gpt2_medium_lens_rows = 25  # 24 layers: 24 resid_pre rows + the final residual
-answer_biggest_block = "attn 0"  # measured on the shipped gelu-4l (see checks.block_gains)
-answer_most_important_mlp = 0  # measured on the shipped gelu-4l (see checks.most_important_mlp)
+answer_biggest_block = "attn 0"  # measured on the shipped facts-4l (see checks.block_gains)
+answer_most_important_mlp = 2  # measured on the shipped facts-4l (see checks.most_important_mlp)

@@ -16,7 +16,8 @@ S = solution_module("02_early_decoding")
 
 EXERCISES = [
     "decode_residual", "logit_lens", "answer_rank_per_layer", "answer_prob_per_layer",
-    "reciprocal_rank_per_layer", "top_k_per_layer", "logits_without_mlp", "mlp_removal_effect",
+    "reciprocal_rank_per_layer", "top_k_per_layer", "logits_before_mlp", "logits_without_mlp", "mlp_removal_effect",
+    "causal_trace",
     "kl_to_final", "fit_affine_translator",
 ]
 ANSWERS = [
@@ -75,7 +76,7 @@ def test_block_answer_spellings(spelling):
 def test_logit_lens_matches_transformer_lens_and_model_logits(which):
     model = checks.model() if which == "course model" else random_model(n_layers=4).requires_grad_(False)
     with torch.no_grad():
-        logits, cache = model.run_with_cache(checks.FACT_PROMPT)
+        logits, cache = model.run_with_cache(checks.town_prompt().text)
     for pos in (-1, 3):
         lens = S.logit_lens(model, cache, pos)
         assert lens.shape == (model.cfg.n_layers + 1, model.cfg.d_vocab)
@@ -86,22 +87,22 @@ def test_logit_lens_matches_transformer_lens_and_model_logits(which):
 
 def test_ln_twice_is_visible_on_the_check_model():
     """The check model's final LayerNorm is not idempotent, so a doubled LN is detectable."""
-    lens = checks.lens(checks.FACT_PROMPT)
-    doubled = checks._lens_ln_twice_at_final(checks.model(), checks.run(checks.FACT_PROMPT)[1])
+    lens = checks.lens(checks.town_prompt().text)
+    doubled = checks._lens_ln_twice_at_final(checks.model(), checks.run(checks.town_prompt().text)[1])
     assert (doubled[-1] - lens[-1]).abs().max() > 0.1
     torch.testing.assert_close(doubled[:-1], lens[:-1])
 
 
 def test_rank_convention_is_zero_for_the_top_token():
-    lens = checks.lens(checks.FACT_PROMPT)
+    lens = checks.lens(checks.town_prompt().text)
     top_token = int(lens[-1].argmax())
     assert S.answer_rank_per_layer(lens, top_token)[-1] == 0
     assert S.reciprocal_rank_per_layer(lens, top_token)[-1] == 1.0
 
 
 def test_mlp_removal_effect_is_consistent_with_logits_without_mlp():
-    model, cache = checks.model(), checks.run(checks.FACT_PROMPT)[1]
-    answer = checks.answer_token(checks.FACT_PROMPT)
+    model, cache = checks.model(), checks.run(checks.town_prompt().text)[1]
+    answer = checks.answer_token(checks.town_prompt())
     effect = S.mlp_removal_effect(model, cache, answer)
     clean = S.decode_residual(model, cache["resid_post", model.cfg.n_layers - 1][0, -1]).log_softmax(-1)[answer]
     for layer in range(model.cfg.n_layers):
@@ -157,6 +158,16 @@ MISTAKES = [
     ("top_k_per_layer", checks._topk_ids, "token ids"),
     ("top_k_per_layer", checks._topk_joined, "joined string"),
     ("top_k_per_layer", checks._topk_over_layers, "items but expected"),
+    ("logits_before_mlp", checks._before_mlp_from_final, "FINAL residual"),
+    ("logits_before_mlp", checks._before_mlp_no_ln, "forget the final LayerNorm"),
+    ("logits_before_mlp", checks._before_mlp_resid_pre, "resid_pre of the layer"),
+    ("logits_before_mlp", checks._before_mlp_with_mlp, "still in"),
+    ("logits_before_mlp", checks._before_mlp_attention, "attention output"),
+    ("causal_trace", checks._trace_last_pos, "after the subject"),
+    ("causal_trace", checks._trace_pos_after, "after the subject"),
+    ("causal_trace", checks._trace_pos_before, "subject_pos - 1"),
+    ("causal_trace", checks._trace_unnormalised, "raw probabilities"),
+    ("causal_trace", checks._trace_resid_post, "INPUT of block l"),
     ("logits_without_mlp", checks._without_mlp_no_ln, "forget the final LayerNorm"),
     ("logits_without_mlp", checks._without_mlp_frozen_scale, "cached ln_final scale"),
     ("logits_without_mlp", checks._without_mlp_from_layer_resid, "FINAL residual"),
@@ -328,7 +339,58 @@ def _fit_pinv_float32(h_from, h_to):
     return sol[:-1], sol[-1]
 
 
+def _before_mlp_resid_mid(model, cache, layer, pos=-1):
+    return S.decode_residual(model, cache["resid_mid", layer][0, pos])
+
+
+def _before_mlp_by_components(model, cache, layer, pos=-1):
+    """resid_pre + attention output of the same layer, decoded through the hook-free formula."""
+    x = cache["resid_pre", layer][0, pos] + cache["attn_out", layer][0, pos]
+    return S.decode_residual(model, x)
+
+
+def _trace_resid_post_of_previous(model, clean, corrupted, answer, subject_pos):
+    """Restores resid_post of block l - 1 (the same vector as resid_pre of block l), embeddings for row 0,
+    with a cloning hook and probabilities from log_softmax."""
+    n = model.cfg.n_layers
+    names = ["blocks.0.hook_resid_pre"] + [f"blocks.{l}.hook_resid_post" for l in range(n)]
+    _, clean_cache = model.run_with_cache(clean)
+    p_clean = model(clean)[0, -1].log_softmax(-1)[answer].exp()
+    p_corr = model(corrupted)[0, -1].log_softmax(-1)[answer].exp()
+    out = []
+    for name in names:
+        def restore(x, hook, name=name):
+            x = x.clone()
+            x[0, subject_pos] = clean_cache[name][0, subject_pos]
+            return x
+        p = model.run_with_hooks(corrupted, fwd_hooks=[(name, restore)])[0, -1].log_softmax(-1)[answer].exp()
+        out.append((p - p_corr) / (p_clean - p_corr))
+    return torch.tensor(out)
+
+
+def _trace_with_hooks_context(model, clean, corrupted, answer, subject_pos):
+    """The same with `model.hooks(...)` as a context manager and a negative subject index."""
+    n = model.cfg.n_layers
+    names = [f"blocks.{l}.hook_resid_pre" for l in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+    _, clean_cache = model.run_with_cache(clean)
+    prob = lambda logits: logits[0, -1].softmax(-1)[answer]  # noqa: E731
+    p_clean, p_corr = prob(model(clean)), prob(model(corrupted))
+    neg = subject_pos - clean.shape[1]
+    out = []
+    for name in names:
+        def restore(x, hook, name=name):
+            x[:, neg] = clean_cache[name][:, neg]
+            return x
+        with model.hooks(fwd_hooks=[(name, restore)]):
+            out.append((prob(model(corrupted)) - p_corr) / (p_clean - p_corr))
+    return torch.stack(out)
+
+
 ALTERNATIVES = [
+    ("logits_before_mlp", _before_mlp_resid_mid),
+    ("logits_before_mlp", _before_mlp_by_components),
+    ("causal_trace", _trace_resid_post_of_previous),
+    ("causal_trace", _trace_with_hooks_context),
     ("decode_residual", _decode_by_hand),
     ("decode_residual", _decode_with_unembed),
     ("logit_lens", _lens_loop),

@@ -1,12 +1,14 @@
 """Learner checks for chapter 02, early decoding (the logit lens).
 
-Every check runs the learner's function and the reference on the course model ``gelu-4l``
-(trained LayerNorms, so "LayerNorm applied twice" is visible) and on the chapter's prompts:
-a few-shot factual question ("... capital of Poland? A:" -> " Warsaw") and an IOI sentence.
+Every check runs the learner's function and the reference on the course model ``facts-4l``
+(trained LayerNorms, so "LayerNorm applied twice" is visible) and on the chapter's prompts: a
+two-shot question about an invented town (:func:`town_prompt`, the answer rises over depth) and
+the seed's bare "The capital of Poland is" (:data:`CAPITAL_PROMPT`, answered early).
 Inputs are computed once and cached, so each check takes a fraction of a second.
 
-Also here: :func:`text_batch`, a batch of the course's own English text, used by the
-notebook's tuned lens and by :func:`test_fit_affine_translator`.
+Also here: :func:`text_batch` (course text for the tuned lens), :func:`subject_swap` (the
+corrupted run of causal tracing) and :func:`findings` (the chapter's closing numbers, which
+``tests/test_findings_02.py`` asserts).
 """
 from __future__ import annotations
 
@@ -17,20 +19,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from jaxtyping import Int
 from transformer_lens import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
 from course_utils.chapters import solution_module
 from course_utils.harness import Case, CheckResult, Tolerance, check, check_answer, describe_difference
 from course_utils.models import load_model
-from course_utils.tasks import facts, ioi
+from course_utils.tasks import recall
+from course_utils.zoo.evaluate import _corrupted_subject, _subject_span
 
 SOLUTION = solution_module("02_early_decoding")
 
-MODEL_NAME = "gelu-4l"
-FACT_PROMPT = "Q: What is the capital of France? A: Paris\nQ: What is the capital of Poland? A:"
-FACT_ANSWER = " " + facts.CAPITALS["Poland"]
-IOI_PROMPT = ioi.ioi_prompts(1, "heldout", seed=0)[0]
+MODEL_NAME = "facts-4l"
+CAPITAL_PROMPT = recall.bare_prompt("capital", "Poland")
+"""The seed's prompt, in the bare statement form that ``facts-4l`` never saw in training."""
 
 
 # --- inputs (computed once) ----------------------------------------------------------------
@@ -64,8 +67,71 @@ def run(text: str) -> tuple[torch.Tensor, ActivationCache]:
         return model().run_with_cache(text, names_filter=_keep)
 
 
-def answer_token(text: str) -> int:
-    return model().to_single_token(FACT_ANSWER if text == FACT_PROMPT else IOI_PROMPT.answer)
+def answer_token(prompt: recall.RecallPrompt) -> int:
+    return model().to_single_token(prompt.answer)
+
+
+def tokens(text: str) -> Int[torch.Tensor, "1 pos"]:
+    """BOS + the text's tokens, as the model's ``run_with_cache(text)`` sees them."""
+    return model().to_tokens(text)
+
+
+@dataclass(frozen=True)
+class SubjectSwap:
+    """A clean prompt, the same prompt with its subject swapped, and the subject's last position."""
+
+    clean: torch.Tensor
+    corrupted: torch.Tensor
+    other_subject: str
+    subject_pos: int
+
+
+def subject_swap(prompt: recall.RecallPrompt, on: TransformerBridge | None = None) -> SubjectSwap | None:
+    """Swap the prompt's subject for another of the same token length with another answer (as the
+    model card's causal tracing does), tokenised for model ``on`` (default: the check model);
+    None when there is no such subject."""
+    m = on if on is not None else model()
+    start, stop = _subject_span(m.tokenizer, prompt.text, prompt.subject)
+    corrupted_text = _corrupted_subject(m.tokenizer, prompt, stop - start)
+    if corrupted_text is None:
+        return None
+    clean, corrupted = m.to_tokens(prompt.text), m.to_tokens(corrupted_text)
+    if clean.shape != corrupted.shape:
+        return None
+    at = prompt.text.rindex(prompt.subject)
+    other = corrupted_text[at : len(corrupted_text) - (len(prompt.text) - at - len(prompt.subject))]
+    return SubjectSwap(clean, corrupted, other, stop - 1)
+
+
+EXAMPLE_MIN_RANK = 3
+"""The example town's answer has at least this rank after block 0 (the median over towns is in
+:func:`findings`), so the rise is visible in the example's own table."""
+
+
+@functools.cache
+def town_prompt() -> recall.RecallPrompt:
+    """The chapter's main prompt: two solved shots, then the question about a town.
+
+    The town is the first one in ``recall.TOWNS`` whose question was held out of training, that
+    the model answers (top-1), whose answer is not yet among the top 3 after block 0 (see
+    :data:`EXAMPLE_MIN_RANK`), and that has a same-length town to swap in for causal tracing. The closing findings give the medians over
+    many towns, so the example is typical, not the rule.
+    """
+    m = model()
+    for town in recall.TOWNS:
+        if not recall.qa_heldout("country", town):
+            continue
+        prompt = recall.few_shot_prompt("country", town, 2, random.Random(0))
+        logits, cache = run(prompt.text)
+        answer = answer_token(prompt)
+        ranks = SOLUTION.answer_rank_per_layer(SOLUTION.logit_lens(m, cache), answer)
+        if int(logits[0, -1].argmax()) == answer and ranks[1] >= EXAMPLE_MIN_RANK and subject_swap(prompt) is not None:
+            return prompt
+    raise RuntimeError(f"{MODEL_NAME} answers no held-out town question that rises over depth")
+
+
+def _town_text() -> str:
+    return town_prompt().text
 
 
 @functools.cache
@@ -85,7 +151,7 @@ def lens_all_positions(text: str) -> torch.Tensor:
 def text_batch(m: TransformerBridge, n_rows: int, seq_len: int = 64, seed: int = 0) -> torch.Tensor:
     """``[n_rows, seq_len]`` token ids of the course's generated English (BOS first in each row).
 
-    The text mixes short stories, IOI sentences and facts (what ``gelu-4l`` was trained on),
+    The text mixes short stories, IOI sentences and fact lines (``facts-4l`` was trained on stories and facts),
     drawn with ``seed``; rows are consecutive slices of one long tokenised stream.
     """
     from course_utils.zoo.corpus import generated_english  # imported here: only this helper needs it
@@ -344,19 +410,90 @@ def _fit_identity(h_from, h_to):
     return torch.eye(d, dtype=h_from.dtype), torch.zeros(d, dtype=h_from.dtype)
 
 
+# logits_before_mlp
+def _before_mlp_from_final(m, cache, layer, pos=-1):
+    return SOLUTION.logits_without_mlp(m, cache, layer, pos)
+
+
+def _before_mlp_no_ln(m, cache, layer, pos=-1):
+    return _unembed(m, cache["resid_post", layer][0, pos] - cache["mlp_out", layer][0, pos])
+
+
+def _before_mlp_resid_pre(m, cache, layer, pos=-1):
+    return SOLUTION.decode_residual(m, cache["resid_pre", layer][0, pos])
+
+
+def _before_mlp_with_mlp(m, cache, layer, pos=-1):
+    return SOLUTION.decode_residual(m, cache["resid_post", layer][0, pos])
+
+
+def _before_mlp_attention(m, cache, layer, pos=-1):
+    return SOLUTION.decode_residual(m, cache["resid_post", layer][0, pos] - cache["attn_out", layer][0, pos])
+
+
+# causal_trace
+def _trace(m, clean, corrupted, answer, rows: Callable[[int], list[tuple[str, int]]], metric: Callable):
+    """Shared body of the wrong tracings: ``rows(subject_pos)`` gives (hook, position) per entry."""
+    n = m.cfg.n_layers
+    with torch.no_grad():
+        clean_logits, clean_cache = m.run_with_cache(clean)
+        p_clean = clean_logits[0, -1].softmax(-1)[answer]
+        p_corr = m(corrupted)[0, -1].softmax(-1)[answer]
+        out = []
+        for name, pos in rows(n):
+            def restore(x, hook, name=name, pos=pos):
+                x[:, pos] = clean_cache[name][:, pos]
+                return x
+
+            p = m.run_with_hooks(corrupted, fwd_hooks=[(name, restore)])[0, -1].softmax(-1)[answer]
+            out.append(metric(p, p_clean, p_corr))
+    return torch.stack(out)
+
+
+def _names(n: int) -> list[str]:
+    return [f"blocks.{layer}.hook_resid_pre" for layer in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+
+
+def _recovery(p, p_clean, p_corr):
+    return (p - p_corr) / (p_clean - p_corr)
+
+
+def _trace_pos_before(m, clean, corrupted, answer, subject_pos):
+    return _trace(m, clean, corrupted, answer, lambda n: [(h, subject_pos - 1) for h in _names(n)], _recovery)
+
+
+def _trace_pos_after(m, clean, corrupted, answer, subject_pos):
+    return _trace(m, clean, corrupted, answer, lambda n: [(h, subject_pos + 1) for h in _names(n)], _recovery)
+
+
+def _trace_last_pos(m, clean, corrupted, answer, subject_pos):
+    return _trace(m, clean, corrupted, answer, lambda n: [(h, -1) for h in _names(n)], _recovery)
+
+
+def _trace_unnormalised(m, clean, corrupted, answer, subject_pos):
+    return _trace(m, clean, corrupted, answer, lambda n: [(h, subject_pos) for h in _names(n)], lambda p, pc, px: p)
+
+
+def _trace_resid_post(m, clean, corrupted, answer, subject_pos):
+    """Restores the output of block l instead of its input: every row shifted by one block."""
+    def rows(n):
+        return [(f"blocks.{layer}.hook_resid_post", subject_pos) for layer in range(n)] + [(f"blocks.{n - 1}.hook_resid_post", subject_pos)]
+    return _trace(m, clean, corrupted, answer, rows, _recovery)
+
+
 # --- checks ----------------------------------------------------------------------------------
 def _fact_label(pos: int = -1) -> str:
-    return f'prompt "…capital of Poland? A:" at position {pos}'
+    return f'prompt "…{town_prompt().subject}? A:" at position {pos}'
 
 
 def _ioi_label(pos: int = -1) -> str:
-    return f'IOI prompt "{IOI_PROMPT.text[:24]}…" at position {pos}'
+    return f'prompt "{CAPITAL_PROMPT.text}" at position {pos}'
 
 
 def test_decode_residual(decode_residual) -> CheckResult:
     """Decoding a stack of residuals, one residual vector, and every position of a prompt."""
     m = model()
-    fact_cache, ioi_cache = run(FACT_PROMPT)[1], run(IOI_PROMPT.text)[1]
+    fact_cache, ioi_cache = run(_town_text())[1], run(CAPITAL_PROMPT.text)[1]
     return check(
         "decode_residual",
         decode_residual,
@@ -378,7 +515,7 @@ def test_decode_residual(decode_residual) -> CheckResult:
 
 def test_logit_lens(logit_lens) -> CheckResult:
     m = model()
-    fact_cache, ioi_cache = run(FACT_PROMPT)[1], run(IOI_PROMPT.text)[1]
+    fact_cache, ioi_cache = run(_town_text())[1], run(CAPITAL_PROMPT.text)[1]
     return check(
         "logit_lens",
         logit_lens,
@@ -403,9 +540,9 @@ def test_logit_lens(logit_lens) -> CheckResult:
 
 def _rank_cases() -> list[Case]:
     return [
-        Case(f'the logit lens of "…capital of Poland? A:" (answer "{FACT_ANSWER}")', (lens(FACT_PROMPT), answer_token(FACT_PROMPT))),
-        Case(f'the logit lens of the IOI prompt (answer "{IOI_PROMPT.answer}")', (lens(IOI_PROMPT.text), answer_token(IOI_PROMPT.text))),
-        Case('the logit lens of "…capital of Poland? A:" at position 5, token " the"', (lens(FACT_PROMPT, 5), model().to_single_token(" the"))),
+        Case(f'the logit lens of {_fact_label()} (answer "{town_prompt().answer}")', (lens(_town_text()), answer_token(town_prompt()))),
+        Case(f'the logit lens of {_ioi_label()} (answer "{CAPITAL_PROMPT.answer}")', (lens(CAPITAL_PROMPT.text), answer_token(CAPITAL_PROMPT))),
+        Case(f"the logit lens of {_fact_label(5)}, the token that comes next", (lens(_town_text(), 5), int(tokens(_town_text())[0, 6]))),
     ]
 
 
@@ -463,8 +600,8 @@ def test_top_k_per_layer(top_k_per_layer) -> CheckResult:
         top_k_per_layer,
         SOLUTION.top_k_per_layer,
         [
-            Case('the logit lens of "…capital of Poland? A:", k=5', (m, lens(FACT_PROMPT))),
-            Case("the logit lens of the IOI prompt, k=3", (m, lens(IOI_PROMPT.text)), {"k": 3}),
+            Case(f"the logit lens of {_fact_label()}, k=5", (m, lens(_town_text()))),
+            Case(f"the logit lens of {_ioi_label()}, k=3", (m, lens(CAPITAL_PROMPT.text)), {"k": 3}),
         ],
         known_mistakes={
             "these are the k LOWEST-scoring tokens: use topk (largest=True) or sort in descending order": _topk_bottom,
@@ -477,7 +614,7 @@ def test_top_k_per_layer(top_k_per_layer) -> CheckResult:
 
 def test_logits_without_mlp(logits_without_mlp) -> CheckResult:
     m = model()
-    fact_cache, ioi_cache = run(FACT_PROMPT)[1], run(IOI_PROMPT.text)[1]
+    fact_cache, ioi_cache = run(_town_text())[1], run(CAPITAL_PROMPT.text)[1]
     last = m.cfg.n_layers - 1
     return check(
         "logits_without_mlp",
@@ -509,8 +646,8 @@ def test_mlp_removal_effect(mlp_removal_effect) -> CheckResult:
         mlp_removal_effect,
         SOLUTION.mlp_removal_effect,
         [
-            Case(f'{_fact_label()}, answer "{FACT_ANSWER}"', (m, run(FACT_PROMPT)[1], answer_token(FACT_PROMPT))),
-            Case(f'{_ioi_label()}, answer "{IOI_PROMPT.answer}"', (m, run(IOI_PROMPT.text)[1], answer_token(IOI_PROMPT.text))),
+            Case(f'{_fact_label()}, answer "{town_prompt().answer}"', (m, run(_town_text())[1], answer_token(town_prompt()))),
+            Case(f'{_ioi_label()}, answer "{CAPITAL_PROMPT.answer}"', (m, run(CAPITAL_PROMPT.text)[1], answer_token(CAPITAL_PROMPT))),
         ],
         tol=Tolerance(1e-3, 1e-3),
         index_names=("layer",),
@@ -524,14 +661,65 @@ def test_mlp_removal_effect(mlp_removal_effect) -> CheckResult:
     )
 
 
+def test_logits_before_mlp(logits_before_mlp) -> CheckResult:
+    m = model()
+    town_cache, capital_cache = run(_town_text())[1], run(CAPITAL_PROMPT.text)[1]
+    return check(
+        "logits_before_mlp",
+        logits_before_mlp,
+        SOLUTION.logits_before_mlp,
+        [
+            Case(f"{_fact_label()}, layer 0", (m, town_cache, 0)),
+            Case(f"{_fact_label()}, layer 2", (m, town_cache, 2)),
+            Case(f"{_fact_label(4)}, layer 1", (m, town_cache, 1), {"pos": 4}),
+            Case(f"{_ioi_label()}, layer 0", (m, capital_cache, 0)),
+        ],
+        tol=Tolerance(1e-3, 1e-4),
+        index_names=("token",),
+        known_mistakes={
+            "did you subtract from the FINAL residual? Here the MLP output is removed from resid_post of the same layer": _before_mlp_from_final,
+            "did you forget the final LayerNorm before W_U?": _before_mlp_no_ln,
+            "this is resid_pre of the layer (before attention too): subtract only the MLP output from resid_post": _before_mlp_resid_pre,
+            "the MLP output is still in: subtract cache[\"mlp_out\", layer] from resid_post": _before_mlp_with_mlp,
+            "you removed the attention output (hook_attn_out); remove the MLP output (hook_mlp_out)": _before_mlp_attention,
+        },
+    )
+
+
+def _trace_cases() -> list[Case]:
+    m, cases = model(), []
+    for label, prompt in ((_ioi_label(), CAPITAL_PROMPT), (_fact_label(), town_prompt())):
+        swap = subject_swap(prompt)
+        cases.append(Case(f'{label}, subject swapped for "{swap.other_subject}", subject_pos={swap.subject_pos}',
+                          (m, swap.clean, swap.corrupted, answer_token(prompt), swap.subject_pos)))
+    return cases
+
+
+def test_causal_trace(causal_trace) -> CheckResult:
+    return check(
+        "causal_trace",
+        causal_trace,
+        SOLUTION.causal_trace,
+        _trace_cases(),
+        tol=Tolerance(2e-3, 1e-3),
+        index_names=("row",),
+        known_mistakes={
+            "did you restore a position after the subject (here: the last one)? Restore position subject_pos only": _trace_last_pos,
+            "entry 0 should recover the whole answer here: restore position subject_pos (not subject_pos - 1), at the INPUT of block l (hook_resid_pre)": _trace_pos_before,
+            "these are raw probabilities: return the recovered share (p - p_corrupted) / (p_clean - p_corrupted)": _trace_unnormalised,
+            "off by one block: entry l restores the INPUT of block l (hook_resid_pre), so entry 0 is the embedding": _trace_resid_post,
+        },
+    )
+
+
 def test_kl_to_final(kl_to_final) -> CheckResult:
     return check(
         "kl_to_final",
         kl_to_final,
         SOLUTION.kl_to_final,
         [
-            Case('the logit lens of "…capital of Poland? A:" ([layer, d_vocab])', (lens(FACT_PROMPT),)),
-            Case("the logit lens of the IOI prompt at every position ([layer, pos, d_vocab])", (lens_all_positions(IOI_PROMPT.text),)),
+            Case(f"the logit lens of {_fact_label()} ([layer, d_vocab])", (lens(_town_text()),)),
+            Case(f'the logit lens of "{CAPITAL_PROMPT.text}" at every position ([layer, pos, d_vocab])', (lens_all_positions(CAPITAL_PROMPT.text),)),
         ],
         tol=Tolerance(1e-4, 1e-3),
         known_mistakes={
@@ -605,16 +793,16 @@ def test_fit_affine_translator(fit_affine_translator) -> CheckResult:
 def block_gains() -> tuple[list[str], torch.Tensor]:
     """Labels ("attn 0", "mlp 0", ...) and the rise in the answer's logit-lens log-probability
     across each block, on the chapter's fact prompt."""
-    m, cache = model(), run(FACT_PROMPT)[1]
+    m, cache = model(), run(_town_text())[1]
     resid, labels = cache.accumulated_resid(incl_mid=True, apply_ln=True, pos_slice=-1, return_labels=True)
-    logprob = (resid[:, 0] @ m.W_U + m.b_U).log_softmax(dim=-1)[:, answer_token(FACT_PROMPT)]
+    logprob = (resid[:, 0] @ m.W_U + m.b_U).log_softmax(dim=-1)[:, answer_token(town_prompt())]
     names = [f"{'attn' if i % 2 == 0 else 'mlp'} {i // 2}" for i in range(len(labels) - 1)]
     return names, logprob[1:] - logprob[:-1]
 
 
 def most_important_mlp() -> int:
     m = model()
-    return int(SOLUTION.mlp_removal_effect(m, run(FACT_PROMPT)[1], answer_token(FACT_PROMPT)).argmin())
+    return int(SOLUTION.mlp_removal_effect(m, run(_town_text())[1], answer_token(town_prompt())).argmin())
 
 
 def _normalise_block(given: Any) -> str | None:
@@ -634,7 +822,7 @@ def test_answer_ln_twice_detectable_with_fresh_ln(answer) -> CheckResult:
         "answer_ln_twice_detectable_with_fresh_ln",
         answer,
         lambda given: given is False,
-        "a LayerNorm with weight 1 and bias 0 outputs a vector of mean 0 and variance ≈ 1; normalising it again changes (almost) nothing",
+        "what mean and variance does a vector have after a LayerNorm with weight 1 and bias 0, and what would a second one do to it? Try F.layer_norm twice on a random vector",
     )
 
 
@@ -643,7 +831,7 @@ def test_answer_gpt2_medium_lens_rows(answer) -> CheckResult:
         "answer_gpt2_medium_lens_rows",
         answer,
         lambda given: isinstance(given, int) and not isinstance(given, bool) and given == 25,
-        "gpt2-medium has 24 layers: one row per resid_pre of each layer, plus one for the final residual",
+        "how many rows does your lens have on this 4-layer model, and which rule gives that number?",
     )
 
 
@@ -654,7 +842,7 @@ def test_answer_biggest_block(answer) -> CheckResult:
         "answer_biggest_block",
         answer,
         lambda given: _normalise_block(given) == truth,
-        "write it as \"attn L\" or \"mlp L\"; it is the block across which the answer's log-probability rises the most in the resid_mid plot",
+        "write it as \"attn L\" or \"mlp L\", and look again at the tallest bar of the resid_mid plot",
     )
 
 
@@ -664,5 +852,134 @@ def test_answer_most_important_mlp(answer) -> CheckResult:
         "answer_most_important_mlp",
         answer,
         lambda given: isinstance(given, int) and not isinstance(given, bool) and given == truth,
-        "it is the layer where mlp_removal_effect is most negative (argmin)",
+        "removal hurts most where Δ log P is most negative: read the town bars of the plot again",
     )
+
+
+# --- findings ----------------------------------------------------------------------------------
+N_FINDING_PROMPTS = 24
+"""Prompts per group in :func:`findings` (the first of each held-out list): enough for stable
+medians, few enough for the notebook to stay fast."""
+
+
+@dataclass(frozen=True)
+class GroupFindings:
+    """What the model does on one group of prompts (all at the last position)."""
+
+    name: str
+    n: int
+    top1: float
+    """Share of the ``n`` prompts answered (top-1); every figure below is over those answered."""
+    median_rank: list[float]
+    """Median logit-lens rank of the answer per row: embed, after block 0, ..., after the last block."""
+    top1_depth: float
+    """Median row from which the answer is top-1 and stays so (n_layers + 1: never)."""
+    mlp_zero_nats: list[float]
+    """Mean drop of the answer's log-probability when one MLP's output is zeroed (the model re-run)."""
+    mlp_direct_nats: list[float]
+    """Mean drop when one MLP's output is only subtracted from the final residual (direct path)."""
+
+
+def _padded(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded BOS-prefixed token ids and each row's last real position."""
+    rows = [tokens(text)[0] for text in texts]
+    last = torch.tensor([len(r) - 1 for r in rows])
+    out = torch.zeros(len(rows), int(last.max()) + 1, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out, last
+
+
+@torch.no_grad()
+def _measure(prompts: list[recall.RecallPrompt]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For prompts of similar length, at the last position: the logit-lens ranks ``[row, prompt]``,
+    and the answer's log-probability ``[prompt]``, with each MLP zeroed ``[layer, prompt]`` and with
+    each MLP removed from the final residual only ``[layer, prompt]``; plus top-1 hits ``[prompt]``."""
+    m, n = model(), model().cfg.n_layers
+    batch, last = _padded([p.text for p in prompts])
+    rows = torch.arange(len(prompts))
+    answers = torch.tensor([answer_token(p) for p in prompts])
+    logits, cache = m.run_with_cache(batch, names_filter=lambda h: "resid_pre" in h or "resid_post" in h or "mlp_out" in h)
+    final = logits[rows, last]
+    resid = torch.stack([cache["resid_pre", layer][rows, last] for layer in range(n)] + [cache["resid_post", n - 1][rows, last]])
+    lens = SOLUTION.decode_residual(m, resid)  # [row, prompt, vocab]
+    ranks = (lens > lens[:, rows, answers].unsqueeze(-1)).sum(-1)
+    log_p = final.log_softmax(-1)[rows, answers]
+    zero, direct = [], []
+    for layer in range(n):
+        ablated = m.run_with_hooks(batch, fwd_hooks=[(f"blocks.{layer}.hook_mlp_out", lambda x, hook: x * 0)])
+        zero.append(log_p - ablated[rows, last].log_softmax(-1)[rows, answers])
+        edited = SOLUTION.decode_residual(m, resid[-1] - cache["mlp_out", layer][rows, last])
+        direct.append(log_p - edited.log_softmax(-1)[rows, answers])
+    return ranks, torch.stack(zero), torch.stack(direct), (final.argmax(-1) == answers).float()
+
+
+def _group(name: str, prompts: list[recall.RecallPrompt], chunk: int = 8) -> GroupFindings:
+    """Measure ``prompts`` in chunks of similar token length (little padding: the passes stay cheap)."""
+    n = model().cfg.n_layers
+    ordered = sorted(prompts, key=lambda p: len(tokens(p.text)[0]))
+    parts = [_measure(ordered[i : i + chunk]) for i in range(0, len(ordered), chunk)]
+    ranks, zero, direct, hits = (torch.cat(tensors, dim=-1) for tensors in zip(*parts))
+    answered = hits.bool()
+    ranks, zero, direct = ranks[:, answered], zero[:, answered], direct[:, answered]
+    on_top = (ranks == 0).flip(0).cumprod(0).sum(0)  # rows on top, counted from the last one
+    depths = (n + 1 - on_top).float()
+    return GroupFindings(
+        name, len(prompts), hits.mean().item(), ranks.float().median(dim=1).values.tolist(),
+        depths.median().item(), zero.mean(1).tolist(), direct.mean(1).tolist(),
+    )
+
+
+@dataclass(frozen=True)
+class Findings:
+    towns: GroupFindings
+    capitals_bare: GroupFindings
+    capitals_qa: GroupFindings
+    tracing: list[float]
+    """Mean recovered share per row when the clean residual is restored at the town's last token."""
+    n_traced: int
+
+
+@functools.cache
+def findings() -> Findings:
+    """The chapter's closing numbers on the course model (``tests/test_findings_02.py`` asserts the
+    claims the notebook makes from them). Held-out forms only: towns asked in Q/A form that never
+    was trained, and capitals in the bare form and in Q/A form; the mechanism figures are over the
+    prompts the model answers. Causal tracing: the first :data:`N_TRACED` answered towns that have a
+    same-length swap (those the model gets wrong have nothing to recover)."""
+    k = N_FINDING_PROMPTS
+    towns = recall.eval_prompts("country", "qa_heldout")[:k]
+    groups = (
+        _group("towns, held-out Q/A", towns),
+        _group('capitals, bare "The capital of X is"', recall.eval_prompts("capital", "bare")[:k]),
+        _group("capitals, Q/A", recall.eval_prompts("capital", "qa")[:k]),
+    )
+    traces = []
+    for prompt in towns:
+        if len(traces) == N_TRACED or int(run(prompt.text)[0][0, -1].argmax()) != answer_token(prompt):
+            continue
+        swap = subject_swap(prompt)
+        if swap is not None:
+            traces.append(batched_trace(swap, answer_token(prompt)))
+    return Findings(*groups, torch.stack(traces).mean(0).tolist(), len(traces))
+
+
+N_TRACED = 6
+
+
+@torch.no_grad()
+def batched_trace(swap: SubjectSwap, answer: int) -> torch.Tensor:
+    """The reference ``causal_trace`` in one forward pass: row 0 of the batch is the clean run,
+    row 1 the corrupted one, and row 2 + l the corrupted run with the clean residual restored at
+    the subject's last token at the l-th hook point (the hook copies it from row 0)."""
+    m, n = model(), model().cfg.n_layers
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
+    batch = torch.cat([swap.clean, swap.corrupted.expand(n + 2, -1)])
+
+    def restore(x, hook, row):
+        x[row, swap.subject_pos] = x[0, swap.subject_pos]
+        return x
+
+    hooks = [(name, functools.partial(restore, row=2 + i)) for i, name in enumerate(names)]
+    p = m.run_with_hooks(batch, fwd_hooks=hooks)[:, -1].softmax(-1)[:, answer]
+    return (p[2:] - p[1]) / (p[0] - p[1])

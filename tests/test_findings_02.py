@@ -1,0 +1,78 @@
+"""Chapter 02's "What we found": every sentence of that section, recomputed on the course model.
+
+The notebook prints the numbers of :func:`course_utils.checks.early_decoding.findings` and
+states qualitative claims about them; these tests assert each claim with bounds loose enough
+for a retrain that tells the same story, and tight enough that another story fails here."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_utils.checks import early_decoding as checks
+
+
+@pytest.fixture(scope="module")
+def found():
+    return checks.findings()
+
+
+def test_the_model_answers_the_held_out_forms(found):
+    assert found.capitals_bare.top1 >= 0.9 and found.capitals_qa.top1 >= 0.9
+    assert found.towns.top1 >= 0.5
+
+
+def test_capitals_are_resolved_by_block_0(found):
+    """"The capital is at or next to the top of the lens right after block 0 in both forms"."""
+    for group in (found.capitals_bare, found.capitals_qa):
+        assert group.median_rank[1] <= 2, group
+
+
+def test_the_seed_prompt_is_one_of_them():
+    lens = checks.lens(checks.CAPITAL_PROMPT.text)
+    ranks = checks.SOLUTION.answer_rank_per_layer(lens, checks.answer_token(checks.CAPITAL_PROMPT))
+    assert ranks[-1] == 0 and ranks[1] <= 2
+
+
+def test_towns_rise_over_depth(found):
+    """"After block 0 the town's country is not yet on top, and its median rank never rises again
+    on the way to the top at the last row"."""
+    ranks = found.towns.median_rank
+    assert ranks[1] >= 1, ranks
+    assert all(later <= earlier for earlier, later in zip(ranks[1:], ranks[2:])), ranks
+    assert ranks[-1] == 0, ranks
+
+
+def test_towns_become_top1_later_than_capitals(found):
+    """"The median row from which it stays top-1 is 'block 1 out' or later, later than for either
+    form of the capitals"."""
+    assert found.towns.top1_depth >= 2
+    assert found.towns.top1_depth > max(found.capitals_bare.top1_depth, found.capitals_qa.top1_depth)
+
+
+def test_mlp0_does_most_of_the_work_mostly_indirectly(found):
+    """"Zeroing MLP 0 costs more than any other MLP, for towns and capitals; for towns its direct
+    removal costs less than half of that"."""
+    for group in (found.towns, found.capitals_bare, found.capitals_qa):
+        zero = group.mlp_zero_nats
+        assert zero[0] == max(zero) and zero[0] >= 2, group
+    assert found.towns.mlp_direct_nats[0] < found.towns.mlp_zero_nats[0] / 2
+
+
+def test_tracing_at_the_towns_last_token_recovers_little(found):
+    """"Restoring the town's last token, at any depth, recovers less than half of the answer's probability"."""
+    assert found.n_traced >= 4
+    assert max(found.tracing) < 0.5, found.tracing
+
+
+def test_the_chapters_example_rises_too():
+    prompt = checks.town_prompt()
+    ranks = checks.SOLUTION.answer_rank_per_layer(checks.lens(prompt.text), checks.answer_token(prompt))
+    assert ranks[1] > 0 and ranks[-1] == 0
+
+
+def test_the_batched_trace_of_the_findings_is_the_reference_trace():
+    prompt = checks.town_prompt()
+    swap = checks.subject_swap(prompt)
+    answer = checks.answer_token(prompt)
+    reference = checks.SOLUTION.causal_trace(checks.model(), swap.clean, swap.corrupted, answer, swap.subject_pos)
+    torch.testing.assert_close(checks.batched_trace(swap, answer), reference, atol=1e-4, rtol=1e-3)
