@@ -149,5 +149,5 @@ def test_the_ternary_evaluation_set_is_restored_like_the_models(clone):
     _git(clone.parent, "add", "models")
     _git(clone.parent, "commit", "-q", "-m", "eval set")
     missing.unlink()
-    with pytest.raises(FileNotFoundError, match="missing .*ternary_eval.json; restore the shipped files with `git checkout -- models/`"):
+    with pytest.raises(CheckpointError, match="missing file .*ternary_eval.json; restore the shipped files with `git checkout -- models/`"):
         load_ternary_eval(path=missing)
