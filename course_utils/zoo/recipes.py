@@ -289,9 +289,6 @@ def _evaluate_4l(model: TransformerBridge, streams: Streams) -> dict:
     for split in ("train", "heldout_pairs", "heldout_templates", "heldout"):
         for key, value in evaluate.ioi_metrics(model, split).items():
             out[f"ioi_{split}_{key}"] = value
-    for relation in ("capital", "language"):
-        metrics = evaluate.fact_metrics(model, relation)
-        out[f"facts_{relation}_top1"] = metrics["top1"]
     out["ioi_by_preamble_tokens"] = evaluate.ioi_by_preamble(model, streams.stories_heldout)
     out["ioi_circuit"] = ioi_circuit.describe(model)
     return {**out, **_lm_losses(model, streams)}
