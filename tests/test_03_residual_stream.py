@@ -242,7 +242,7 @@ def test_top_ioi_head_answer():
 def test_reading_checks_pass_the_solution_and_flag_a_stub(name):
     check = getattr(checks, f"test_{name}")
     assert check(getattr(SOLUTION, name))
-    assert check(_stub).status == "not implemented"
+    assert check(_stub).status == "not attempted"
 
 
 @pytest.mark.parametrize("wrong, diagnosis", [

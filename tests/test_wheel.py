@@ -188,7 +188,7 @@ def test_the_wheel_is_the_whole_course(scratch):
     venv = (scratch / "venv").resolve()
     assert Path(result["course_utils"]).resolve().is_relative_to(venv), result["course_utils"]
     assert result["repo_root"] == "None" and Path(result["models_dir"]).resolve().is_relative_to(venv)
-    assert result["models"] == {"attn-only-1l": 1, "attn-only-2l": 2, "gelu-4l": 4} and result["ternary_eval"] > 0
+    assert result["models"] == {"attn-only-1l": 1, "attn-only-2l": 2, "gelu-4l": 4, "facts-4l": 4} and result["ternary_eval"] > 0
     assert Path(result["solution_path"]) == work / "build" / "notebooks" / "solutions" / f"{CHAPTER}.ipynb"
     assert result["sheet_bytes"] > 10_000  # the sheet's stylesheet and template came with the wheel
     for kind in ("learner", "solution"):
