@@ -133,7 +133,8 @@ USE_THE_COURSE = textwrap.dedent(
         nb.cells.insert(0, nbformat.v4.new_code_cell(WHERE))
         started = time.perf_counter()
         stopped = execute_in_kernel(nb, Path.cwd(), timeout=300, strict_checks=strict)
-        text = [o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"]
+        text = [o.get("text", "") if o.output_type == "stream" else o.get("data", {}).get("text/plain", "")
+                for c in nb.cells if c.cell_type == "code" for o in c.outputs]
         errors = [f"{o.ename}: {o.evalue}" for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
         return {"stopped": stopped, "errors": errors, "text": "".join(text), "seconds": time.perf_counter() - started}
 
