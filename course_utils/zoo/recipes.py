@@ -363,8 +363,9 @@ FACTS_4L = Recipe(
         "(40 %); answer tokens weigh "
         f"{RECALL_ANSWER_WEIGHT:g}, other tokens 1. With p=0.1 each, plain windows of stories and Shakespeare. "
         "Held out of training: the bare statement form of every relation (\"The capital of Poland is\"), "
-        "and the Q/A form for a quarter of the subjects of each relation. A first version with 160 towns "
-        "resolved every answer in block 0 (MLP 0 alone); with 480 towns the answer rose over blocks 0-2. "
+        "and the Q/A form for a quarter of the subjects of each relation. In a first version with 160 towns, "
+        "MLP 0 did all the work (zeroing MLPs 1-3 cost under 0.1 nats) and a town's answer had median rank 1-2 "
+        "after block 0; with 480 towns the answer rose over blocks 0-2 (median rank 276, 6, 1, 0, 0). "
         "Tied embeddings (W_U = W_E^T) as in the other course models."
     ),
     evaluate=_evaluate_facts,
