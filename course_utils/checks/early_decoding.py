@@ -27,7 +27,6 @@ from course_utils.chapters import solution_module
 from course_utils.harness import Case, CheckResult, Tolerance, check, check_answer, describe_difference
 from course_utils.models import load_model
 from course_utils.tasks import recall
-from course_utils.zoo.evaluate import _corrupted_subject, _subject_span
 
 SOLUTION = solution_module("02_early_decoding")
 
@@ -91,8 +90,8 @@ def subject_swap(prompt: recall.RecallPrompt, on: TransformerBridge | None = Non
     model card's causal tracing does), tokenised for model ``on`` (default: the check model);
     None when there is no such subject."""
     m = on if on is not None else model()
-    start, stop = _subject_span(m.tokenizer, prompt.text, prompt.subject)
-    corrupted_text = _corrupted_subject(m.tokenizer, prompt, stop - start)
+    start, stop = recall.subject_span(m.tokenizer, prompt.text, prompt.subject)
+    corrupted_text = recall.corrupted_subject(m.tokenizer, prompt, stop - start)
     if corrupted_text is None:
         return None
     clean, corrupted = m.to_tokens(prompt.text), m.to_tokens(corrupted_text)

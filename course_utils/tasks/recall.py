@@ -24,6 +24,8 @@ import hashlib
 import random
 from dataclasses import dataclass
 
+from transformers import PreTrainedTokenizerFast
+
 from course_utils.tasks.facts import CAPITALS, LANGUAGES
 
 
@@ -161,3 +163,24 @@ def eval_prompts(relation: str, form: str, seed: int = 0) -> list[RecallPrompt]:
         raise ValueError(f"unknown form {form!r}; use 'qa', 'qa_heldout' or 'bare'")
     subjects = [s for s in sorted(rel.table) if form == "qa" or qa_heldout(relation, s)]
     return [few_shot_prompt(relation, s, rng.randint(0, 3), rng) for s in subjects]
+
+
+def subject_span(tok: PreTrainedTokenizerFast, text: str, subject: str) -> tuple[int, int]:
+    """Token positions ``[start, stop)`` of the last mention of ``subject`` in BOS + ``text``."""
+    at = text.rindex(subject)
+    start = len(tok.encode(text[:at].rstrip(" "), add_special_tokens=False)) + 1 if at else 1
+    stop = len(tok.encode(text[: at + len(subject)], add_special_tokens=False)) + 1
+    return start, stop
+
+
+def corrupted_subject(tok: PreTrainedTokenizerFast, prompt: RecallPrompt, length: int) -> str | None:
+    """The prompt with its subject swapped for another subject of the same token length whose
+    answer differs (fixed choice per prompt), or None if there is none."""
+    table = get_relation(prompt.relation).table
+    n_tokens = lambda s: len(tok.encode(" " + s, add_special_tokens=False))  # noqa: E731
+    others = [s for s in sorted(table) if table[s] != table[prompt.subject] and n_tokens(s) == length]
+    if not others:
+        return None
+    other = random.Random(prompt.text).choice(others)
+    at = prompt.text.rindex(prompt.subject)
+    return prompt.text[:at] + other + prompt.text[at + len(prompt.subject) :]

@@ -236,27 +236,6 @@ def ternary_by_preamble(model: TransformerBridge, stream: Int[torch.Tensor, " n"
 
 # Fact recall (facts-4l) -----------------------------------------------------------------------
 
-def _subject_span(tok, text: str, subject: str) -> tuple[int, int]:
-    """Token positions ``[start, stop)`` of the last mention of ``subject`` in BOS + ``text``."""
-    at = text.rindex(subject)
-    start = len(tok.encode(text[:at].rstrip(" "), add_special_tokens=False)) + 1 if at else 1
-    stop = len(tok.encode(text[: at + len(subject)], add_special_tokens=False)) + 1
-    return start, stop
-
-
-def _corrupted_subject(tok, prompt: recall.RecallPrompt, length: int) -> str | None:
-    """The prompt with its subject swapped for another subject of the same token length whose
-    answer differs (fixed choice per prompt), or None if there is none."""
-    table = recall.get_relation(prompt.relation).table
-    n_tokens = lambda s: len(tok.encode(" " + s, add_special_tokens=False))  # noqa: E731
-    others = [s for s in sorted(table) if table[s] != table[prompt.subject] and n_tokens(s) == length]
-    if not others:
-        return None
-    other = random.Random(prompt.text).choice(others)
-    at = prompt.text.rindex(prompt.subject)
-    return prompt.text[:at] + other + prompt.text[at + len(prompt.subject) :]
-
-
 @torch.no_grad()
 def recall_depth(model: TransformerBridge, prompts: list[recall.RecallPrompt]) -> dict[str, object]:
     """Where in depth the answer appears, on ``prompts`` (one forward pass each):
@@ -303,8 +282,8 @@ def recall_depth(model: TransformerBridge, prompts: list[recall.RecallPrompt]) -
             dla[layer] += (cache[f"blocks.{layer}.hook_mlp_out"][0, -1] / scale @ direction) / centred
             ablated = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.hook_mlp_out", lambda x, hook: x * 0)])
             removal[layer] += log_p - ablated[0, -1].log_softmax(-1)[answer]
-        start, stop = _subject_span(tok, prompt.text, prompt.subject)
-        corrupted_text = _corrupted_subject(tok, prompt, stop - start)
+        start, stop = recall.subject_span(tok, prompt.text, prompt.subject)
+        corrupted_text = recall.corrupted_subject(tok, prompt, stop - start)
         if corrupted_text is None:
             continue
         corrupted = torch.tensor([[tok.bos_token_id, *tok.encode(corrupted_text, add_special_tokens=False)]])

@@ -49,10 +49,6 @@ def ioi_data(model: TransformerBridge, split: ioi.Split = "heldout", n: int = 20
                    torch.stack(io_pos), torch.stack(s1_pos), torch.stack(s2_pos))
 
 
-def _logit_diff(logits: Float[torch.Tensor, "batch seq vocab"], data: IOIData) -> Float[torch.Tensor, " batch"]:
-    return ioi.logit_diff(logits, data.batch)
-
-
 @torch.no_grad()
 def head_evidence(model: TransformerBridge, data: IOIData) -> dict[str, Float[torch.Tensor, "layer head"]]:
     """Per head: attention from END to IO, to S (S1 + S2) and to S2 alone, from S2 to S1 (duplicate-token
@@ -62,7 +58,7 @@ def head_evidence(model: TransformerBridge, data: IOIData) -> dict[str, Float[to
     b = data.batch
     rows = torch.arange(len(b.tokens))
     logits, cache = model.run_with_cache(b.tokens)
-    ld = _logit_diff(logits, data).mean()
+    ld = ioi.logit_diff(logits, data.batch).mean()
     end = b.answer_pos
     scale = cache["ln_final.hook_scale"][rows, end]
     direction = (model.W_U[:, b.io_ids] - model.W_U[:, b.s_ids]).T  # batch d_model
@@ -130,7 +126,7 @@ def logit_diff_with_heads_ablated(model: TransformerBridge, data: IOIData, ablat
 
     hooks = [(f"blocks.{layer}.attn.hook_z", replace) for layer in layers]
     logits = model.run_with_hooks(data.batch.tokens, fwd_hooks=hooks)
-    return _logit_diff(logits, data).mean().item()
+    return ioi.logit_diff(logits, data.batch).mean().item()
 
 
 ROLE_LIMITS = {
