@@ -205,3 +205,12 @@ def test_model_cards_report_measured_figures():
         assert "FAIL" not in card
         config = json.loads((MODELS_DIR / name / "config.json").read_text())
         assert config["d_vocab"] == len(load_tokenizer())
+
+
+def test_attn_only_2l_previous_token_limit_is_as_chapter_01_says(models, heldout_streams):
+    """Chapter 01, the README and the card say the previous-token head works on code up to about
+    position 70 and fades after it; a retrain that changes this must change that text too."""
+    _, by_pos = evaluate.previous_token_by_position(models["attn-only-2l"], heldout_streams.code_heldout)
+    early = [v for b, v in by_pos.items() if int(b.split("-")[0]) < 64]
+    late = [v for b, v in by_pos.items() if int(b.split("-")[0]) >= 80]
+    assert min(early) >= 0.9 and max(late) < 0.5, by_pos
