@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # pytest exits 5 when it collected no test; that is not a failure here.
 PYTEST = $(PY) -m pytest
 
-.PHONY: setup build test test-unit test-notebooks lab progress sheets grade benchmark zoo zoo-verify clean
+.PHONY: setup build test test-unit test-notebooks lab progress sheets grade download benchmark zoo zoo-verify clean
 
 setup: $(VENV)/.installed
 
@@ -44,6 +44,11 @@ sheets: setup
 # Runs a class's notebooks (one folder per student) and writes build/grades/: grades.csv and feedback pages.
 grade: setup
 	$(PY) -m course_utils grade $(ARGS)
+
+# While online: hub models into the Hugging Face cache, so that load_model finds them offline later.
+# make download ARGS="gpt2-small gpt2-medium hub:attn-only-2l hub:attn-only-1l"
+download: setup
+	$(PY) -m course_utils download $(ARGS)
 
 benchmark: build
 	$(PY) benchmarks/run_course.py

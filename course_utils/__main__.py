@@ -5,6 +5,7 @@
   progress   run your workspace notebooks headless and print which checks pass
   sheets     exercise and solution sheets as offline HTML pages in build/sheets/
   grade      run a class's notebooks (one folder per student) and write grades.csv and feedback pages
+  download   fetch hub models into the Hugging Face cache while online, so that load_model finds them offline
 """
 import argparse
 import json
@@ -50,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--memory-gb", type=float, default=8.0, help="address space per kernel, GiB (default 8)")
     grade.add_argument("--jobs", type=int, default=None, help="notebooks run at once (default: the number of cores)")
 
+    download = sub.add_parser("download", help="fetch hub models into the Hugging Face cache, for offline use later")
+    download.add_argument("models", nargs="+", help="hub model names, e.g. gpt2-small gpt2-medium hub:attn-only-2l")
+
     args = parser.parse_args(argv)
+    if args.command == "download":
+        return _download(args.models)
     try:
         chapters = [resolve(c) for c in args.chapters] or available_chapters()
     except ValueError as err:
@@ -130,6 +136,27 @@ def _grade(args: argparse.Namespace, chosen: list[str]) -> int:
         f"({_count(notebooks, 'notebook')}, {jobs} at a time) "
         f"in {grades.seconds:.0f} s. {grades.total()} Wrote {out} and {index}."
     )
+    return 0
+
+
+def _download(names: list[str]) -> int:
+    from course_utils import hub
+    from course_utils.zoo.checkpoint import COURSE_MODELS
+
+    repos = {name: hub.hub_repo(name) for name in names if name.lower() not in COURSE_MODELS}
+    for name in names:
+        if name.lower() in COURSE_MODELS:
+            print(f"{name}: a course model, shipped with the course (nothing to download; 'hub:{name}' is the hub's).")
+    unknown = [name for name, repo in repos.items() if repo is None]
+    if unknown:
+        print(f"Not a hub model name: {', '.join(unknown)} (use TransformerLens names such as gpt2-small or hub:attn-only-2l).")
+        return 2
+    if repos and not hub.hub_reachable():
+        print(f"{hub.HUB_HOST} is not reachable (offline, or HF_HUB_OFFLINE is set): connect and run this again.")
+        return 1
+    for name, repo in repos.items():
+        folder = hub.download(repo)
+        print(f"{name}: {repo} is in the Hugging Face cache ({folder})")
     return 0
 
 

@@ -1,24 +1,16 @@
 """Load the course's own models, hub models when online, and tiny random models for tests."""
 from __future__ import annotations
 
-import os
-import socket
+import difflib
 
 import torch
 import transformer_lens.model_bridge.sources  # noqa: F401 - registers TransformerBridge.boot_native
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
-from transformer_lens.supported_models import get_official_model_name
 
 from course_utils.device import get_device
+from course_utils.hub import ModelUnavailableError, hub_repo, load_hub_model
 from course_utils.zoo.checkpoint import COURSE_MODELS, load_checkpoint, load_tokenizer
-
-HUB_PREFIX = "hub:"
-HUB_HOST = "huggingface.co"
-
-
-class ModelUnavailableError(RuntimeError):
-    """The model name is unknown, or names a hub model that cannot be downloaded here."""
 
 
 def load_model(name: str, device: str | torch.device | None = None) -> TransformerBridge:
@@ -28,42 +20,26 @@ def load_model(name: str, device: str | torch.device | None = None) -> Transform
       the course's ``models/`` folder (the repository's, or the installed package's copy),
       offline, in well under a second. A missing or changed file raises ``CheckpointError``
       with the one command that restores it.
+      Course names are matched without regard to case (``"attn-only-2L"``).
     - Any other TransformerLens name or alias (``"gpt2-small"``, ``"tiny-stories-1M"``)
-      is downloaded from the Hugging Face hub, which needs a network connection.
+      loads from the Hugging Face hub (``course_utils.hub``): downloaded when online, read from
+      the Hugging Face cache offline (fill it with ``python -m course_utils download NAME``).
       Course and hub names overlap (the hub also has ``attn-only-2l``): write
       ``"hub:attn-only-2l"`` for the hub one.
     """
     device = torch.device(device) if device is not None else get_device()
-    if name in COURSE_MODELS:
-        return load_checkpoint(name, device=device)
-    hub_name = name.removeprefix(HUB_PREFIX)
-    try:
-        official = get_official_model_name(hub_name)
-    except ValueError:
-        official = hub_name if "/" in hub_name else None
-    if official is None:
+    course = {m.lower(): m for m in COURSE_MODELS}
+    if name.lower() in course:
+        return load_checkpoint(course[name.lower()], device=device)
+    repo = hub_repo(name)
+    if repo is None:
+        close = difflib.get_close_matches(name.lower(), list(course), n=1, cutoff=0.6)
+        hint = f"Did you mean {course[close[0]]!r}? " if close else ""
         raise ModelUnavailableError(
-            f"Unknown model {name!r}. Course models (offline): {', '.join(COURSE_MODELS)}. "
-            "Hub models (online) take a TransformerLens name such as 'gpt2-small' or 'hub:attn-only-2l'."
+            f"Unknown model {name!r}. {hint}Course models (offline): {', '.join(COURSE_MODELS)}. "
+            "Hub models take a TransformerLens name such as 'gpt2-small' or 'hub:attn-only-2l'."
         )
-    if not hub_reachable():
-        raise ModelUnavailableError(
-            f"Cannot download {official!r}: {HUB_HOST} is not reachable (offline, or HF_HUB_OFFLINE is set). "
-            f"Use a course model instead ({', '.join(COURSE_MODELS)}), or connect and try again."
-        )
-    model = TransformerBridge.boot_transformers(official, device=device)
-    return model.eval()
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """True if the Hugging Face hub answers on port 443 and offline mode is not forced."""
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        return False
-    try:
-        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    return load_hub_model(repo, device)
 
 
 def random_model(
