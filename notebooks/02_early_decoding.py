@@ -56,7 +56,8 @@ from course_utils.checks import early_decoding as checks
 from course_utils.tasks import recall
 
 # %% tags=["parameters"]
-MODEL_NAME = "facts-4l"  # offline course model; online, the original sheet's model: "gpt2-medium"
+HUB_MODEL_NAME = "gpt2-medium"  # the original sheet's model on the Hugging Face hub
+MODEL_NAME = "facts-4l"  # offline course model; online (or after `make download`): MODEL_NAME = HUB_MODEL_NAME
 
 # %%
 model = load_model(MODEL_NAME)
@@ -813,8 +814,16 @@ print(f"{train_resid.shape[1]} training tokens, {test_resid.shape[1]} test token
 translators = [fit_affine_translator(train_resid[layer], train_resid[-1]) for layer in range(n_layers)]
 tuned_test = torch.stack([test_resid[layer] @ W + b for layer, (W, b) in enumerate(translators)] + [test_resid[-1]])
 
-kl_logit_lens = kl_to_final(decode_residual(model, test_resid)).mean(dim=-1)
-kl_tuned_lens = kl_to_final(decode_residual(model, tuned_test)).mean(dim=-1)
+def mean_kl_per_layer(model, resid):
+    """[layer]: mean over tokens of KL(P_final || P_layer) for a [layer, token, d_model] stack, one
+    layer at a time (all layers at once would be [layer, token, d_vocab]: gigabytes on a hub model)."""
+    final = decode_residual(model, resid[-1:])
+    return torch.stack([kl_to_final(torch.cat([decode_residual(model, resid[layer : layer + 1]), final]))[0].mean()
+                        for layer in range(resid.shape[0])])
+
+
+kl_logit_lens = mean_kl_per_layer(model, test_resid)
+kl_tuned_lens = mean_kl_per_layer(model, tuned_test)
 for label, a, b in zip(ROW_LABELS, kl_logit_lens, kl_tuned_lens):
     print(f"{label:<14} KL logit lens {a.item():6.3f}   KL tuned lens {b.item():6.3f}")
 print("tuned lens below the logit lens at every row but the last:",

@@ -61,7 +61,8 @@ from course_utils.checks import residual_stream as checks
 from course_utils.tasks import ioi
 
 # %% tags=["parameters"]
-MODEL_NAME = "gelu-4l"  # offline course model; online, the original IOI model: "gpt2-small"
+HUB_MODEL_NAME = "gpt2-small"  # the original IOI model on the Hugging Face hub
+MODEL_NAME = "gelu-4l"  # offline course model; online (or after `make download`): MODEL_NAME = HUB_MODEL_NAME
 # MODEL_NAME = "tiny-stories-1M"  # online: the model of section 5's original rank table (use a story sentence there)
 N_IOI_PROMPTS = 16  # IOI prompts averaged in section 4 (the last answer's check assumes 16)
 
@@ -84,7 +85,7 @@ print(f"{MODEL_NAME}: {n_layers} layers of {n_heads} attention heads and one MLP
 # of the course's held-out IOI prompts (a name pair and a template never seen in training).
 
 # %%
-ioi_prompts = ioi.ioi_prompts(N_IOI_PROMPTS, split="heldout", seed=0)
+ioi_prompts = ioi.ioi_prompts(N_IOI_PROMPTS, split="heldout", seed=0, tokenizer=model.tokenizer)  # names that are one token
 prompt = ioi_prompts[0]
 io_token = model.to_single_token(" " + prompt.io)
 s_token = model.to_single_token(" " + prompt.s)

@@ -68,7 +68,8 @@ from course_utils.tasks import ioi
 torch.set_num_threads(1)  # a small model: extra CPU threads gain little, and cost a lot on a busy machine
 
 # %% tags=["parameters"]
-MODEL_NAME = "gelu-4l"  # offline course model; online, the original IOI experiment: "gpt2-small"
+HUB_MODEL_NAME = "gpt2-small"  # the original IOI experiment's model on the Hugging Face hub
+MODEL_NAME = "gelu-4l"  # offline course model; online (or after `make download`): MODEL_NAME = HUB_MODEL_NAME
 N_PROMPTS = 16  # clean/corrupted pairs in the batch that every sweep patches
 CORRUPTION = "flip"  # "flip": S2 becomes the IO name; "abc": S2 becomes a third name
 SEED = 3  # which sample of prompts (section 1 compares it with a sample of 256)
@@ -117,7 +118,7 @@ for t in ALIGNED:
 # %%
 def aligned_pairs(n: int, seed: int) -> list[tuple[ioi.IOIPrompt, ioi.IOIPrompt]]:
     """n (clean, corrupted) pairs of held-out name pairs, from the aligned templates only."""
-    candidates = ioi.clean_corrupted_pairs(40 * n, split="heldout_pairs", kind=CORRUPTION, seed=seed)
+    candidates = ioi.clean_corrupted_pairs(40 * n, split="heldout_pairs", kind=CORRUPTION, seed=seed, tokenizer=model.tokenizer)
     return [pair for pair in candidates if pair[0].template_id in ALIGNED][:n]
 
 
@@ -1165,7 +1166,7 @@ checks.test_mean_ablate_heads(mean_ablate_heads)
 # </details>
 
 # %%
-circuit_reference = model.to_tokens([ioi.abc_reference(clean) for clean, _ in circuit_pairs]).to(model.cfg.device)
+circuit_reference = model.to_tokens([ioi.abc_reference(clean, tokenizer=model.tokenizer) for clean, _ in circuit_pairs]).to(model.cfg.device)
 template_ids = torch.tensor([clean.template_id for clean, _ in circuit_pairs], device=model.cfg.device)
 all_heads = [(l, h) for l in range(n_layers) for h in range(n_heads)]
 circuit = sorted(set(other_name) | set(movers))

@@ -85,7 +85,8 @@ torch.set_num_threads(1)  # tiny models: extra CPU threads gain little, and cost
 # unchanged, but the heads and numbers differ (the checks always use the course model).
 
 # %% tags=["parameters"]
-MODEL_NAME = "attn-only-2l"  # offline course model; online: "hub:attn-only-2l" (the original experiment)
+HUB_MODEL_NAME = "hub:attn-only-2l"  # the original experiment's model on the Hugging Face hub
+MODEL_NAME = "attn-only-2l"  # offline course model; online (or after `make download`): MODEL_NAME = HUB_MODEL_NAME
 SEQ_LEN = 50  # tokens in each copy of the random block
 BATCH = 10  # repeated sequences per batch
 TRAIN_STEPS = 400  # section 6: optimizer steps of the tiny model (raise it to train longer)

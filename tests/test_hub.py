@@ -6,7 +6,9 @@ from huggingface_hub import constants as hf_constants
 from course_utils import ModelUnavailableError, load_model
 from course_utils import hub
 from course_utils.__main__ import main
-from course_utils.simulated_hub import HUB_MODELS, LEGACY_TOKENIZER, build_simulated_hub
+from course_utils.simulated_hub import HUB_MODELS, LEGACY_TOKENIZER, build_simulated_hub, gpt2_tokenizer
+from course_utils.tasks import ioi
+from course_utils.zoo.checkpoint import load_tokenizer
 
 CACHED = ["hub:attn-only-1l", "gpt2-small"]
 
@@ -98,3 +100,35 @@ def test_download_command_offline_says_so(monkeypatch, capsys):
     assert main(["download", "gpt2-small"]) == 1
     assert "not reachable" in capsys.readouterr().out
     assert main(["download", "gpt-17"]) == 2
+
+
+@pytest.fixture(scope="module")
+def gpt2_tok():
+    tok = gpt2_tokenizer()
+    tok.pad_token = tok.eos_token  # as TransformerBridge sets it
+    return tok
+
+
+def test_ioi_samples_only_names_that_are_one_gpt2_token(gpt2_tok):
+    assert {"Ella", "Irene", "Sofia"}.isdisjoint(ioi.single_token_names(gpt2_tok))
+    prompts = ioi.ioi_prompts(200, "heldout", seed=0, tokenizer=gpt2_tok)
+    pairs = ioi.clean_corrupted_pairs(200, "heldout_pairs", "abc", seed=3, tokenizer=gpt2_tok)
+    for batch in (prompts, [c for c, _ in pairs], [k for _, k in pairs]):
+        ioi.tokenize(batch, gpt2_tok)  # raises on a multi-token name
+    references = [ioi.abc_reference(c, tokenizer=gpt2_tok) for c, _ in pairs if c.template_id >= 0]
+    assert not any(name in text for text in references for name in ("Ella", "Irene", "Sofia"))
+
+
+def test_ioi_filter_leaves_the_course_prompts_unchanged():
+    tok = load_tokenizer()
+    assert ioi.single_token_names(tok) == ioi.NAMES
+    for split in ("heldout", "heldout_pairs"):
+        assert ioi.ioi_prompts(300, split, seed=1, tokenizer=tok) == ioi.ioi_prompts(300, split, seed=1)
+        assert ioi.clean_corrupted_pairs(100, split, "abc", 2, tok) == ioi.clean_corrupted_pairs(100, split, "abc", 2)
+    prompt = ioi.ioi_prompts(1, "heldout", seed=0)[0]
+    assert ioi.abc_reference(prompt, tokenizer=tok) == ioi.abc_reference(prompt)
+
+
+def test_multi_token_name_is_a_clear_error(gpt2_tok):
+    with pytest.raises(ValueError, match=r"name 'Ella' is 2 tokens in this tokenizer \(\['ĠEll', 'a'\]\).*tokenizer=model.tokenizer"):
+        ioi.name_token_id(gpt2_tok, "Ella")

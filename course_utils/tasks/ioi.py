@@ -5,8 +5,10 @@ which is the indirect object IO:
 
     "When Mary and John went to the store, John gave a drink to"  ->  " Mary"
 
-Every name is one token with a leading space in the course tokenizer. Unordered name PAIRS and
-some TEMPLATES are held out: the training generator (``split="train"``) never produces them.
+Every name is one token with a leading space in the course tokenizer; in another tokenizer
+(GPT-2's splits " Ella" in two), pass ``tokenizer=`` to the samplers to use only the names that are
+one token there (the course prompts stay the same). Unordered name PAIRS and some TEMPLATES are
+held out: the training generator (``split="train"``) never produces them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ NAMES: tuple[str, ...] = (
     "Dan", "Beth", "Tim", "Jill", "Ian", "Ann", "Matt", "Eve", "Nick", "Lily",
     "Phil", "Joy", "Ray", "May", "Kim", "Jim", "Roy", "Fred", "Ted", "Jenny",
 )
-"""110 common English first names; each ``" " + name`` is a single token."""
+"""110 common English first names; each ``" " + name`` is a single token in the course tokenizer."""
 
 TEMPLATES: tuple[str, ...] = (
     "When {A} and {B} went to the store, {S} gave a drink to",
@@ -112,11 +114,23 @@ def render(template_id: int, io: str, s: str, order: Literal["ABBA", "BABA"]) ->
     return IOIPrompt(text=text, io=io, s=s, template_id=template_id, order=order)
 
 
-def ioi_prompts(n: int, split: Split = "train", order: Order = "both", seed: int = 0) -> list[IOIPrompt]:
+def single_token_names(tokenizer: PreTrainedTokenizerFast | None) -> tuple[str, ...]:
+    """The names whose ``" " + name`` is one token in ``tokenizer`` (all of ``NAMES`` for None or the
+    course tokenizer)."""
+    if tokenizer is None:
+        return NAMES
+    return tuple(n for n in NAMES if len(tokenizer.encode(" " + n, add_special_tokens=False)) == 1)
+
+
+def ioi_prompts(
+    n: int, split: Split = "train", order: Order = "both", seed: int = 0, tokenizer: PreTrainedTokenizerFast | None = None
+) -> list[IOIPrompt]:
     """Sample ``n`` prompts from one split.
 
     ``split``: "train" (training pairs and templates), "heldout_pairs" (held-out pairs, training
     templates), "heldout_templates" (training pairs, held-out templates), "heldout" (both held out).
+    ``tokenizer``: skip names that are not one token in it (with the course tokenizer, or None,
+    nothing is skipped and the prompts are the same).
     """
     if split not in ("train", "heldout_pairs", "heldout_templates", "heldout"):
         raise ValueError(f"unknown IOI split {split!r}; use train, heldout_pairs, heldout_templates or heldout")
@@ -127,10 +141,13 @@ def ioi_prompts(n: int, split: Split = "train", order: Order = "both", seed: int
     rng = random.Random(seed)
     want_heldout_pair = split in ("heldout_pairs", "heldout")
     templates = _template_ids(split)
+    allowed = set(single_token_names(tokenizer))
+    if len(allowed) < 2:
+        raise ValueError("fewer than two IOI names are single tokens in this tokenizer")
     prompts = []
     while len(prompts) < n:
-        io, s = rng.sample(NAMES, 2)
-        if is_heldout_pair(io, s) != want_heldout_pair:
+        io, s = rng.sample(NAMES, 2)  # from all names, then skipped: the course prompts never change
+        if is_heldout_pair(io, s) != want_heldout_pair or not {io, s} <= allowed:
             continue
         this_order = order if order != "both" else ("ABBA", "BABA")[len(prompts) % 2]
         prompts.append(render(rng.choice(templates), io, s, this_order))
@@ -206,18 +223,21 @@ def three_name_prompt(rng: random.Random) -> IOIPrompt:
     return IOIPrompt(text=text[0].upper() + text[1:], io=io, s=repeated[0], template_id=-2, order="ABBA")
 
 
-def corrupt(prompt: IOIPrompt, kind: Literal["abc", "flip"] = "abc", seed: int = 0) -> IOIPrompt:
+def corrupt(
+    prompt: IOIPrompt, kind: Literal["abc", "flip"] = "abc", seed: int = 0, tokenizer: PreTrainedTokenizerFast | None = None
+) -> IOIPrompt:
     """Corrupted partner of ``prompt`` with the same token length: the second mention of S becomes
     a third name C ("abc": no name repeats, so the duplicate-token signal is gone) or IO ("flip":
     IO becomes the repeated name, so the answer flips to S). The returned prompt keeps the clean
-    prompt's ``io`` and ``s`` so logit differences are measured on the same tokens."""
+    prompt's ``io`` and ``s`` so logit differences are measured on the same tokens. ``tokenizer``:
+    the third name is one token in it."""
     if kind not in ("abc", "flip"):
         raise ValueError(f"unknown corruption {kind!r}; use 'abc' or 'flip'")
     if kind == "flip":
         new_name = prompt.io
     else:
         rng = random.Random(f"{seed}|{prompt.text}")
-        new_name = rng.choice([name for name in NAMES if name not in (prompt.io, prompt.s)])
+        new_name = rng.choice([name for name in single_token_names(tokenizer) if name not in (prompt.io, prompt.s)])
     matches = list(re.finditer(rf"\b{re.escape(prompt.s)}\b", prompt.text))
     if len(matches) < 2:
         raise ValueError(f"prompt does not mention {prompt.s!r} twice: {prompt.text!r}")
@@ -225,28 +245,37 @@ def corrupt(prompt: IOIPrompt, kind: Literal["abc", "flip"] = "abc", seed: int =
     return replace(prompt, text=prompt.text[: last.start()] + new_name + prompt.text[last.end() :])
 
 
-def abc_reference(prompt: IOIPrompt, seed: int = 0) -> str:
+def abc_reference(prompt: IOIPrompt, seed: int = 0, tokenizer: PreTrainedTokenizerFast | None = None) -> str:
     """The prompt's template filled with three fresh, distinct names (no name repeats): the
-    reference distribution for mean ablation, with the clean prompt's token positions."""
+    reference distribution for mean ablation, with the clean prompt's token positions (names that
+    are one token in ``tokenizer``)."""
     if prompt.template_id < 0:
         raise ValueError("abc_reference() needs a template prompt (template_id >= 0), not a procedural one")
     rng = random.Random(f"{seed}|abc|{prompt.text}")
-    a, b, c = rng.sample([name for name in NAMES if name not in (prompt.io, prompt.s)], 3)
+    a, b, c = rng.sample([name for name in single_token_names(tokenizer) if name not in (prompt.io, prompt.s)], 3)
     return TEMPLATES[prompt.template_id].format(A=a, B=b, S=c)
 
 
 def clean_corrupted_pairs(
-    n: int, split: Split = "heldout", kind: Literal["abc", "flip"] = "abc", seed: int = 0
+    n: int,
+    split: Split = "heldout",
+    kind: Literal["abc", "flip"] = "abc",
+    seed: int = 0,
+    tokenizer: PreTrainedTokenizerFast | None = None,
 ) -> list[tuple[IOIPrompt, IOIPrompt]]:
-    """``n`` (clean, corrupted) prompt pairs for activation patching."""
-    return [(p, corrupt(p, kind, seed)) for p in ioi_prompts(n, split, seed=seed)]
+    """``n`` (clean, corrupted) prompt pairs for activation patching (names one token in ``tokenizer``)."""
+    return [(p, corrupt(p, kind, seed, tokenizer)) for p in ioi_prompts(n, split, seed=seed, tokenizer=tokenizer)]
 
 
 def name_token_id(tokenizer: PreTrainedTokenizerFast, name: str) -> int:
     """Token id of ``" " + name``; raises ValueError if it is not a single token."""
     ids = tokenizer.encode(" " + name, add_special_tokens=False)
     if len(ids) != 1:
-        raise ValueError(f"name {name!r} is {len(ids)} tokens in this tokenizer, expected 1")
+        pieces = tokenizer.convert_ids_to_tokens(ids)
+        raise ValueError(
+            f"name {name!r} is {len(ids)} tokens in this tokenizer ({pieces}), expected 1: "
+            "sample prompts with tokenizer=model.tokenizer to use only single-token names"
+        )
     return ids[0]
 
 
