@@ -83,9 +83,11 @@ print(f"{MODEL_NAME}: {n_layers} layers of {n_heads} attention heads and one MLP
 # Two people are named; one of them (the **subject**, S) is named again; the right
 # continuation is the *other* one, the **indirect object** (IO). Our main prompt is the first
 # of the course's held-out IOI prompts (a name pair and a template never seen in training).
+# The names are single tokens; a hub model's tokenizer splits a few of them (GPT-2: Ella, Irene,
+# Sofia), so `tokenizer=model.tokenizer` samples only the names that are one token there.
 
 # %%
-ioi_prompts = ioi.ioi_prompts(N_IOI_PROMPTS, split="heldout", seed=0, tokenizer=model.tokenizer)  # names that are one token
+ioi_prompts = ioi.ioi_prompts(N_IOI_PROMPTS, split="heldout", seed=0, tokenizer=model.tokenizer)
 prompt = ioi_prompts[0]
 io_token = model.to_single_token(" " + prompt.io)
 s_token = model.to_single_token(" " + prompt.s)

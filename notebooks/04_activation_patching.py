@@ -98,7 +98,8 @@ print(f"{MODEL_NAME}: {n_layers} layers, {n_heads} heads per layer, d_model = {m
 # One more constraint. We will patch **position by position**, and a batch shares positions:
 # position 10 must be S2 in *every* prompt. Templates have different lengths, so we keep only
 # the templates whose tokens line up with template 0 (same length, names at the same
-# positions). We take name pairs held out from the model's training.
+# positions). We take name pairs held out from the model's training, and only names that are one
+# token in the loaded model's tokenizer (all of them in the course tokenizer; GPT-2 splits three).
 
 # %%
 def layout(template_id: int) -> tuple[int, list[int]]:

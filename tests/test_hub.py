@@ -1,4 +1,6 @@
 """Hub models: names, the download command, and loading offline from a (simulated) Hugging Face cache."""
+import socket
+
 import pytest
 import torch
 from huggingface_hub import constants as hf_constants
@@ -53,6 +55,26 @@ def test_hub_model_loads_offline_from_the_cache(name, offline_cache):
     logits, cache = model.run_with_cache(tokens)
     assert logits.shape == (1, tokens.shape[1], model.cfg.d_vocab) and len(model.tokenizer) == model.cfg.d_vocab
     assert cache["blocks.0.attn.hook_pattern"].shape[1] == spec.n_heads
+
+
+@pytest.mark.slow
+def test_without_network_a_cached_model_loads_even_if_offline_mode_is_not_set(simulated_home, monkeypatch):
+    """On a plane: no HF_HUB_OFFLINE, every connection fails; load_model reads the cache without trying the hub."""
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(simulated_home / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args[:2])
+        raise OSError("network blocked by the test")
+
+    for target, name in ((socket.socket, "connect"), (socket, "create_connection"), (socket, "getaddrinfo")):
+        monkeypatch.setattr(target, name, refuse)
+    for name in CACHED:
+        assert load_model(name, device="cpu").cfg.n_layers == HUB_MODELS[name].n_layers
+    assert len(attempts) == len(CACHED), "one reachability probe per load, nothing else"
+    assert not hf_constants.HF_HUB_OFFLINE, "offline mode is restored after loading"
 
 
 @pytest.mark.slow
