@@ -25,7 +25,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.model_bridge.sources import tl_legacy
 from transformer_lens.supported_models import get_official_model_name
 from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
-from transformers import AutoTokenizer
+from transformers import PreTrainedTokenizerFast
 
 HUB_PREFIX = "hub:"
 HUB_HOST = "huggingface.co"
@@ -135,7 +135,9 @@ def _load_legacy(repo: str, device: torch.device) -> TransformerBridge:
         raise ModelUnavailableError(
             f"{repo!r} uses an older TransformerLens layout; load it online with TransformerBridge.boot_tl_legacy."
         )
-    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_name) if cfg.tokenizer_name else None
+    # A tokenizer-only repository (no model config.json, which AutoTokenizer needs); its tokenizer.json
+    # defines it. add_bos_token as TransformerLens sets it (it would reload the tokenizer with AutoTokenizer).
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(cfg.tokenizer_name, add_bos_token=True) if cfg.tokenizer_name else None
     bridge = TransformerBridge.boot_native(cfg, tokenizer=tokenizer, device=device, model_name=repo)
     (weights_file,) = sorted(folder.glob("*final.pth"))[:1]
     state = torch.load(weights_file, map_location="cpu", weights_only=True)

@@ -61,9 +61,7 @@ def build_simulated_hub(hf_home: Path, names: list[str] | None = None, d_head: i
         else:
             _write_gpt2(folder, spec, d_head)
     if any(HUB_MODELS[n].legacy for n in names or HUB_MODELS):
-        folder = _snapshot(hf_home, LEGACY_TOKENIZER)
-        gpt2_tokenizer(LEGACY_VOCAB).save_pretrained(folder)
-        (folder / "config.json").write_text(json.dumps({"model_type": "gpt_neox"}))  # AutoTokenizer reads it
+        gpt2_tokenizer(LEGACY_VOCAB).save_pretrained(_snapshot(hf_home, LEGACY_TOKENIZER))  # tokenizer files only
     return hf_home
 
 
