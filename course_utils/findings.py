@@ -216,8 +216,10 @@ def induction_findings(
         Finding(
             f"Each induction head alone copies {min(top1_alone):.0%} to {max(top1_alone):.0%} of the {d_vocab} tokens "
             f"(top-1 of its full OV circuit); their summed OV circuit copies {top1_together:.0%} (chance: "
-            f"{1 / d_vocab:.2%}).",
-            top1_together > 0.9 and top1_together >= max(top1_alone),
+            f"{1 / d_vocab:.2%})."
+            if top1_alone
+            else "No layer-1 head scores 0.4 or more, so there is no induction head whose OV circuit could copy tokens.",
+            bool(top1_alone) and top1_together > 0.9 and top1_together >= max(top1_alone),
         ),
     ]
 
