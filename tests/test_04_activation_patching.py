@@ -721,3 +721,10 @@ def test_claim_holds_on_heldout_templates():
     assert d["roles"]["name mover"] == []
     assert d["removed_by_other-name"] > 0.5
     assert d["faithfulness"] > 0.8
+
+
+def test_claim_unembedding_one_position_costs_more_than_a_block():
+    """7, fact 4: on the chapter's model, unembedding one position costs more than a whole block."""
+    cfg = load_model(checks.CHECK_MODEL, "cpu").cfg
+    block = 4 * cfg.d_model * cfg.n_heads * cfg.d_head + (0 if cfg.attn_only else 2 * cfg.d_model * cfg.d_mlp)
+    assert cfg.d_model * cfg.d_vocab > block
