@@ -17,7 +17,7 @@ def simulated_home(tmp_path_factory):
 
 @pytest.mark.parametrize("chapter", available_chapters())
 def test_each_notebook_names_a_simulated_hub_model(chapter):
-    assert hub_model_name(chapter) in HUB_MODELS
+    assert hub_model_name(chapter) in HUB_MODELS, "add its architecture to course_utils.simulated_hub.HUB_MODELS"
 
 
 @pytest.mark.slow
