@@ -22,6 +22,7 @@ from transformers import GPT2Tokenizer
 
 from course_utils.build import build_chapter
 from course_utils.chapters import notebook_source
+from course_utils.kernel import execute_in_kernel
 
 COMMIT = "0" * 40
 LEGACY_TOKENIZER = "NeelNanda/gpt-neox-tokenizer-digits"
@@ -77,8 +78,6 @@ def run_on_hub_model(chapter: str, hf_home: Path, out_dir: Path, timeout: int = 
     """Execute the chapter's solution notebook with ``MODEL_NAME = HUB_MODEL_NAME``, offline, with
     ``hf_home`` as the Hugging Face home (strict checks, every cell even after an error).
     Return the executed notebook and ``None`` or why the run stopped early."""
-    from course_utils.kernel import execute_in_kernel
-
     _, path = build_chapter(chapter, out_dir=out_dir)
     nb = nbformat.read(path, as_version=4)
     (params,) = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]

@@ -798,13 +798,17 @@ checks.test_fit_affine_translator(fit_affine_translator)
 # another.
 
 # %%
-def residual_stack(model, tokens):
-    """[n_layers + 1, n_tokens, d_model]: resid_pre of every layer and the final residual, BOS dropped."""
+def residual_stack(model, tokens, rows_per_run=8):
+    """[n_layers + 1, n_tokens, d_model]: resid_pre of every layer and the final residual, BOS dropped.
+    Runs ``rows_per_run`` rows at a time, so that the logits (of a hub model's 50k-token vocabulary) stay small."""
     wanted = {f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)}
     wanted.add(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
-    _, text_cache = model.run_with_cache(tokens, names_filter=lambda name: name in wanted)
-    stack = text_cache.accumulated_resid()  # [n_layers + 1, batch, pos, d_model]
-    return stack[:, :, 1:].reshape(stack.shape[0], -1, stack.shape[-1])
+    parts = []
+    for start in range(0, tokens.shape[0], rows_per_run):
+        _, text_cache = model.run_with_cache(tokens[start : start + rows_per_run], names_filter=lambda name: name in wanted)
+        stack = text_cache.accumulated_resid()  # [n_layers + 1, batch, pos, d_model]
+        parts.append(stack[:, :, 1:].reshape(stack.shape[0], -1, stack.shape[-1]))
+    return torch.cat(parts, dim=1)
 
 
 train_resid = residual_stack(model, checks.text_batch(model, n_rows=48, seq_len=64, seed=0))
@@ -814,12 +818,16 @@ print(f"{train_resid.shape[1]} training tokens, {test_resid.shape[1]} test token
 translators = [fit_affine_translator(train_resid[layer], train_resid[-1]) for layer in range(n_layers)]
 tuned_test = torch.stack([test_resid[layer] @ W + b for layer, (W, b) in enumerate(translators)] + [test_resid[-1]])
 
-def mean_kl_per_layer(model, resid):
-    """[layer]: mean over tokens of KL(P_final || P_layer) for a [layer, token, d_model] stack, one
-    layer at a time (all layers at once would be [layer, token, d_vocab]: gigabytes on a hub model)."""
-    final = decode_residual(model, resid[-1:])
-    return torch.stack([kl_to_final(torch.cat([decode_residual(model, resid[layer : layer + 1]), final]))[0].mean()
-                        for layer in range(resid.shape[0])])
+def mean_kl_per_layer(model, resid, tokens_per_step=256):
+    """[layer]: mean over tokens of KL(P_final || P_layer) for a [layer, token, d_model] stack, one layer
+    and ``tokens_per_step`` tokens at a time (all at once would be [layer, token, d_vocab]: gigabytes on a hub model)."""
+    total = torch.zeros(resid.shape[0])
+    for start in range(0, resid.shape[1], tokens_per_step):
+        part = resid[:, start : start + tokens_per_step]
+        final = decode_residual(model, part[-1:])
+        total += torch.stack([kl_to_final(torch.cat([decode_residual(model, part[layer : layer + 1]), final]))[0].sum()
+                              for layer in range(part.shape[0])])
+    return total / resid.shape[1]
 
 
 kl_logit_lens = mean_kl_per_layer(model, test_resid)

@@ -156,13 +156,17 @@ print(labels)
 # patching) to see how typical our batch is.
 
 # %%
-def describe_task(pairs: list[tuple[ioi.IOIPrompt, ioi.IOIPrompt]], what: str) -> None:
-    clean = ioi.tokenize([c for c, _ in pairs], model.tokenizer)
-    corrupted = ioi.tokenize([k for _, k in pairs], model.tokenizer)
-    for name, batch in [("clean", clean), ("corrupted", corrupted)]:
-        with torch.no_grad():
-            logits = model(batch.tokens.to(model.cfg.device)).cpu()
-        diffs = ioi.logit_diff(logits, clean)  # the corrupted prompts keep the clean IO and S tokens
+def describe_task(pairs: list[tuple[ioi.IOIPrompt, ioi.IOIPrompt]], what: str, per_run: int = 32) -> None:
+    for name, side in [("clean", 0), ("corrupted", 1)]:
+        diffs = []
+        for start in range(0, len(pairs), per_run):  # per_run prompts at a time: logits over a 50k-token vocabulary add up
+            chunk = pairs[start : start + per_run]
+            clean = ioi.tokenize([pair[0] for pair in chunk], model.tokenizer)
+            batch = ioi.tokenize([pair[side] for pair in chunk], model.tokenizer)
+            with torch.no_grad():
+                logits = model(batch.tokens.to(model.cfg.device)).cpu()
+            diffs.append(ioi.logit_diff(logits, clean))  # the corrupted prompts keep the clean IO and S tokens
+        diffs = torch.cat(diffs)
         print(f"{what:15} {name:9}  mean logit(IO) − logit(S) = {diffs.mean():+.3f}   "
               f"IO above S in {(diffs > 0).sum()}/{len(diffs)} prompts")
 
@@ -858,9 +862,10 @@ circuit_clean = ioi.tokenize([clean for clean, _ in circuit_pairs], model.tokeni
 circuit_tokens = circuit_clean.tokens.to(model.cfg.device)
 circuit_corrupted = ioi.tokenize([corrupted for _, corrupted in circuit_pairs], model.tokenizer).tokens.to(model.cfg.device)
 circuit_answers = torch.stack([circuit_clean.io_ids, circuit_clean.s_ids], dim=1).to(model.cfg.device)
-with torch.no_grad():
-    circuit_logits, circuit_cache = model.run_with_cache(circuit_tokens)
-    circuit_corrupted_logits, circuit_corrupted_cache = model.run_with_cache(circuit_corrupted)
+CIRCUIT_HOOKS = ("attn.hook_pattern", "attn.hook_z", "ln_final.hook_scale")  # all this section reads from the caches
+with torch.no_grad():  # (every hook of 96 prompts would take gigabytes on gpt2-small)
+    circuit_logits, circuit_cache = model.run_with_cache(circuit_tokens, names_filter=lambda name: name.endswith(CIRCUIT_HOOKS))
+    circuit_corrupted_logits, circuit_corrupted_cache = model.run_with_cache(circuit_corrupted, names_filter=lambda name: name.endswith(CIRCUIT_HOOKS))
 circuit_clean_ld = logit_diff(circuit_logits, circuit_answers).mean().item()
 circuit_corrupted_ld = logit_diff(circuit_corrupted_logits, circuit_answers).mean().item()
 circuit_metric = partial(normalised_patching_metric, answer_tokens=circuit_answers,
