@@ -9,8 +9,7 @@ import time
 import pytest
 import torch
 
-from course_utils.build import read_source
-from course_utils.chapters import solution_module
+from course_utils.chapters import CHAPTERS, solution_module
 from course_utils.checks import hooks_basics as checks
 from check_helpers import rejected, stub
 
@@ -567,7 +566,7 @@ def _zero_head(z, hook, head):
 
 
 def test_notebook_uses_the_checks_text_and_the_course_model():
-    source = "\n".join(cell.source for cell in read_source("01_hooks_basics").cells)
+    source = "\n".join(cell.source for cell in CHAPTERS["01_hooks_basics"].source().cells)
     assert f"CODE_TEXT = '''{checks.CODE_TEXT}'''" in source
     assert 'MODEL_NAME = "attn-only-2l"' in source
     assert f"PROMPT, ANSWER = {json.dumps(checks.PROMPT)}, {json.dumps(checks.ANSWER)}" in source

@@ -547,9 +547,9 @@ NOTEBOOK_CIRCUIT = {"N_CIRCUIT": 96, "SEED": 3, "CORRUPTION": "flip"}  # the not
 
 
 def test_notebook_circuit_parameters_are_the_tested_ones():
-    from course_utils.chapters import notebook_source
+    from course_utils.chapters import CHAPTERS
 
-    source = notebook_source("04_activation_patching").read_text()
+    source = CHAPTERS["04_activation_patching"].notebook.read_text()
     assert f"N_CIRCUIT = {NOTEBOOK_CIRCUIT['N_CIRCUIT']}" in source
     assert f"SEED = {NOTEBOOK_CIRCUIT['SEED']}" in source
     assert f'CORRUPTION = "{NOTEBOOK_CIRCUIT["CORRUPTION"]}"' in source

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from transformer_lens import FactoredMatrix
 
-from course_utils.build import read_source
-from course_utils.chapters import solution_module
+from course_utils.chapters import CHAPTERS, solution_module
 from course_utils.checks import induction_circuits as checks
 from course_utils.tasks.repeated import repeated_tokens
 from course_utils.zoo.evaluate import induction_scores
@@ -687,7 +686,7 @@ def test_answers_pass_and_wrong_answers_fail():
 
 
 def test_notebook_uses_the_checks_text_and_the_course_model():
-    source = "\n".join(cell.source for cell in read_source("05_induction_circuits").cells)
+    source = "\n".join(cell.source for cell in CHAPTERS["05_induction_circuits"].source().cells)
     assert f"CODE_TEXT = '''{checks.CODE_TEXT}'''" in source
     assert 'MODEL_NAME = "attn-only-2l"' in source
     assert "hub:attn-only-2l" in source

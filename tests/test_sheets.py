@@ -17,9 +17,9 @@ import zlib
 import pytest
 from bs4 import BeautifulSoup
 
-from course_utils import sheets
-from course_utils.build import stub_nodes
-from course_utils.chapters import available_chapters, solution_module
+from course_utils.tooling import sheets
+from sheet_samples import sample_notebook
+from course_utils.chapters import CHAPTERS, available_chapters, solution_module
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -74,7 +74,7 @@ def assert_all_rendered(found: dict, plotly: int, circuitsvis: int) -> None:
 
 
 def test_generated_sheet_renders_offline(chromium, tmp_path):
-    page, figures, external = sheets.render_page(sheets.sample_notebook(), chapter="00_sample", kind="solution")
+    page, figures, external = sheets.render_page(sample_notebook(), chapter="00_sample", kind="solution")
     assert external == []
     path = tmp_path / "sample.html"
     path.write_text(page, encoding="utf-8")
@@ -87,8 +87,8 @@ def test_generated_sheet_renders_offline(chromium, tmp_path):
 
 def test_generated_sheet_prints_to_pdf_with_its_figures(chromium, tmp_path):
     with_figures = tmp_path / "figures.html"
-    with_figures.write_text(sheets.render_page(sheets.sample_notebook(), chapter="00_sample", kind="solution")[0])
-    text_only = sheets.sample_notebook()
+    with_figures.write_text(sheets.render_page(sample_notebook(), chapter="00_sample", kind="solution")[0])
+    text_only = sample_notebook()
     for cell in text_only.cells:
         if cell.cell_type == "code":
             cell.outputs = []
@@ -155,7 +155,7 @@ def solution_lines(chapter: str) -> dict[str, list[str]]:
     """Per stub function, the solution's own code lines (20+ characters) that the stub lacks."""
     solutions = solution_module(chapter)
     found = {}
-    for name, node in stub_nodes(chapter).items():
+    for name, node in CHAPTERS[chapter].stubs().items():
         if not isinstance(node, ast.FunctionDef):
             continue
         stub_text = ast.unparse(node)  # a line quoted in the stub's docstring is a hint, not a leak

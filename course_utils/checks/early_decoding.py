@@ -23,12 +23,12 @@ from jaxtyping import Int
 from transformer_lens import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
-from course_utils.chapters import solution_module
+from course_utils.chapters import solutions_for
 from course_utils.harness import Case, CheckResult, Tolerance, check, check_answer, describe_difference
 from course_utils.models import load_model
 from course_utils.tasks import recall
 
-SOLUTION = solution_module("02_early_decoding")
+SOLUTION = solutions_for(__name__)
 
 MODEL_NAME = "facts-4l"
 CAPITAL_PROMPT = recall.bare_prompt("capital", "Poland")

@@ -17,12 +17,12 @@ import torch
 from torch import Tensor
 from transformer_lens import ActivationCache, FactoredMatrix
 
-from course_utils.chapters import solution_module
+from course_utils.chapters import solutions_for
 from course_utils.harness import FAIL, Case, CheckResult, Tolerance, _emit, check, check_answer, describe_difference
 from course_utils.models import load_model
 from course_utils.tasks.repeated import repeated_tokens
 
-SOLUTION = solution_module("05_induction_circuits")
+SOLUTION = solutions_for(__name__)
 
 MODEL_NAME = "attn-only-2l"
 SEQ_LEN = 30

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from course_utils.build import build_chapter
+from course_utils.tooling.build import build_chapter
 from course_utils.paths import REPO_ROOT, WORK_ROOT
 
 DEFAULT_WORKSPACE = WORK_ROOT / "workspace"
