@@ -11,7 +11,8 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.supported_models import get_official_model_name
 
 from course_utils.device import get_device
-from course_utils.zoo.checkpoint import COURSE_MODELS, load_checkpoint, load_tokenizer
+from course_utils.checkpoint import load_checkpoint, load_tokenizer
+from course_utils.course_models import COURSE_MODELS
 
 HUB_PREFIX = "hub:"
 HUB_HOST = "huggingface.co"

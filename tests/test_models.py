@@ -6,7 +6,7 @@ import torch
 
 from course_utils import ModelUnavailableError, load_model, random_model
 from course_utils.chapters import CHAPTERS, available_chapters
-from course_utils.zoo.checkpoint import COURSE_MODELS
+from course_utils.course_models import COURSE_MODELS
 
 
 @pytest.fixture

@@ -116,7 +116,7 @@ USE_THE_COURSE = textwrap.dedent(
     from course_utils.tooling.kernel import execute_in_kernel
     from course_utils.tooling.sheets import build_sheets
     from course_utils.tasks.ternary import load_ternary_eval
-    from course_utils.zoo.checkpoint import COURSE_MODELS
+    from course_utils.course_models import COURSE_MODELS
 
     chapter = sys.argv[1]  # its learner notebook is in this folder (the README cell put it there)
     out = {"course_utils": course_utils.__file__, "repo_root": str(paths.REPO_ROOT), "models_dir": str(paths.MODELS_DIR)}

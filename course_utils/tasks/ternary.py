@@ -23,7 +23,7 @@ from typing import Iterable, Literal, Mapping
 from tqdm.auto import tqdm
 
 from course_utils.paths import MODELS_DIR
-from course_utils.zoo import checkpoint
+from course_utils import checkpoint
 
 Kind = Literal["trusted", "anomalous"]
 EVAL_FILE = MODELS_DIR / "ternary_eval.json"
