@@ -16,9 +16,9 @@ import time
 import nbformat
 import psutil
 
-from course_utils.tooling.build import build_chapter
 from course_utils.chapters import CHAPTERS, available_chapters, resolve
 from course_utils.paths import BUILD_DIR
+from course_utils.tooling.build import build_chapter
 from course_utils.tooling.kernel import execute_in_kernel, execution_errors
 
 CHECK_TARGET_S = 0.5

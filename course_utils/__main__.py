@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from course_utils.tooling.build import build_chapter
 from course_utils.chapters import available_chapters, resolve
+from course_utils.tooling.build import build_chapter
 
 
 def main(argv: list[str] | None = None) -> int:

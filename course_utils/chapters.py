@@ -95,7 +95,7 @@ class Chapter:
         """The course model of the parameters cell: ``MODEL_NAME = "gelu-4l"``."""
         match = _MODEL_LINE.search(self.notebook.read_text())
         if match is None:
-            raise ValueError(f"{self.notebook.name} has no `MODEL_NAME = \"...\"` line in its parameters cell")
+            raise ValueError(f'{self.notebook.name} has no `MODEL_NAME = "..."` line in its parameters cell')
         return match["name"]
 
     @property

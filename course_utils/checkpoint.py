@@ -97,7 +97,9 @@ def verify(relative_path: str, models_dir: Path | None = None) -> Path:
     if expected is None:
         raise CheckpointError(f"{path} is not listed in {models_dir / MANIFEST}; {restore_hint(models_dir, MANIFEST)}")
     if sha256_file(path) != expected:
-        raise CheckpointError(f"checksum mismatch for {path} (changed or corrupt); {restore_hint(models_dir, relative_path)}")
+        raise CheckpointError(
+            f"checksum mismatch for {path} (changed or corrupt); {restore_hint(models_dir, relative_path)}"
+        )
     return path
 
 
@@ -120,7 +122,9 @@ def load_config(name: str, models_dir: Path | None = None) -> dict:
     try:
         return json.loads(path.read_text())
     except ValueError as err:
-        raise CheckpointError(f"{path} is not valid JSON ({err}); {restore_hint(models_dir, f'{name}/config.json')}") from None
+        raise CheckpointError(
+            f"{path} is not valid JSON ({err}); {restore_hint(models_dir, f'{name}/config.json')}"
+        ) from None
 
 
 def load_checkpoint(name: str, device: str | torch.device = "cpu", models_dir: Path | None = None) -> TransformerBridge:
@@ -133,7 +137,9 @@ def load_checkpoint(name: str, device: str | torch.device = "cpu", models_dir: P
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read {weights} ({err}); {restore_hint(models_dir, f'{name}/model.safetensors')}") from None
+        raise CheckpointError(
+            f"cannot read {weights} ({err}); {restore_hint(models_dir, f'{name}/model.safetensors')}"
+        ) from None
     model = TransformerBridge.boot_native(
         TransformerBridgeConfig.from_dict(config), tokenizer=load_tokenizer(models_dir), device=device
     )

@@ -61,8 +61,12 @@ def _resolve(ref: str) -> Any:
 COURSE_MODELS: dict[str, CourseModel] = {
     m.name: m
     for m in (
-        CourseModel("attn-only-1l", "course_utils.zoo.recipes:ATTN_ONLY_1L", "course_utils.zoo.thresholds:attn_only_1l"),
-        CourseModel("attn-only-2l", "course_utils.zoo.recipes:ATTN_ONLY_2L", "course_utils.zoo.thresholds:attn_only_2l"),
+        CourseModel(
+            "attn-only-1l", "course_utils.zoo.recipes:ATTN_ONLY_1L", "course_utils.zoo.thresholds:attn_only_1l"
+        ),
+        CourseModel(
+            "attn-only-2l", "course_utils.zoo.recipes:ATTN_ONLY_2L", "course_utils.zoo.thresholds:attn_only_2l"
+        ),
         CourseModel("gelu-4l", "course_utils.zoo.recipes:GELU_4L", "course_utils.zoo.thresholds:gelu_4l"),
         CourseModel("facts-4l", "course_utils.zoo.recipes:FACTS_4L", "course_utils.zoo.thresholds:facts_4l"),
     )

@@ -10,9 +10,9 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 from transformer_lens.supported_models import get_official_model_name
 
-from course_utils.device import get_device
 from course_utils.checkpoint import load_checkpoint, load_tokenizer
 from course_utils.course_models import COURSE_MODELS
+from course_utils.device import get_device
 
 HUB_PREFIX = "hub:"
 HUB_HOST = "huggingface.co"

@@ -24,19 +24,29 @@ def sample_notebook() -> nbformat.NotebookNode:
     new = nbformat.v4
     nb = new.new_notebook()
     nb.cells = [
-        new.new_markdown_cell("# A sample sheet\n\nA figure, a heatmap and two attention views.\n\n"
-                              "<details><summary>Hint</summary>A hint.</details>"),
+        new.new_markdown_cell(
+            "# A sample sheet\n\nA figure, a heatmap and two attention views.\n\n"
+            "<details><summary>Hint</summary>A hint.</details>"
+        ),
         new.new_code_cell("figure", outputs=[new.new_output("display_data", data=bundle)]),
         new.new_code_cell("heat", outputs=[new.new_output("display_data", data=heat_bundle)]),
         new.new_code_cell(
             "view  # offline form",
             execution_count=1,
-            outputs=[new.new_output("execute_result", data={"text/html": view.local_src, "text/plain": "view"}, execution_count=1)],
+            outputs=[
+                new.new_output(
+                    "execute_result", data={"text/html": view.local_src, "text/plain": "view"}, execution_count=1
+                )
+            ],
         ),
         new.new_code_cell(
             "view  # online form",
             execution_count=2,
-            outputs=[new.new_output("execute_result", data={"text/html": view.cdn_src, "text/plain": "view"}, execution_count=2)],
+            outputs=[
+                new.new_output(
+                    "execute_result", data={"text/html": view.cdn_src, "text/plain": "view"}, execution_count=2
+                )
+            ],
         ),
     ]
     return nb

@@ -70,7 +70,7 @@ def test_hub_model_reads_hub_model_name_then_the_online_comment(tmp_path):
     assert chapter.hub_model is None
     notebook.write_text("x = 1\n")
     with pytest.raises(ValueError, match="no `MODEL_NAME"):
-        chapter.model
+        assert chapter.model
 
 
 def test_resolve_and_unknown_chapters():
@@ -101,7 +101,9 @@ def test_stub_signatures_match_solutions(name):
             solved = ast.parse(inspect.getsource(getattr(solutions, stub))).body[0]
             assert ast.dump(node.args) == ast.dump(solved.args), f"{name}: {stub} signature differs"
             returns = [ast.unparse(n.returns) if n.returns else None for n in (node, solved)]
-            assert returns[0] == returns[1], f"{name}: {stub} return annotation differs: stub {returns[0]}, solution {returns[1]}"
+            assert returns[0] == returns[1], (
+                f"{name}: {stub} return annotation differs: stub {returns[0]}, solution {returns[1]}"
+            )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -149,7 +151,9 @@ def test_learner_notebook_never_imports_solutions(name):
 def test_chapter_ends_with_checked_questions_and_going_further(name):
     chapter = CHAPTERS[name]
     cells = chapter.source().cells
-    headings = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Check your understanding" in c.source]
+    headings = [
+        i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Check your understanding" in c.source
+    ]
     assert headings, f"{name}: no '## Check your understanding' section"
     after = "\n".join(c.source for c in cells[headings[-1] :] if c.cell_type == "code")
     answers = [a for a in chapter.answers if f"checks.test_{a}(" in after]

@@ -10,10 +10,10 @@ import csv
 import nbformat
 import pytest
 
-from course_utils.tooling import grade
 from course_utils.__main__ import main
-from course_utils.tooling.build import build_chapter
 from course_utils.chapters import solution_module
+from course_utils.tooling import grade
+from course_utils.tooling.build import build_chapter
 from course_utils.tooling.progress import ExerciseStatus, expected_checks
 
 CHAPTER = "01_hooks_basics"

@@ -35,7 +35,9 @@ def _imported_after(modules: list[str]) -> list[str]:
         "    importlib.import_module(name)\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('course_utils'))))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True
+    )
     return json.loads(out.stdout.splitlines()[-1])
 
 
@@ -53,5 +55,7 @@ def test_loading_a_model_imports_no_training_code():
         "load_model('attn-only-1l', device='cpu')\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('course_utils.zoo', 'course_utils.tooling')))))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True
+    )
     assert json.loads(out.stdout.splitlines()[-1]) == []

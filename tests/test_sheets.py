@@ -17,9 +17,9 @@ import zlib
 import pytest
 from bs4 import BeautifulSoup
 
+from course_utils.chapters import CHAPTERS, available_chapters, solution_module
 from course_utils.tooling import sheets
 from sheet_samples import sample_notebook
-from course_utils.chapters import CHAPTERS, available_chapters, solution_module
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

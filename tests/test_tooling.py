@@ -14,14 +14,14 @@ import pytest
 
 from course_utils import chapters as chapters_module
 from course_utils import paths
-from course_utils.chapters import Chapter
-from course_utils.tooling import progress, sheets, workspace
-from course_utils.tooling.sheets import maths
 from course_utils.__main__ import main
-from course_utils.tooling.build import build_chapter
+from course_utils.chapters import Chapter
 from course_utils.harness import RESULT_MIME
+from course_utils.tooling import progress, sheets, workspace
+from course_utils.tooling.build import build_chapter
 from course_utils.tooling.kernel import CELL_TIMEOUT, OUTPUT_LIMIT, Sandbox, execute_in_kernel
 from course_utils.tooling.sandbox import BLOCKED
+from course_utils.tooling.sheets import maths
 from sheet_samples import sample_notebook
 
 CHAPTER = "99_fake"
@@ -248,6 +248,33 @@ def test_the_default_workspace_is_ignored_by_git():
 
 
 # ----------------------------------------------------------------- progress
+
+
+def test_a_chapter_registered_alone_is_built_listed_and_tested(fake_chapter, tmp_path, capsys):
+    """One registry entry (and its files) is all a chapter needs: the build, progress and the
+    registry-wide tests take it up."""
+    import test_chapter_checks
+    import test_chapters
+
+    record = chapters_module.CHAPTERS[CHAPTER]
+    assert CHAPTER in chapters_module.available_chapters() and chapters_module.resolve("99") == CHAPTER
+    assert (record.exercises, record.answers) == (["add_one", "double", "triple"], ["answer_layers"])
+    assert progress.expected_checks(CHAPTER) == [*record.exercises, *record.answers]
+    learner, solution = build_chapter(CHAPTER, tmp_path)
+    assert "write add_one" in learner.read_text() and "SOLUTION-MARKER" in solution.read_text()
+    for name in record.stubs():
+        test_chapter_checks.test_solution_passes_fast(CHAPTER, name, capsys)
+        test_chapter_checks.test_stub_is_not_attempted(CHAPTER, name)
+    for test in (
+        test_chapters.test_exercises_and_answers_are_the_stubs,
+        test_chapters.test_stub_signatures_match_solutions,
+        test_chapters.test_stubs_raise_not_implemented_or_are_ellipsis,
+        test_chapters.test_every_stub_is_checked_in_the_notebook,
+        test_chapters.test_solution_cells_compile,
+        test_chapters.test_learner_notebook_never_imports_solutions,
+    ):
+        test(CHAPTER)
+
 
 
 def test_expected_checks_are_the_test_functions_in_order(fake_chapter):

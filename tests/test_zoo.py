@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 import transformer_lens.model_bridge.sources  # noqa: F401 - registers TransformerBridge.boot_native
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
@@ -22,6 +21,7 @@ from course_utils.tasks import facts, ioi, repeated, ternary
 from course_utils.zoo import evaluate, recipes
 from course_utils.zoo.checkpoint import record_files
 from course_utils.zoo.thresholds import Check
+
 
 @pytest.fixture(scope="module")
 def tokenizer():
@@ -130,7 +130,6 @@ def test_periodic_sequences_repeat_by_content_with_varying_period():
 
 
 def test_tied_embeddings_share_one_parameter_and_survive_a_checkpoint(tmp_path):
-    import transformer_lens.model_bridge.sources  # noqa: F401 - registers boot_native
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 

@@ -549,7 +549,7 @@ def test_top_1_acc(top_1_acc) -> CheckResult:
         [
             Case("a synthetic copying circuit on 700 tokens, chunk_size=256", (_copying_circuit(),), {"chunk_size": 256}),
             Case(f"the induction head {induction[0]}.{induction[1]} on the first {SUB_VOCAB} tokens", (_sub_vocab_ov(*induction),)),
-            Case(f"the same circuit with chunk_size=300 (the last chunk is shorter)", (_sub_vocab_ov(*induction),), {"chunk_size": 300}),
+            Case("the same circuit with chunk_size=300 (the last chunk is shorter)", (_sub_vocab_ov(*induction),), {"chunk_size": 300}),
             Case(f"head {previous[0]}.{previous[1]} on the first {SUB_VOCAB} tokens", (_sub_vocab_ov(*previous),), {"chunk_size": 256}),
         ],
         known_mistakes={

@@ -9,9 +9,26 @@ import random
 
 from course_utils.tasks import facts, ioi
 
-_STORY_SUBJECTS = ("the cat", "the dog", "a little bird", "the old man", "the girl", "the boy", "a farmer", "the teacher")
+_STORY_SUBJECTS = (
+    "the cat",
+    "the dog",
+    "a little bird",
+    "the old man",
+    "the girl",
+    "the boy",
+    "a farmer",
+    "the teacher",
+)
 _STORY_VERBS = ("found", "saw", "lost", "wanted", "made", "liked", "took", "carried")
-_STORY_OBJECTS = ("a red ball", "a big apple", "a small box", "the blue cup", "a warm hat", "a long stick", "a shiny coin")
+_STORY_OBJECTS = (
+    "a red ball",
+    "a big apple",
+    "a small box",
+    "the blue cup",
+    "a warm hat",
+    "a long stick",
+    "a shiny coin",
+)
 _STORY_PLACES = ("in the park", "at home", "near the river", "in the garden", "at school", "in the forest")
 _STORY_ENDINGS = ("It was a happy day.", "Then everyone went home.", "They laughed together.", "It was time for bed.")
 

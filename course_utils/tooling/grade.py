@@ -34,9 +34,16 @@ from pathlib import Path
 from tqdm import tqdm
 
 from course_utils.chapters import available_chapters
-from course_utils.paths import BUILD_DIR
 from course_utils.harness import ERROR, FAILED, NOT_ATTEMPTED, PASSED
-from course_utils.tooling.progress import ChapterProgress, ExerciseStatus, RunLimits, chapter_progress, expected_checks, total_line
+from course_utils.paths import BUILD_DIR
+from course_utils.tooling.progress import (
+    ChapterProgress,
+    ExerciseStatus,
+    RunLimits,
+    chapter_progress,
+    expected_checks,
+    total_line,
+)
 
 GRADES_DIR = BUILD_DIR / "grades"
 COLUMNS = ("student", "chapter", "exercise", "status", "message")

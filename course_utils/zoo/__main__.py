@@ -25,10 +25,10 @@ import transformer_lens.model_bridge.sources  # noqa: F401 - registers Transform
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
+from course_utils.course_models import COURSE_MODELS, course_model
 from course_utils.tasks import ternary
 from course_utils.zoo import checkpoint, corpus, determinism
 from course_utils.zoo.cards import render_card
-from course_utils.course_models import COURSE_MODELS, course_model
 from course_utils.zoo.recipes import build_heldout_streams, build_streams
 from course_utils.zoo.tokenizer import train_tokenizer
 from course_utils.zoo.train import TrainLog, tie_embeddings

@@ -14,7 +14,7 @@ import nbformat
 
 from course_utils.paths import BUILD_DIR
 from course_utils.tooling.build import build_chapter
-from course_utils.tooling.kernel import execution_errors, execute_in_kernel
+from course_utils.tooling.kernel import execute_in_kernel, execution_errors
 from course_utils.tooling.sheets.chromium import print_pdf
 from course_utils.tooling.sheets.figures import PageFigures
 from course_utils.tooling.sheets.page import ASSETS_DIR, render_page

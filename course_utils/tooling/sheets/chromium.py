@@ -51,7 +51,9 @@ def run_chromium(args: Sequence[str], *, timeout: int = 120) -> subprocess.Compl
 def print_pdf(page: Path, pdf: Path | None = None) -> Path:
     """Print ``page`` to PDF with headless Chromium (the print stylesheet applies)."""
     pdf = pdf or page.with_suffix(".pdf")
-    run_chromium(["--virtual-time-budget=15000", "--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.resolve().as_uri()])
+    run_chromium(
+        ["--virtual-time-budget=15000", "--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.resolve().as_uri()]
+    )
     if not pdf.exists():
         raise RuntimeError(f"Chromium wrote no PDF for {page}")
     return pdf
@@ -70,7 +72,12 @@ def screenshot(page: Path, png: Path, *, width: int = 1280, height: int = 1600, 
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
     run_chromium(
-        [f"--virtual-time-budget={budget_ms}", f"--window-size={width},{height}", f"--screenshot={png}", Path(page).resolve().as_uri()]
+        [
+            f"--virtual-time-budget={budget_ms}",
+            f"--window-size={width},{height}",
+            f"--screenshot={png}",
+            Path(page).resolve().as_uri(),
+        ]
     )
     if not png.exists():
         raise RuntimeError(f"Chromium wrote no screenshot of {page}")

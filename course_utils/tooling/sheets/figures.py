@@ -60,7 +60,9 @@ def circuitsvis_js_path() -> Path:
 
     path = Path(circuitsvis.__file__).parent / "dist" / "cdn" / "iife.js"
     if not path.exists():
-        raise FileNotFoundError(f"circuitsvis {circuitsvis.__version__} ships no {path}: cannot render its views offline")
+        raise FileNotFoundError(
+            f"circuitsvis {circuitsvis.__version__} ships no {path}: cannot render its views offline"
+        )
     return path
 
 

@@ -13,6 +13,7 @@ def math_to_mathml(nb: nbformat.NotebookNode) -> None:
 
     Code spans and fenced code are left alone; TeX that fails to convert stays as it is.
     """
+
     def replace(match: re.Match) -> str:
         if match["code"]:
             return match["code"]

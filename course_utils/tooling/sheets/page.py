@@ -9,7 +9,13 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.tooling.sheets.figures import PageFigures, circuitsvis_js, external_references, plotly_js, prepare_outputs
+from course_utils.tooling.sheets.figures import (
+    PageFigures,
+    circuitsvis_js,
+    external_references,
+    plotly_js,
+    prepare_outputs,
+)
 from course_utils.tooling.sheets.maths import math_to_mathml
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
