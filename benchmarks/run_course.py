@@ -64,20 +64,19 @@ def time_notebook(chapter: str) -> tuple[float, int, str]:
 
 
 def time_checks(chapter: str, repeats: int) -> dict[str, float]:
-    """Median seconds of each learner check, run on the reference solution."""
-    checks, solutions = CHAPTERS[chapter].checks(), CHAPTERS[chapter].solutions()
+    """Median seconds of each learner check (one per stub of the chapter), run on the reference solution."""
+    record = CHAPTERS[chapter]
+    checks, solutions = record.checks(), record.solutions()
     medians = {}
-    for name in sorted(n for n in dir(checks) if n.startswith("test_")):
-        target = getattr(solutions, name.removeprefix("test_"), None)
-        if target is None:
-            continue
+    for name in record.stubs():
+        check, target = getattr(checks, f"test_{name}"), getattr(solutions, name)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
-                getattr(checks, name)(target)
+                check(target)
             times.append(time.perf_counter() - start)
-        medians[name] = statistics.median(times)
+        medians[f"test_{name}"] = statistics.median(times)
     return medians
 
 

@@ -18,7 +18,7 @@ from torch import Tensor
 from transformer_lens import ActivationCache, FactoredMatrix
 
 from course_utils.chapters import solutions_for
-from course_utils.harness import FAIL, Case, CheckResult, Tolerance, _emit, check, check_answer, describe_difference
+from course_utils.harness import Case, CheckResult, Tolerance, check, check_answer, describe_difference, reject
 from course_utils.models import load_model
 from course_utils.tasks.repeated import repeated_tokens
 
@@ -131,7 +131,7 @@ def test_generate_repeated_tokens(generate_repeated_tokens) -> CheckResult:
     model = _model()
     seeding_problem = _seeding_problem(generate_repeated_tokens, model)
     if seeding_problem:
-        return _emit("generate_repeated_tokens", "failed", f"{FAIL} generate_repeated_tokens: {seeding_problem}")
+        return reject("generate_repeated_tokens", seeding_problem)
     return check(
         "generate_repeated_tokens",
         generate_repeated_tokens,
