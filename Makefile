@@ -29,7 +29,7 @@ lint: setup
 	$(PY) -m ruff format --check .
 
 test-unit: setup
-	$(PYTEST) -n $(JOBS) tests || [ $$? -eq 5 ]
+	$(PYTEST) -n $(JOBS) --dist loadgroup tests || [ $$? -eq 5 ]
 
 test-notebooks: build
 	COURSE_STRICT_CHECKS=1 $(PYTEST) -n $(JOBS) --nbmake --nbmake-timeout=600 build/notebooks/solutions || [ $$? -eq 5 ]

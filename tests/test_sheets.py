@@ -21,7 +21,8 @@ from course_utils.chapters import CHAPTERS, available_chapters, solution_module
 from course_utils.tooling import sheets
 from sheet_samples import sample_notebook
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# One xdist worker builds the sheets once (make test runs with --dist loadgroup).
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("sheets")]
 
 SCREENSHOTS = sheets.SHEETS_DIR / "screenshots"
 MAX_SCREENSHOT_HEIGHT = 16000  # Chromium's largest texture side
