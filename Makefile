@@ -19,10 +19,12 @@ build: setup
 	rm -rf build/notebooks  # no stale notebook of a renamed or removed chapter
 	$(PY) -m course_utils build
 
-# Lint first, then the unit tests and the solution notebooks, each spread over JOBS processes (pytest-xdist).
+# Lint first, then the unit tests over JOBS processes (pytest-xdist). The unit tests execute every solution
+# notebook in strict mode (tests/test_sheets.py, with the course's notebook runner), so `make test` does not
+# run them a second time; `make test-notebooks` runs them alone with nbmake.
 JOBS ?= 2
 
-test: lint test-unit test-notebooks
+test: lint test-unit
 
 lint: setup
 	$(PY) -m ruff check .

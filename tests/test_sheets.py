@@ -169,6 +169,14 @@ def solution_lines(chapter: str) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("chapter", available_chapters())
+def test_solution_notebook_runs_in_strict_mode_without_error(built_sheets, chapter):
+    """The solution notebook, executed for its sheet with COURSE_STRICT_CHECKS=1: no cell raises, so
+    every check passes (`make test` executes the solution notebooks here, with the course's runner)."""
+    result = built_sheets(chapter)
+    assert result.executed and result.errors == [], f"{chapter}: the solution notebook raised: {result.errors}"
+
+
+@pytest.mark.parametrize("chapter", available_chapters())
 def test_exercise_sheet_shows_stubs_not_solutions(built_sheets, chapter):
     result = built_sheets(chapter)
     exercise = code_cells(result.exercise_page.read_text())
