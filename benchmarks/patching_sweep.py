@@ -23,6 +23,8 @@ Attention scores and element-wise work are left out.
 - fast: ``solutions.patch_residual_stream_fast`` / ``patch_head_outputs_by_pos_fast``: from the
   patched layer, only the positions from the patched one on (causal attention), skipping patches
   whose clean and corrupted activations are equal;
+- fast, END only: the same with ``metric_pos=-1``: the metric reads the final position's logits
+  only, so only that position is unembedded;
 - TL: ``transformer_lens.patching.get_act_patch_resid_pre``.
 
 ``--hub-shape`` replaces the course model by a random-weight model of GPT-2 small's shape (12
@@ -174,6 +176,7 @@ def main() -> None:
             "naive loop (one forward per patch)": lambda: S.patch_residual_stream(*sweep),
             "from the layer, batched": lambda: batched_from_layer(*sweep),
             "fast (both prefixes + skip)": lambda: S.patch_residual_stream_fast(*sweep),
+            "fast, END only (metric_pos=-1)": lambda: S.patch_residual_stream_fast(*sweep, metric_pos=-1),
             "TL get_act_patch_resid_pre": lambda: patching.get_act_patch_resid_pre(*sweep),
         }
         if args.hub_shape:  # the other two do the naive loop's FLOPs: minutes at this size
@@ -185,6 +188,7 @@ def main() -> None:
             sweep_table(model, f"hook_z by (head, position): {len(heads)} heads × {n_pos} positions", {
                 "naive loop (one forward per patch)": lambda: S.patch_head_outputs_by_pos(*sweep, heads),
                 "fast (both prefixes + skip)": lambda: S.patch_head_outputs_by_pos_fast(*sweep, heads),
+                "fast, END only (metric_pos=-1)": lambda: S.patch_head_outputs_by_pos_fast(*sweep, heads, metric_pos=-1),
             }, args.repeats, args.clock)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
 

@@ -657,6 +657,12 @@ print(f"correlation {correlation:.3f}; worst cell {cells[worst]}: exact {exact[w
 # 3. **skip patches that change nothing**: where the clean and corrupted activations are
 #    equal (every position before the first corrupted token), the patched run *is* the
 #    corrupted run, and its score is `metric(corrupted_logits)`.
+# 4. **Compute only what the metric reads.** Our metric reads the logits of the final
+#    position and nothing else. The unembedding costs `d_model × d_vocab` per position, more
+#    than a whole block of a small model, so unembed that one position. Fact 2 again: a patch
+#    *after* the position the metric reads cannot reach it, and scores like the corrupted run.
+#    The function cannot know what the metric reads, so the caller says it (`metric_pos=-1`);
+#    without that promise, every position must be unembedded.
 #
 # The demo below checks fact 2 on our batch: patch S2 at the start of block 1, keep every
 # activation, and compare it with the corrupted run, position by position.
@@ -743,7 +749,7 @@ checks.test_block_on_suffix(block_on_suffix)
 # `resid_pre` of layer ℓ at positions p… with position p replaced by the clean one; apply
 # `block_on_suffix` to all copies. After the last block, `model.unembed(model.ln_final(resid))`
 # gives the logits of positions p… of every copy; the positions before p take the corrupted
-# logits.
+# logits. When `metric_pos` is given, unembed that position only (fact 4).
 
 # %% tags=["exercise"]
 def patch_residual_stream_fast(
@@ -751,6 +757,7 @@ def patch_residual_stream_fast(
     corrupted_tokens: Int[Tensor, "batch pos"],
     clean_cache: ActivationCache,
     metric: Callable[[Tensor], Tensor],
+    metric_pos: int | None = None,
 ) -> Float[Tensor, "layer pos"]:
     """The same [n_layers, n_pos] result as `patch_residual_stream`, computing only what a patch can change.
 
@@ -759,6 +766,10 @@ def patch_residual_stream_fast(
     of the positions before pos are the corrupted run's. A patch where the clean and corrupted
     `resid_pre` are equal scores `metric(corrupted_logits)` without running anything. Must give
     the naive loop's numbers for any metric, including one that reads every position.
+
+    `metric_pos` (negative counts from the end): the caller promises that the metric reads the
+    logits of this position only. Then unembed that position alone; a patch after it scores
+    `metric(corrupted_logits)`. `None`: the metric may read every position.
     """
     raise NotImplementedError("patch_residual_stream_fast: from the layer, from the position, skip no-ops")
 
@@ -787,23 +798,36 @@ checks.test_patch_residual_stream_fast(patch_residual_stream_fast)
 # and `metric(logits)`. Go through the positions from the last to the first: a patch at pos
 # only writes `logits[:, pos:]`, so the rows before pos are still the corrupted ones.
 # </details>
+#
+# <details><summary>Hint 3: metric_pos</summary>
+#
+# Turn it into an index first: `read = metric_pos % n_pos` (so −1 becomes n_pos − 1). Patches
+# at positions after `read` keep the corrupted score. For the others, row `read − pos` of the
+# suffix is position `read`: unembed `resid[:, :, read - pos : read - pos + 1]` and write it to
+# `logits[:, read : read + 1]`.
+# </details>
 
 # %%
 start = time.perf_counter()
-fast_results = patch_residual_stream_fast(model, corrupted_tokens, clean_cache, metric)
+fast_results = patch_residual_stream_fast(model, corrupted_tokens, clean_cache, metric, metric_pos=-1)
 fast_seconds = time.perf_counter() - start
 differs_at = [[not torch.equal(clean_cache["resid_pre", l][:, p], corrupted_cache["resid_pre", l][:, p])
                for p in range(corrupted_tokens.shape[1])] for l in range(n_layers)]
 n_pos = corrupted_tokens.shape[1]
 naive_work = n_layers * n_pos * n_layers * n_pos
 fast_work = sum((n_layers - l) * (n_pos - p) for l in range(n_layers) for p in range(n_pos) if differs_at[l][p])
+unembedded = sum(differs_at[l][p] for l in range(n_layers) for p in range(n_pos))
 print(f"naive {naive_seconds:.2f} s, fast {fast_seconds:.2f} s: {naive_seconds / fast_seconds:.1f}× faster, "
-      f"{naive_work / fast_work:.0f}× fewer position-blocks; max |difference| = {(fast_results - resid_results).abs().max():.1e}")
+      f"{naive_work / fast_work:.0f}× fewer position-blocks, {n_layers * n_pos * n_pos / unembedded:.0f}× fewer "
+      f"unembedded positions; max |difference| = {(fast_results - resid_results).abs().max():.1e}")
+cfg = model.cfg
+block_macs = 4 * cfg.d_model * cfg.n_heads * cfg.d_head + (0 if cfg.attn_only else 2 * cfg.d_model * cfg.d_mlp)
+print(f"per position: unembedding {cfg.d_model * cfg.d_vocab:,} multiply-adds, one block {block_macs:,}")
 
 # %% [markdown]
-# The timing above is one run on whatever else your machine is doing, and the unembedding
-# (`d_model × d_vocab` per position, not counted in the position-blocks) limits the gain on a
-# small model with a large vocabulary. `benchmarks/patching_sweep.py` measures the sweeps
+# The timing above is one run on whatever else your machine is doing. The last line compares
+# the multiply-adds of one position through the unembedding and through one block: without
+# `metric_pos`, the sweep would also unembed every position from p on, for every patch. `benchmarks/patching_sweep.py` measures the sweeps
 # carefully, with their FLOPs, for a corruption of one token and of three, for head outputs
 # by position too (the same savings: patching `hook_z` of block ℓ at p changes block ℓ's output
 # at p only), and on a model of GPT-2 small's size.

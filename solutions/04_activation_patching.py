@@ -196,6 +196,7 @@ def patch_residual_stream_fast(
     corrupted_tokens: Int[Tensor, "batch pos"],
     clean_cache: ActivationCache,
     metric: Callable[[Tensor], Tensor],
+    metric_pos: int | None = None,
 ) -> Float[Tensor, "layer pos"]:
     """The same numbers as ``patch_residual_stream``, computing only what a patch can change.
 
@@ -205,17 +206,23 @@ def patch_residual_stream_fast(
       every layer: recompute positions ``pos …`` only (``block_on_suffix``), with the keys and
       values of the earlier positions from the corrupted cache, and reuse their logits.
     - Where the clean and corrupted activations are equal, the patch changes nothing: skip it.
+    - ``metric_pos``: when the metric reads the logits of this one position only (``-1``: the
+      final token), unembed that position alone, and score every patch after it as the corrupted
+      run (it cannot reach the position the metric reads). ``None``: the metric may read any position.
     All patches at one position share those earlier positions, so they run as one batch of copies
     that grows by one copy at each layer that is patched there.
     """
     n_layers, n_pos = model.cfg.n_layers, corrupted_tokens.shape[1]
+    if metric_pos is not None and not -n_pos <= metric_pos < n_pos:
+        raise IndexError(f"metric_pos={metric_pos}, but the prompts have {n_pos} positions")
+    read = n_pos - 1 if metric_pos is None else metric_pos % n_pos  # as an index >= 0
     names = [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)]
     keep = lambda name: name in names or name.endswith(("attn.hook_k", "attn.hook_v"))  # noqa: E731
     with torch.no_grad():
         corrupted_logits, corrupted_cache = model.run_with_cache(corrupted_tokens, names_filter=keep)
         results = torch.full((n_layers, n_pos), metric(corrupted_logits).item(), device=corrupted_tokens.device)
         logits = corrupted_logits.clone()
-        for pos in tqdm(reversed(range(n_pos)), total=n_pos, desc="fast patching resid_pre", leave=False):
+        for pos in tqdm(reversed(range(read + 1)), total=read + 1, desc="fast patching resid_pre", leave=False):
             # Descending positions: a patch at pos rewrites logits[:, pos:], so logits[:, :pos] stay corrupted.
             layers = [
                 layer for layer, name in enumerate(names)
@@ -230,9 +237,10 @@ def patch_residual_stream_fast(
                     copy[:, 0] = clean_cache[names[layer]][:, pos]
                     resid = copy[None] if resid is None else torch.cat([resid, copy[None]])
                 resid = block_on_suffix(model, layer, resid, corrupted_cache)
-            suffix_logits = model.unembed(model.ln_final(resid))
+            first = pos if metric_pos is None else read  # logits of positions first…read may be read
+            suffix_logits = model.unembed(model.ln_final(resid[:, :, first - pos : read + 1 - pos]))
             for i, layer in enumerate(layers):
-                logits[:, pos:] = suffix_logits[i]
+                logits[:, first : read + 1] = suffix_logits[i]
                 results[layer, pos] = metric(logits)
     return results
 
@@ -243,8 +251,10 @@ def patch_head_outputs_by_pos_fast(
     clean_cache: ActivationCache,
     metric: Callable[[Tensor], Tensor],
     heads: list[tuple[int, int]],
+    metric_pos: int | None = None,
 ) -> Float[Tensor, "head pos"]:
-    """The same numbers as ``patch_head_outputs_by_pos``, with the savings of ``patch_residual_stream_fast``.
+    """The same numbers as ``patch_head_outputs_by_pos``, with the savings of ``patch_residual_stream_fast``
+    (``metric_pos`` included).
 
     Patching ``hook_z[:, pos, head]`` of block ``layer`` changes that block's output at ``pos`` only
     (the output projection and the MLP act position by position): it is a patch of the residual
@@ -252,6 +262,9 @@ def patch_head_outputs_by_pos_fast(
     corrupted ``resid_pre`` and ``hook_z``. A head of the last block patches the final residual stream.
     """
     n_layers, n_pos = model.cfg.n_layers, corrupted_tokens.shape[1]
+    if metric_pos is not None and not -n_pos <= metric_pos < n_pos:
+        raise IndexError(f"metric_pos={metric_pos}, but the prompts have {n_pos} positions")
+    read = n_pos - 1 if metric_pos is None else metric_pos % n_pos  # as an index >= 0
     last = f"blocks.{n_layers - 1}.hook_resid_post"
     wanted = ("hook_resid_pre", "attn.hook_z", "attn.hook_k", "attn.hook_v")
     keep = lambda name: name == last or name.endswith(wanted)  # noqa: E731
@@ -268,7 +281,7 @@ def patch_head_outputs_by_pos_fast(
             z[:, :, head] = clean_cache[f"blocks.{layer}.attn.hook_z"][:, :, head]
             rows = stream[layer] + torch.einsum("bphd,hdm->bpm", z, block.attn.W_O) + block.attn.b_O
             patched_rows.append(rows if model.cfg.attn_only else rows + block.mlp(block.ln2(rows)))
-        for pos in tqdm(reversed(range(n_pos)), total=n_pos, desc="fast patching heads by position", leave=False):
+        for pos in tqdm(reversed(range(read + 1)), total=read + 1, desc="fast patching heads by position", leave=False):
             joins: dict[int, list[tuple[Tensor, int]]] = {}  # block the copy starts at -> (its row at pos, head index)
             for i, (layer, head) in enumerate(heads):
                 name = f"blocks.{layer}.attn.hook_z"
@@ -285,9 +298,10 @@ def patch_head_outputs_by_pos_fast(
                     order.append(i)
                 if layer < n_layers:
                     resid = block_on_suffix(model, layer, resid, corrupted_cache)
-            suffix_logits = model.unembed(model.ln_final(resid))
+            first = pos if metric_pos is None else read
+            suffix_logits = model.unembed(model.ln_final(resid[:, :, first - pos : read + 1 - pos]))
             for copy, i in enumerate(order):
-                logits[:, pos:] = suffix_logits[copy]
+                logits[:, first : read + 1] = suffix_logits[copy]
                 results[i, pos] = metric(logits)
     return results
 

@@ -209,9 +209,17 @@ def test_patch_residual_stream_accepts(variant):
     assert checks.test_patch_residual_stream(RESID_VARIANTS[variant])
 
 
-@pytest.mark.parametrize("variant", ["batched_one_forward_per_layer", "in_place_no_return"])
+@pytest.mark.parametrize("variant", ["batched_one_forward_per_layer", "in_place_no_return", "fast_solution"])
 def test_patch_residual_stream_fast_accepts(variant):
-    assert checks.test_patch_residual_stream_fast(RESID_VARIANTS[variant])
+    """Any exact sweep passes, also one that ignores the promise of ``metric_pos`` (slower, same numbers)."""
+    sweep = RESID_VARIANTS[variant]
+    accepted = sweep if variant == "fast_solution" else lambda *args, metric_pos=None: sweep(*args)
+    assert checks.test_patch_residual_stream_fast(accepted)
+
+
+def test_patch_residual_stream_fast_rejects_a_sweep_without_metric_pos():
+    result = checks.test_patch_residual_stream_fast(lambda m, t, c, metric: S.patch_residual_stream_fast(m, t, c, metric))
+    assert not result and "metric_pos" in result.message
 
 
 def _heads_mask(model, corrupted_tokens, clean_cache, metric):
@@ -376,6 +384,25 @@ def test_fast_sweeps_equal_the_naive_loops_on_other_models(make_model):
     assert naive.std() > 1e-3  # the patches matter, so equality says something
     assert (S.patch_residual_stream_fast(*args) - naive).abs().max() <= 1e-5
     assert (S.patch_head_outputs_by_pos_fast(*args, heads) - S.patch_head_outputs_by_pos(*args, heads)).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("metric_pos", [-1, 4, 7])
+def test_fast_sweeps_equal_the_naive_loops_for_a_metric_of_one_position(metric_pos):
+    model, corrupted, cache, _ = _exact_inputs(random_model(n_layers=3))
+    read = metric_pos % corrupted.shape[1]
+    args = (model, corrupted, cache, lambda logits: logits[:, read].log_softmax(-1)[:, :50].mean())
+    heads = [(0, 1), (2, 0)]
+    naive = S.patch_residual_stream(*args)
+    assert naive[:, : read + 1].std() > 1e-3 and (naive[:, read + 1 :] == naive[0, -1]).all()
+    assert (S.patch_residual_stream_fast(*args, metric_pos=metric_pos) - naive).abs().max() <= 1e-5
+    by_pos = S.patch_head_outputs_by_pos(*args, heads)
+    assert (S.patch_head_outputs_by_pos_fast(*args, heads, metric_pos=metric_pos) - by_pos).abs().max() <= 1e-5
+
+
+def test_fast_sweep_says_when_metric_pos_is_outside_the_prompts():
+    args = _exact_inputs(random_model(n_layers=1))
+    with pytest.raises(IndexError, match="metric_pos=9, but the prompts have 9 positions"):
+        S.patch_residual_stream_fast(*args, metric_pos=9)
 
 
 def test_fast_sweeps_equal_the_naive_loops_on_the_notebook_batch():
@@ -664,3 +691,10 @@ def test_claim_holds_on_heldout_templates():
     assert d["roles"]["name mover"] == []
     assert d["removed_by_other-name"] > 0.5
     assert d["faithfulness"] > 0.8
+
+
+def test_claim_unembedding_one_position_costs_more_than_a_block():
+    """7, fact 4: on the chapter's model, unembedding one position costs more than a whole block."""
+    cfg = load_model(checks.CHECK_MODEL, "cpu").cfg
+    block = 4 * cfg.d_model * cfg.n_heads * cfg.d_head + (0 if cfg.attn_only else 2 * cfg.d_model * cfg.d_mlp)
+    assert cfg.d_model * cfg.d_vocab > block

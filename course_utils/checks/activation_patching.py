@@ -569,26 +569,58 @@ def _skipped_as_zero(model, corrupted_tokens, clean_cache, metric):
     return _reference_resid(model, corrupted_tokens, clean_cache, metric).masked_fill(equal, 0.0)
 
 
+def _ignoring_metric_pos(sweep: Callable) -> Callable:
+    """A sweep that computes every position whatever ``metric_pos`` promises (same numbers: the reference)."""
+    return lambda *args, metric_pos=None: sweep(*args)
+
+
+@functools.cache
+def _one_position_metric() -> tuple[Callable, int]:
+    """A metric that reads one position in the middle of the prompts (the log-probability of the next
+    token there), and that position: patches after it cannot change the metric."""
+    tokens = sweep_inputs()[1]
+    read = tokens.shape[1] // 2
+    return (lambda logits: logits[:, read].log_softmax(-1).gather(-1, tokens[:, read + 1, None]).mean()), read
+
+
+def _patch_at_read_skipped(model, corrupted_tokens, clean_cache, metric, metric_pos=None):
+    """The off-by-one of ``metric_pos``: the patch AT the read position is scored as the corrupted run."""
+    results = _reference_resid(model, corrupted_tokens, clean_cache, metric).clone()
+    if metric_pos is not None:
+        results[:, metric_pos] = metric(model(corrupted_tokens)).item()
+    return results
+
+
 FAST_MISTAKES: dict[str, Callable] = {
-    **RESID_MISTAKES,
+    **{diagnosis: _ignoring_metric_pos(sweep) for diagnosis, sweep in RESID_MISTAKES.items()},
     "the positions before the patched one keep the corrupted run's logits, and a metric may read them — copy "
-    "them from the corrupted logits instead of leaving zeros": _resid_sweep(lambda pos: (_ALL, pos), blank_before=True),
+    "them from the corrupted logits instead of leaving zeros": _ignoring_metric_pos(
+        _resid_sweep(lambda pos: (_ALL, pos), blank_before=True)
+    ),
     "a skipped patch changes nothing, so it scores what the corrupted run scores, `metric(corrupted_logits)`, "
-    "not 0": cached_by_inputs(_skipped_as_zero),
+    "not 0": _ignoring_metric_pos(cached_by_inputs(_skipped_as_zero)),
+    "a patch AT `metric_pos` changes the logits there; only the patches after it cannot reach them": cached_by_inputs(
+        _patch_at_read_skipped
+    ),
 }
 
 
 def test_patch_residual_stream_fast(patch_residual_stream_fast) -> CheckResult:
     model, tokens, clean_cache, metric = sweep_inputs()
+    one_position_metric, read = _one_position_metric()
     with torch.no_grad():
         return check(
             "patch_residual_stream_fast",
             patch_residual_stream_fast,
-            _reference_resid,
+            _ignoring_metric_pos(_reference_resid),
             [
                 Case(f"{N_SWEEP_PROMPTS} IOI pairs (IO and S swapped) on {CHECK_MODEL}", (model, tokens, clean_cache, metric)),
                 Case("a metric that reads every position (log-probability of the next tokens)",
                      (model, tokens, clean_cache, _all_positions_metric())),
+                Case("the IOI pairs with metric_pos=-1 (the metric reads the final position only)",
+                     (model, tokens, clean_cache, metric), {"metric_pos": -1}),
+                Case(f"a metric that reads position {read} only, with metric_pos={read}",
+                     (model, tokens, clean_cache, one_position_metric), {"metric_pos": read}),
             ],
             index_names=("layer", "pos"),
             known_mistakes=FAST_MISTAKES,
