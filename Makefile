@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # pytest exits 5 when it collected no test; that is not a failure here.
 PYTEST = $(PY) -m pytest
 
-.PHONY: setup build test test-unit test-notebooks lab progress sheets grade download benchmark zoo zoo-verify clean
+.PHONY: setup build lint test test-unit test-notebooks lab progress sheets grade download benchmark zoo zoo-verify clean
 
 setup: $(VENV)/.installed
 
@@ -19,13 +19,22 @@ build: setup
 	rm -rf build/notebooks  # no stale notebook of a renamed or removed chapter
 	$(PY) -m course_utils build
 
-test: test-unit test-notebooks
+# Lint first, then the unit tests over JOBS processes (pytest-xdist). The unit tests execute every solution
+# notebook in strict mode (tests/test_sheets.py, with the course's notebook runner), so `make test` does not
+# run them a second time; `make test-notebooks` runs them alone with nbmake.
+JOBS ?= 2
+
+test: lint test-unit
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 test-unit: setup
-	$(PYTEST) tests || [ $$? -eq 5 ]
+	$(PYTEST) -n $(JOBS) --dist loadgroup tests || [ $$? -eq 5 ]
 
 test-notebooks: build
-	COURSE_STRICT_CHECKS=1 $(PYTEST) --nbmake --nbmake-timeout=600 build/notebooks/solutions || [ $$? -eq 5 ]
+	COURSE_STRICT_CHECKS=1 $(PYTEST) -n $(JOBS) --nbmake --nbmake-timeout=600 build/notebooks/solutions || [ $$? -eq 5 ]
 
 # Your own copy of the learner notebooks in workspace/, then JupyterLab there.
 # ARGS passes options: make lab ARGS="--force", make progress ARGS="01 02", make sheets ARGS="--pdf",

@@ -15,9 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from test_grade import synthetic_class  # noqa: E402 - the test's students, so the two never drift apart
-
 from course_utils.__main__ import main  # noqa: E402
+from test_grade import synthetic_class  # noqa: E402 - the test's students, so the two never drift apart
 
 
 def run(students: int, jobs: int, timeout: int) -> float:

@@ -16,9 +16,10 @@ import time
 import nbformat
 import psutil
 
-from course_utils.build import build_chapter
-from course_utils.chapters import BUILD_DIR, available_chapters, checks_module, resolve, solution_module
-from course_utils.kernel import execute_in_kernel
+from course_utils.chapters import CHAPTERS, available_chapters, resolve
+from course_utils.paths import BUILD_DIR
+from course_utils.tooling.build import build_chapter
+from course_utils.tooling.kernel import execute_in_kernel, execution_errors
 
 CHECK_TARGET_S = 0.5
 
@@ -58,25 +59,24 @@ def time_notebook(chapter: str) -> tuple[float, int, str]:
         start = time.perf_counter()
         stopped = execute_in_kernel(nb, path.parent, timeout=900, strict_checks=True)
         seconds = time.perf_counter() - start
-    errors = [f"{o.ename}: {o.evalue}"[:80] for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    errors = execution_errors(nb, width=80)
     return seconds, memory.peak, stopped or (errors[0] if errors else "")
 
 
 def time_checks(chapter: str, repeats: int) -> dict[str, float]:
-    """Median seconds of each learner check, run on the reference solution."""
-    checks, solutions = checks_module(chapter), solution_module(chapter)
+    """Median seconds of each learner check (one per stub of the chapter), run on the reference solution."""
+    record = CHAPTERS[chapter]
+    checks, solutions = record.checks(), record.solutions()
     medians = {}
-    for name in sorted(n for n in dir(checks) if n.startswith("test_")):
-        target = getattr(solutions, name.removeprefix("test_"), None)
-        if target is None:
-            continue
+    for name in record.stubs():
+        check, target = getattr(checks, f"test_{name}"), getattr(solutions, name)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
-                getattr(checks, name)(target)
+                check(target)
             times.append(time.perf_counter() - start)
-        medians[name] = statistics.median(times)
+        medians[f"test_{name}"] = statistics.median(times)
     return medians
 
 

@@ -12,8 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from course_utils.build import build_chapter
 from course_utils.chapters import available_chapters, resolve
+from course_utils.tooling.build import build_chapter
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             learner, solution = build_chapter(chapter)
             print(f"built {learner.relative_to(learner.parents[2])} and {solution.relative_to(solution.parents[2])}")
     elif args.command == "workspace":
-        from course_utils import workspace as ws
+        from course_utils.tooling import workspace as ws
 
         dest = args.dir or ws.DEFAULT_WORKSPACE
         if not chapters:
@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_lab:
             return ws.start_lab(dest)
     elif args.command == "progress":
-        from course_utils import progress as pr
-        from course_utils.workspace import DEFAULT_WORKSPACE
+        from course_utils.tooling import progress as pr
+        from course_utils.tooling.workspace import DEFAULT_WORKSPACE
 
         dest = args.dir or DEFAULT_WORKSPACE
         if not args.chapters:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             print()
             print(pr.format_table(results))
     elif args.command == "sheets":
-        from course_utils import sheets as sh
+        from course_utils.tooling import sheets as sh
 
         if args.pdf and sh.find_chromium() is None:
             print("--pdf needs Chromium (Debian: apt-get install chromium); writing HTML sheets only.")
@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _grade(args: argparse.Namespace, chosen: list[str]) -> int:
-    from course_utils import grade as gr
-    from course_utils.kernel import Sandbox
-    from course_utils.progress import RunLimits
+    from course_utils.tooling import grade as gr
+    from course_utils.tooling.kernel import Sandbox
+    from course_utils.tooling.progress import RunLimits
 
     if not args.submissions.is_dir():
         print(f"{args.submissions} is not a folder: give the folder that holds one folder per student.")
@@ -141,7 +141,7 @@ def _grade(args: argparse.Namespace, chosen: list[str]) -> int:
 
 def _download(names: list[str]) -> int:
     from course_utils import hub
-    from course_utils.zoo.checkpoint import COURSE_MODELS
+    from course_utils.course_models import COURSE_MODELS
 
     repos = {name: hub.hub_repo(name) for name in names if name.lower() not in COURSE_MODELS}
     for name in names:

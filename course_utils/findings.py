@@ -97,7 +97,7 @@ def residual_findings(
     attribution_error: float,
     unscaled_error: float,
     final_scale: float,
-    true_diffs: Float[Tensor, "prompt"],
+    true_diffs: Float[Tensor, prompt],
     head_map: Float[Tensor, "layer head"],
     io_ranks: Sequence[int],
     raw_ranks: Sequence[int],
@@ -236,12 +236,12 @@ def if_else_findings(
     *,
     decomposition_error: float,
     n_prefixes: int,
-    if_contribution: Float[Tensor, "head"],
+    if_contribution: Float[Tensor, head],
     logit_parts: dict[str, float],
     mean_logit: float,
     gaps: dict[str, float],
     aurocs: dict[str, float],
-    controls: dict[str, tuple[float, float, Float[Tensor, "control_head"]]],
+    controls: dict[str, tuple[float, float, Float[Tensor, control_head]]],
     control_heads: Sequence[int],
 ) -> list[Finding]:
     """Chapter 06's findings on ``attn-only-1l`` from the decomposition, the detector and the controls.

@@ -321,6 +321,12 @@ def _emit(name: str, status: Status, message: str) -> CheckResult:
     return result
 
 
+def reject(name: str, diagnosis: str) -> CheckResult:
+    """Fail check ``name`` with ``diagnosis`` before comparing outputs (a problem a check finds
+    by its own means, such as seeding): ``✗ name: <diagnosis>``."""
+    return _emit(name, FAILED, f"{FAIL} {name}: {diagnosis}")
+
+
 @contextlib.contextmanager
 def quiet_progress_bars():
     """While inside, tqdm bars are off unless a call passes ``disable=`` itself (every tqdm

@@ -8,6 +8,7 @@ through ``TransformerBridge.boot_transformers``. Legacy TransformerLens reposito
 ``boot_tl_legacy`` (``transformer_lens/model_bridge/sources/tl_legacy.py``), from the cache, so
 that a model downloaded once also loads offline.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -137,7 +138,9 @@ def _load_legacy(repo: str, device: torch.device) -> TransformerBridge:
         )
     # A tokenizer-only repository (no model config.json, which AutoTokenizer needs); its tokenizer.json
     # defines it. add_bos_token as TransformerLens sets it (it would reload the tokenizer with AutoTokenizer).
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(cfg.tokenizer_name, add_bos_token=True) if cfg.tokenizer_name else None
+    tokenizer = (
+        PreTrainedTokenizerFast.from_pretrained(cfg.tokenizer_name, add_bos_token=True) if cfg.tokenizer_name else None
+    )
     bridge = TransformerBridge.boot_native(cfg, tokenizer=tokenizer, device=device, model_name=repo)
     (weights_file,) = sorted(folder.glob("*final.pth"))[:1]
     state = torch.load(weights_file, map_location="cpu", weights_only=True)

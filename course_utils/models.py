@@ -8,9 +8,10 @@ import transformer_lens.model_bridge.sources  # noqa: F401 - registers Transform
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
+from course_utils.checkpoint import load_checkpoint, load_tokenizer
+from course_utils.course_models import COURSE_MODELS
 from course_utils.device import get_device
 from course_utils.hub import ModelUnavailableError, hub_repo, load_hub_model
-from course_utils.zoo.checkpoint import COURSE_MODELS, load_checkpoint, load_tokenizer
 
 
 def load_model(name: str, device: str | torch.device | None = None) -> TransformerBridge:

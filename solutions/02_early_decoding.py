@@ -9,7 +9,6 @@ once, with that residual's own statistics, then ``W_U`` and ``b_U``.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import ActivationCache

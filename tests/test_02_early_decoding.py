@@ -6,48 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from check_helpers import stub
-
 from course_utils import random_model
 from course_utils.chapters import solution_module
 from course_utils.checks import early_decoding as checks
 
 S = solution_module("02_early_decoding")
 
-EXERCISES = [
-    "decode_residual", "logit_lens", "answer_rank_per_layer", "answer_prob_per_layer",
-    "reciprocal_rank_per_layer", "top_k_per_layer", "logits_before_mlp", "logits_without_mlp", "mlp_removal_effect",
-    "causal_trace",
-    "kl_to_final", "fit_affine_translator",
-]
-ANSWERS = [
-    "answer_ln_twice_detectable_with_fresh_ln", "answer_gpt2_medium_lens_rows", "answer_biggest_block",
-    "answer_most_important_mlp",
-]
-
-
 def run_check(name, fn):
     return getattr(checks, f"test_{name}")(fn)
-
-
-# --- 1. the solution passes, a stub is "not attempted" -------------------------------------
-@pytest.mark.parametrize("name", EXERCISES)
-def test_solution_passes(name):
-    result = run_check(name, getattr(S, name))
-    assert result, result.message
-
-
-@pytest.mark.parametrize("name", EXERCISES)
-def test_stub_is_not_implemented(name):
-    result = run_check(name, stub)
-    assert result.status == "not attempted"
-    assert "is not implemented yet" in result.message
-
-
-@pytest.mark.parametrize("name", ANSWERS)
-def test_answers(name):
-    assert run_check(name, getattr(S, name)), f"the solution's {name} is wrong for this model"
-    assert run_check(name, ...).status == "not attempted"
 
 
 def test_wrong_answers_are_rejected():

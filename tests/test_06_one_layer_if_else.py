@@ -7,11 +7,8 @@ from transformer_lens import FactoredMatrix
 
 from course_utils.chapters import solution_module
 from course_utils.checks import one_layer_if_else as checks
-from check_helpers import stub
 
 S = solution_module("06_one_layer_if_else")
-EXERCISES = ["ov_circuit", "ov_ranks", "qk_scores", "else_logit_decomposition", "source_contribution", "mahalanobis_scores", "auroc"]
-ANSWERS = ["answer_qk_is_exact", "answer_biggest_omission", "answer_top_if_head"]
 
 
 @pytest.fixture(autouse=True)
@@ -22,27 +19,6 @@ def _no_grad():
 
 def run(name, fn):
     return getattr(checks, f"test_{name}")(fn)
-
-
-# --------------------------------------------------------------------------- every check
-
-
-@pytest.mark.parametrize("name", EXERCISES + ANSWERS)
-def test_reference_passes(name):
-    result = run(name, getattr(S, name))
-    assert result, result.message
-
-
-@pytest.mark.parametrize("name", EXERCISES)
-def test_stub_is_not_implemented(name):
-    result = run(name, stub)
-    assert result.status == "not attempted" and "not implemented yet" in result.message
-
-
-@pytest.mark.parametrize("name", ANSWERS)
-def test_unanswered(name):
-    result = run(name, ...)
-    assert result.status == "not attempted" and "not answered yet" in result.message
 
 
 def assert_rejected(name, fn, diagnosis):

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from course_utils import paths
+from course_utils import checkpoint, paths
+from course_utils.checkpoint import MODELS_DIR, CheckpointError, load_checkpoint
 from course_utils.tasks.ternary import load_ternary_eval
-from course_utils.zoo import checkpoint
-from course_utils.zoo.checkpoint import MODELS_DIR, CheckpointError, load_checkpoint
 
 MODEL = "attn-only-1l"
 RETRAIN = "python -m course_utils.zoo"

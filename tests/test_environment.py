@@ -3,7 +3,7 @@ import tomllib
 
 import yaml
 
-from course_utils.chapters import REPO_ROOT
+from course_utils.paths import REPO_ROOT
 
 
 def _pyproject_deps() -> set[str]:

@@ -11,10 +11,17 @@ from course_utils.chapters import solution_module
 from course_utils.checks import hooks_basics as hooks_checks
 from course_utils.checks import one_layer_if_else as if_else_checks
 from course_utils.checks import residual_stream as residual_checks
-from course_utils.findings import Finding, hooks_findings, if_else_findings, induction_findings, report, residual_findings
+from course_utils.findings import (
+    Finding,
+    hooks_findings,
+    if_else_findings,
+    induction_findings,
+    report,
+    residual_findings,
+)
+from course_utils.models import load_model
 from course_utils.tasks import ioi
 from course_utils.tasks.ternary import load_ternary_eval
-from course_utils.models import load_model
 
 
 @pytest.fixture(scope="module", autouse=True)

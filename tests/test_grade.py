@@ -10,11 +10,11 @@ import csv
 import nbformat
 import pytest
 
-from course_utils import grade
 from course_utils.__main__ import main
-from course_utils.build import build_chapter
-from course_utils.chapters import solution_module
-from course_utils.progress import ExerciseStatus, expected_checks
+from course_utils.chapters import CHAPTERS
+from course_utils.tooling import grade
+from course_utils.tooling.build import build_chapter
+from course_utils.tooling.progress import ExerciseStatus, expected_checks
 
 CHAPTER = "01_hooks_basics"
 
@@ -60,7 +60,7 @@ def test_csv_round_trip(tmp_path):
 
 
 def test_feedback_pages_show_every_diagnosis_and_work_offline(tmp_path):
-    from course_utils.sheets import external_references
+    from course_utils.tooling.sheets import external_references
 
     grades, long = _handmade_grades(tmp_path)
     index = grade.write_html(grades, tmp_path / "html")
@@ -85,7 +85,7 @@ def test_the_chart_counts_students_per_status(tmp_path):
 
 def test_total_line_counts_errors():
     exercises = [ExerciseStatus("a", "passed"), ExerciseStatus("b", "error"), ExerciseStatus("c", "not attempted")]
-    from course_utils.progress import total_line
+    from course_utils.tooling.progress import total_line
 
     assert total_line(exercises) == "Total: 1 of 3 checks passed, 0 failed, 1 not attempted, 1 could not run."
 
@@ -158,7 +158,7 @@ def test_a_synthetic_class_is_graded_row_by_row(tmp_path, capsys):
         rows = list(csv.reader(f))
     assert rows[0] == ["student", "chapter", "exercise", "status", "message"]
     names = expected_checks(CHAPTER)
-    answers = [n for n in names if n.startswith("answer_") and not callable(getattr(solution_module(CHAPTER), n, None))]
+    answers = CHAPTERS[CHAPTER].answers
     got = {(s, e): (status, message) for s, c, e, status, message in rows[1:] if c == CHAPTER}
     assert len(rows) == 1 + 6 * len(names) == 1 + len(got)
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.harness import Case, CheckFailed, Tolerance, check, check_answer, describe_difference
+from course_utils.harness import Case, CheckFailed, Tolerance, check, check_answer, describe_difference, reject
 
 
 def ref(x: torch.Tensor) -> torch.Tensor:
@@ -82,6 +82,15 @@ def test_strict_mode_raises(monkeypatch):
     monkeypatch.setenv("COURSE_STRICT_CHECKS", "1")
     with pytest.raises(CheckFailed, match="double"):
         check("double", lambda x: x * 3, ref, CASES)
+
+
+def test_reject_fails_a_check_in_one_line_and_strict_mode_raises(capsys, monkeypatch):
+    result = reject("f", "every row is the same sequence")
+    assert not result and result.status == "failed"
+    assert result.message == capsys.readouterr().out.strip() == "✗ f: every row is the same sequence"
+    monkeypatch.setenv("COURSE_STRICT_CHECKS", "1")
+    with pytest.raises(CheckFailed, match="every row"):
+        reject("f", "every row is the same sequence")
 
 
 def test_leftover_hooks_are_reported_and_removed():

@@ -1,16 +1,16 @@
 """Hub models: names, the download command, and loading offline from a (simulated) Hugging Face cache."""
+
 import socket
 
 import pytest
 import torch
 from huggingface_hub import constants as hf_constants
 
-from course_utils import ModelUnavailableError, load_model
-from course_utils import hub
+from course_utils import ModelUnavailableError, hub, load_model
 from course_utils.__main__ import main
-from course_utils.simulated_hub import HUB_MODELS, LEGACY_TOKENIZER, build_simulated_hub, gpt2_tokenizer
+from course_utils.checkpoint import load_tokenizer
 from course_utils.tasks import ioi
-from course_utils.zoo.checkpoint import load_tokenizer
+from course_utils.tooling.simulated_hub import HUB_MODELS, LEGACY_TOKENIZER, build_simulated_hub, gpt2_tokenizer
 
 CACHED = ["hub:attn-only-1l", "gpt2-small"]
 
@@ -33,7 +33,9 @@ def test_course_names_ignore_case():
     assert torch.equal(upper.W_E, lower.W_E)
 
 
-@pytest.mark.parametrize("typo, meant", [("atn-only-2l", "attn-only-2l"), ("gelu-4", "gelu-4l"), ("facts4l", "facts-4l")])
+@pytest.mark.parametrize(
+    "typo, meant", [("atn-only-2l", "attn-only-2l"), ("gelu-4", "gelu-4l"), ("facts4l", "facts-4l")]
+)
 def test_a_name_close_to_a_course_model_gets_did_you_mean(typo, meant):
     with pytest.raises(ModelUnavailableError, match=f"Did you mean '{meant}'"):
         load_model(typo)
@@ -79,7 +81,10 @@ def test_without_network_a_cached_model_loads_even_if_offline_mode_is_not_set(si
 
 @pytest.mark.slow
 def test_model_neither_shipped_nor_cached_cannot_be_downloaded(offline_cache):
-    with pytest.raises(ModelUnavailableError, match="Cannot download 'NeelNanda/Attn_Only_2L512W_C4_Code'.*not in the Hugging Face cache.*course_utils download"):
+    with pytest.raises(
+        ModelUnavailableError,
+        match="Cannot download 'NeelNanda/Attn_Only_2L512W_C4_Code'.*not in the Hugging Face cache.*course_utils download",
+    ):
         load_model("hub:attn-only-2l")
     with pytest.raises(ModelUnavailableError, match="Cannot download 'gpt2-medium'"):
         load_model("gpt2-medium")
@@ -152,5 +157,7 @@ def test_ioi_filter_leaves_the_course_prompts_unchanged():
 
 
 def test_multi_token_name_is_a_clear_error(gpt2_tok):
-    with pytest.raises(ValueError, match=r"name 'Ella' is 2 tokens in this tokenizer \(\['ĠEll', 'a'\]\).*tokenizer=model.tokenizer"):
+    with pytest.raises(
+        ValueError, match=r"name 'Ella' is 2 tokens in this tokenizer \(\['ĠEll', 'a'\]\).*tokenizer=model.tokenizer"
+    ):
         ioi.name_token_id(gpt2_tok, "Ella")

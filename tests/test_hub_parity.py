@@ -2,12 +2,19 @@
 
 The hub models are random-weight stand-ins with the hub models' exact architectures (layers, heads,
 context, vocabulary, tokenizer) and a small width, in a temporary Hugging Face cache read offline
-(``course_utils/simulated_hub.py``): the numbers are meaningless, the code paths are the real ones.
+(``course_utils/tooling/simulated_hub.py``): the numbers are meaningless, the code paths are the real ones.
 """
+
 import pytest
 
 from course_utils.chapters import available_chapters
-from course_utils.simulated_hub import HUB_MODELS, build_simulated_hub, cell_errors, hub_model_name, run_on_hub_model
+from course_utils.tooling.simulated_hub import (
+    HUB_MODELS,
+    build_simulated_hub,
+    cell_errors,
+    hub_model_name,
+    run_on_hub_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +24,9 @@ def simulated_home(tmp_path_factory):
 
 @pytest.mark.parametrize("chapter", available_chapters())
 def test_each_notebook_names_a_simulated_hub_model(chapter):
-    assert hub_model_name(chapter) in HUB_MODELS, "add its architecture to course_utils.simulated_hub.HUB_MODELS"
+    assert hub_model_name(chapter) in HUB_MODELS, (
+        "add its architecture to course_utils.tooling.simulated_hub.HUB_MODELS"
+    )
 
 
 @pytest.mark.slow

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from course_utils import ModelUnavailableError, load_model, random_model
-from course_utils.chapters import available_chapters, checks_module, solution_module
-from course_utils.zoo.checkpoint import COURSE_MODELS
+from course_utils.chapters import CHAPTERS, available_chapters
+from course_utils.course_models import COURSE_MODELS
 
 
 @pytest.fixture
@@ -34,12 +34,10 @@ def test_course_models_load_offline_in_eval_mode(name, no_network):
 
 
 def test_default_path_runs_a_chapter_offline(no_network):
-    chapter = available_chapters()[0]
-    checks, solutions = checks_module(chapter), solution_module(chapter)
-    names = [n for n in dir(checks) if n.startswith("test_") and hasattr(solutions, n[5:])]
-    assert names
-    for name in names:
-        assert getattr(checks, name)(getattr(solutions, name[5:])), name
+    record = CHAPTERS[available_chapters()[0]]
+    checks, solutions = record.checks(), record.solutions()
+    for name in record.stubs():
+        assert getattr(checks, f"test_{name}")(getattr(solutions, name)), name
     assert no_network == []
 
 

@@ -7,9 +7,9 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from course_utils.build import build_chapter
 from course_utils.chapters import available_chapters
 from course_utils.harness import RESULT_MIME
+from course_utils.tooling.build import build_chapter
 
 
 @pytest.mark.slow

@@ -131,13 +131,11 @@ print(hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parame
 @pytest.mark.slow
 @pytest.mark.skipif(torch.backends.cpu.get_cpu_capability() != "AVX512", reason="needs a CPU with AVX-512")
 def test_the_two_capabilities_do_give_other_weights_unpinned():
-    """Without the pin the two stand-in machines disagree, so the test above can fail."""
-    digests = []
-    for pin in ({}, determinism.PINNED_ENV):
-        digests.append({
-            subprocess.run([sys.executable, "-c", TINY_RUN], cwd=ROOT, env={**_environ(env), **pin}, check=True,
-                           capture_output=True, text=True, timeout=300).stdout.strip()
-            for env in MACHINES.values()
-        })
-    unpinned, pinned = digests
-    assert len(unpinned) == 2 and len(pinned) == 1
+    """Without the pin the two stand-in machines disagree, so the test above can fail (that the pin
+    makes them agree is the test above's, on the zoo itself)."""
+    unpinned = {
+        subprocess.run([sys.executable, "-c", TINY_RUN], cwd=ROOT, env=_environ(env), check=True,
+                       capture_output=True, text=True, timeout=300).stdout.strip()
+        for env in MACHINES.values()
+    }
+    assert len(unpinned) == 2

@@ -17,11 +17,12 @@ import zlib
 import pytest
 from bs4 import BeautifulSoup
 
-from course_utils import sheets
-from course_utils.build import stub_nodes
-from course_utils.chapters import available_chapters, solution_module
+from course_utils.chapters import CHAPTERS, available_chapters, solution_module
+from course_utils.tooling import sheets
+from sheet_samples import sample_notebook
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# One xdist worker builds the sheets once (make test runs with --dist loadgroup).
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("sheets")]
 
 SCREENSHOTS = sheets.SHEETS_DIR / "screenshots"
 MAX_SCREENSHOT_HEIGHT = 16000  # Chromium's largest texture side
@@ -74,7 +75,7 @@ def assert_all_rendered(found: dict, plotly: int, circuitsvis: int) -> None:
 
 
 def test_generated_sheet_renders_offline(chromium, tmp_path):
-    page, figures, external = sheets.render_page(sheets.sample_notebook(), chapter="00_sample", kind="solution")
+    page, figures, external = sheets.render_page(sample_notebook(), chapter="00_sample", kind="solution")
     assert external == []
     path = tmp_path / "sample.html"
     path.write_text(page, encoding="utf-8")
@@ -87,8 +88,8 @@ def test_generated_sheet_renders_offline(chromium, tmp_path):
 
 def test_generated_sheet_prints_to_pdf_with_its_figures(chromium, tmp_path):
     with_figures = tmp_path / "figures.html"
-    with_figures.write_text(sheets.render_page(sheets.sample_notebook(), chapter="00_sample", kind="solution")[0])
-    text_only = sheets.sample_notebook()
+    with_figures.write_text(sheets.render_page(sample_notebook(), chapter="00_sample", kind="solution")[0])
+    text_only = sample_notebook()
     for cell in text_only.cells:
         if cell.cell_type == "code":
             cell.outputs = []
@@ -155,7 +156,7 @@ def solution_lines(chapter: str) -> dict[str, list[str]]:
     """Per stub function, the solution's own code lines (20+ characters) that the stub lacks."""
     solutions = solution_module(chapter)
     found = {}
-    for name, node in stub_nodes(chapter).items():
+    for name, node in CHAPTERS[chapter].stubs().items():
         if not isinstance(node, ast.FunctionDef):
             continue
         stub_text = ast.unparse(node)  # a line quoted in the stub's docstring is a hint, not a leak
@@ -165,6 +166,14 @@ def solution_lines(chapter: str) -> dict[str, list[str]]:
         lines = source.splitlines()[body[0].lineno - 1 :] if body else []
         found[name] = [line.strip() for line in lines if len(line.strip()) >= 20 and line.strip() not in stub_text]
     return found
+
+
+@pytest.mark.parametrize("chapter", available_chapters())
+def test_solution_notebook_runs_in_strict_mode_without_error(built_sheets, chapter):
+    """The solution notebook, executed for its sheet with COURSE_STRICT_CHECKS=1: no cell raises, so
+    every check passes (`make test` executes the solution notebooks here, with the course's runner)."""
+    result = built_sheets(chapter)
+    assert result.executed and result.errors == [], f"{chapter}: the solution notebook raised: {result.errors}"
 
 
 @pytest.mark.parametrize("chapter", available_chapters())

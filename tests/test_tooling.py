@@ -13,12 +13,16 @@ import nbformat
 import pytest
 
 from course_utils import chapters as chapters_module
-from course_utils import progress, sheets, workspace
+from course_utils import paths
 from course_utils.__main__ import main
-from course_utils.build import build_chapter
+from course_utils.chapters import Chapter
 from course_utils.harness import RESULT_MIME
-from course_utils.kernel import CELL_TIMEOUT, OUTPUT_LIMIT, Sandbox, execute_in_kernel
-from course_utils.sandbox import BLOCKED
+from course_utils.tooling import progress, sheets, workspace
+from course_utils.tooling.build import build_chapter
+from course_utils.tooling.kernel import CELL_TIMEOUT, OUTPUT_LIMIT, Sandbox, execute_in_kernel
+from course_utils.tooling.sandbox import BLOCKED
+from course_utils.tooling.sheets import maths
+from sheet_samples import sample_notebook
 
 CHAPTER = "99_fake"
 
@@ -139,12 +143,14 @@ def fake_chapter(tmp_path, monkeypatch):
     (root / "notebooks" / f"{CHAPTER}.py").write_text(NOTEBOOK)
     (root / "pkg" / "fake_solutions.py").write_text(SOLUTIONS)
     (root / "pkg" / "fake_checks.py").write_text(CHECKS)
-    monkeypatch.setattr(chapters_module, "NOTEBOOKS_DIR", root / "notebooks")
+    # Registered like a real chapter; its solutions and checks live outside the course's packages.
+    chapter = Chapter(99, "fake", "A fake chapter", root / "notebooks" / f"{CHAPTER}.py", "fake_solutions", "fake_checks")
+    monkeypatch.setitem(chapters_module.CHAPTERS, CHAPTER, chapter)
     monkeypatch.syspath_prepend(str(root / "pkg"))
     # Kernels started by the tools import the same modules.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root / "pkg"), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setitem(sys.modules, f"solutions.{CHAPTER}", _import_file(f"solutions.{CHAPTER}", root / "pkg" / "fake_solutions.py"))
-    monkeypatch.setitem(sys.modules, "course_utils.checks.fake", _import_file("course_utils.checks.fake", root / "pkg" / "fake_checks.py"))
+    for name in ("fake_solutions", "fake_checks"):
+        monkeypatch.setitem(sys.modules, name, _import_file(name, root / "pkg" / f"{name}.py"))
     return root
 
 
@@ -223,7 +229,7 @@ def test_a_rebuild_of_the_same_chapter_counts_as_unchanged(fake_chapter, tmp_pat
 
 
 def test_workspace_command_without_lab(fake_chapter, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(chapters_module, "CHAPTERS", (CHAPTER,))
+    monkeypatch.setattr(chapters_module, "CHAPTERS", {CHAPTER: chapters_module.CHAPTERS[CHAPTER]})
     monkeypatch.setattr(workspace, "start_lab", lambda dest: pytest.fail("--no-lab started JupyterLab"))
     assert main(["workspace", "--dir", str(tmp_path / "ws"), "--no-lab", "99"]) in (0, None)
     assert (tmp_path / "ws" / f"{CHAPTER}.ipynb").exists()
@@ -237,11 +243,38 @@ def test_lab_command_starts_jupyterlab_in_the_workspace(tmp_path):
 
 
 def test_the_default_workspace_is_ignored_by_git():
-    gitignore = (chapters_module.REPO_ROOT / ".gitignore").read_text().split()
+    gitignore = (paths.REPO_ROOT / ".gitignore").read_text().split()
     assert "workspace/" in gitignore
 
 
 # ----------------------------------------------------------------- progress
+
+
+def test_a_chapter_registered_alone_is_built_listed_and_tested(fake_chapter, tmp_path, capsys):
+    """One registry entry (and its files) is all a chapter needs: the build, progress and the
+    registry-wide tests take it up."""
+    import test_chapter_checks
+    import test_chapters
+
+    record = chapters_module.CHAPTERS[CHAPTER]
+    assert CHAPTER in chapters_module.available_chapters() and chapters_module.resolve("99") == CHAPTER
+    assert (record.exercises, record.answers) == (["add_one", "double", "triple"], ["answer_layers"])
+    assert progress.expected_checks(CHAPTER) == [*record.exercises, *record.answers]
+    learner, solution = build_chapter(CHAPTER, tmp_path)
+    assert "write add_one" in learner.read_text() and "SOLUTION-MARKER" in solution.read_text()
+    for name in record.stubs():
+        test_chapter_checks.test_solution_passes_fast(CHAPTER, name, capsys)
+        test_chapter_checks.test_stub_is_not_attempted(CHAPTER, name)
+    for test in (
+        test_chapters.test_exercises_and_answers_are_the_stubs,
+        test_chapters.test_stub_signatures_match_solutions,
+        test_chapters.test_stubs_raise_not_implemented_or_are_ellipsis,
+        test_chapters.test_every_stub_is_checked_in_the_notebook,
+        test_chapters.test_solution_cells_compile,
+        test_chapters.test_learner_notebook_never_imports_solutions,
+    ):
+        test(CHAPTER)
+
 
 
 def test_expected_checks_are_the_test_functions_in_order(fake_chapter):
@@ -410,7 +443,7 @@ def test_sandboxed_kernel_has_no_network_a_memory_cap_and_a_notebook_limit(tmp_p
 
 
 def test_page_inlines_each_library_once_and_references_no_network():
-    page, figures, external = sheets.render_page(sheets.sample_notebook(), chapter="99_fake", kind="solution")
+    page, figures, external = sheets.render_page(sample_notebook(), chapter="99_fake", kind="solution")
     assert (figures.plotly, figures.circuitsvis, figures.problems) == (2, 2, [])
     assert external == []
     assert page.count('data-library="plotly"') == 1 and page.count("plotly.js v") == 1
@@ -453,7 +486,7 @@ def test_external_references_are_found():
 
 def test_aligned_maths_becomes_an_array_with_alternating_columns():
     tex = "\\begin{aligned}\nr &= a && \\text{(x)}\\\\\ny &= b\n\\end{aligned}"
-    assert sheets._as_array(tex) == "\\begin{array}{rlrl}r &= a && \\text{(x)}\\\\\ny &= b\\end{array}"
+    assert maths.as_array(tex) == "\\begin{array}{rlrl}r &= a && \\text{(x)}\\\\\ny &= b\\end{array}"
 
 
 def test_maths_becomes_mathml():
@@ -495,7 +528,7 @@ def test_a_failing_solution_is_reported(fake_chapter, tmp_path):
     # still compare with the right one, so the strict check fails in the solution sheet.
     wrong = fake_chapter / "pkg" / "wrong_solutions.py"
     wrong.write_text(SOLUTIONS.replace("return x * 3", "return x * 4"))
-    sys.modules[f"solutions.{CHAPTER}"] = _import_file(f"solutions.{CHAPTER}", wrong)
+    sys.modules["fake_solutions"] = _import_file("fake_solutions", wrong)  # the fixture restores the right one
     log = []
     (result,) = sheets.build_sheets([CHAPTER], tmp_path / "sheets", notebooks_dir=tmp_path / "nb", log=log.append)
     assert not result.ok and any("CheckFailed" in e and "triple" in e for e in result.errors)
@@ -517,7 +550,7 @@ def test_the_prompt_replaces_only_on_yes(monkeypatch):
 
 def test_solution_sheets_lose_progress_bars_and_machine_paths():
     venv_file = f"{sys.prefix}/lib/python3.11/site-packages/tqdm/auto.py"
-    repo_file = f"{chapters_module.REPO_ROOT}/course_utils/tasks/ternary.py"
+    repo_file = f"{paths.REPO_ROOT}/course_utils/tasks/ternary.py"
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
         nbformat.v4.new_output("stream", name="stderr", text=(
             "patching heads:  50%|█████     | 1/2 [00:00<00:00,  9.81it/s]\r"
@@ -534,4 +567,4 @@ def test_solution_sheets_lose_progress_bars_and_machine_paths():
     assert outputs[0]["text"] == "lib/python3.11/site-packages/tqdm/auto.py:21: TqdmWarning: IProgress not found.\n"
     assert outputs[1]["text"] == "read course_utils/tasks/ternary.py\n100%| kept: stdout is the notebook's own text\n"
     page = json.dumps(outputs)
-    assert sys.prefix not in page and str(chapters_module.REPO_ROOT) not in page
+    assert sys.prefix not in page and str(paths.REPO_ROOT) not in page

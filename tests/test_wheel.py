@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from course_utils.build import read_source
-from course_utils.chapters import available_chapters
+from course_utils.chapters import CHAPTERS, available_chapters
 from course_utils.paths import REPO_ROOT
 
 NOT_PACKAGED = shutil.ignore_patterns(
@@ -37,7 +36,7 @@ CHAPTER = "01_hooks_basics"
 
 def test_each_set_up_cell_says_how_to_install_without_installing():
     for chapter in available_chapters():
-        setup = next(c for c in read_source(chapter).cells if c.cell_type == "code")
+        setup = next(c for c in CHAPTERS[chapter].source().cells if c.cell_type == "code")
         assert '%pip install "git+' in setup.source, f"{chapter}: the set-up cell has no %pip install hint"
         magics = [line for line in setup.source.splitlines() if line.lstrip().startswith(("%", "!"))]
         assert not magics, f"{chapter}: the set-up cell runs {magics[0]!r} (keep the hint a comment)"
@@ -113,11 +112,11 @@ USE_THE_COURSE = textwrap.dedent(
     import nbformat
     import course_utils
     from course_utils import load_model, paths
-    from course_utils.build import build_chapter
-    from course_utils.kernel import execute_in_kernel
-    from course_utils.sheets import build_sheets
+    from course_utils.tooling.build import build_chapter
+    from course_utils.tooling.kernel import execute_in_kernel
+    from course_utils.tooling.sheets import build_sheets
     from course_utils.tasks.ternary import load_ternary_eval
-    from course_utils.zoo.checkpoint import COURSE_MODELS
+    from course_utils.course_models import COURSE_MODELS
 
     chapter = sys.argv[1]  # its learner notebook is in this folder (the README cell put it there)
     out = {"course_utils": course_utils.__file__, "repo_root": str(paths.REPO_ROOT), "models_dir": str(paths.MODELS_DIR)}
@@ -167,7 +166,7 @@ def test_the_wheel_is_the_whole_course(scratch):
         assert f"course_utils/_data/models/{rel}" in names, f"the wheel lacks models/{rel}"
     for chapter in available_chapters():
         assert f"course_utils/_data/notebooks/{chapter}.py" in names and f"solutions/{chapter}.py" in names
-    assert "course_utils/sheets_assets/sheet.css" in names and not [n for n in names if n.startswith("tests/")]
+    assert "course_utils/tooling/sheets/assets/sheet.css" in names and not [n for n in names if n.startswith("tests/")]
 
     python = fresh_venv(scratch / "venv")
     work, env = scratch / "work", offline_env()

@@ -10,11 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformer_lens.model_bridge.sources  # noqa: F401 - registers TransformerBridge.boot_native
+from transformer_lens.config import TransformerBridgeConfig
+from transformer_lens.model_bridge import TransformerBridge
 
+from course_utils import checkpoint
+from course_utils.checkpoint import MODELS_DIR, CheckpointError, load_checkpoint, load_tokenizer
+from course_utils.course_models import COURSE_MODELS, CourseModel
 from course_utils.tasks import facts, ioi, repeated, ternary
-from course_utils.zoo import checkpoint, evaluate, recipes
-from course_utils.zoo.checkpoint import COURSE_MODELS, MODELS_DIR, CheckpointError, load_checkpoint, load_tokenizer
-from course_utils.zoo.thresholds import checks_for
+from course_utils.zoo import evaluate, recipes
+from course_utils.zoo.checkpoint import record_files
+from course_utils.zoo.thresholds import Check
+
 
 @pytest.fixture(scope="module")
 def tokenizer():
@@ -123,7 +130,6 @@ def test_periodic_sequences_repeat_by_content_with_varying_period():
 
 
 def test_tied_embeddings_share_one_parameter_and_survive_a_checkpoint(tmp_path):
-    import transformer_lens.model_bridge.sources  # noqa: F401 - registers boot_native
     from transformer_lens.config import TransformerBridgeConfig
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -152,15 +158,25 @@ def heldout_streams(tokenizer):
 @pytest.mark.parametrize("name", COURSE_MODELS)
 def test_model_meets_its_thresholds(models, heldout_streams, name):
     """The model's own evaluation (the one its card reports), re-run on the shipped weights."""
-    metrics = recipes.RECIPES[name].evaluate(models[name], heldout_streams)
-    failed = [f"{c.description}: {c.value:.3g} (need {c.op} {c.limit:g})" for c in checks_for(name, metrics) if not c.passed]
+    entry = COURSE_MODELS[name]
+    metrics = entry.evaluate(models[name], heldout_streams)
+    failed = [f"{c.description}: {c.value:.3g} (need {c.op} {c.limit:g})" for c in entry.thresholds(metrics) if not c.passed]
     assert not failed, failed
 
 
-def test_every_course_model_has_a_recipe_and_checks():
-    from course_utils.zoo.thresholds import CHECKS
+@pytest.mark.parametrize("name", COURSE_MODELS)
+def test_every_course_model_has_its_recipe_thresholds_files_and_card(name):
+    entry = COURSE_MODELS[name]
+    assert entry.recipe().name == name and callable(entry.recipe().evaluate)
+    manifest = checkpoint.read_manifest()
+    for f in ("config.json", "model.safetensors", "MODEL_CARD.md"):
+        assert f"{name}/{f}" in manifest, f"{name}/{f} is not in the manifest"
+    assert entry.card().is_file() and entry.card().read_text().startswith(f"# {name}\n")
 
-    assert set(recipes.RECIPES) == set(COURSE_MODELS) == set(CHECKS)
+
+def test_the_recipes_and_the_registry_list_the_same_models():
+    assert set(recipes.RECIPES) == set(COURSE_MODELS)
+    assert {p.name for p in MODELS_DIR.iterdir() if (p / "config.json").is_file()} == set(COURSE_MODELS)
 
 
 def _copy_zoo(tmp_path: Path, name: str) -> Path:
@@ -181,7 +197,7 @@ def test_corrupt_weights_give_a_clear_error(tmp_path):
 def test_unreadable_weights_with_matching_manifest_give_a_clear_error(tmp_path):
     models_dir = _copy_zoo(tmp_path, "attn-only-1l")
     (models_dir / "attn-only-1l" / "model.safetensors").write_bytes(b"not a safetensors file")
-    checkpoint.record_files(["attn-only-1l/model.safetensors"], models_dir)
+    record_files(["attn-only-1l/model.safetensors"], models_dir)
     with pytest.raises(CheckpointError, match="cannot read .*model.safetensors"):
         load_checkpoint("attn-only-1l", models_dir=models_dir)
 
@@ -199,8 +215,8 @@ def test_unknown_model_name_gives_a_clear_error():
 
 
 def test_model_cards_report_measured_figures():
-    for name in COURSE_MODELS:
-        card = (MODELS_DIR / name / "MODEL_CARD.md").read_text()
+    for name, entry in COURSE_MODELS.items():
+        card = entry.card().read_text()
         assert "## Measured" in card and "wall time" in card
         assert "FAIL" not in card
         config = json.loads((MODELS_DIR / name / "config.json").read_text())
@@ -214,3 +230,48 @@ def test_attn_only_2l_previous_token_limit_is_as_chapter_01_says(models, heldout
     early = [v for b, v in by_pos.items() if int(b.split("-")[0]) < 64]
     late = [v for b, v in by_pos.items() if int(b.split("-")[0]) >= 80]
     assert min(early) >= 0.9 and max(late) < 0.5, by_pos
+
+
+# ----------------------------------------------------------------- a model added through the registry alone
+
+FAKE = "fake-1l"
+FAKE_RECIPE = recipes.Recipe(
+    name=FAKE,
+    config={**recipes.ATTN_ONLY_1L.config, "n_layers": 1, "d_model": 16, "n_heads": 2, "d_head": 8, "n_ctx": 16},
+    phases=(),
+    data="Nothing: a test's model.",
+    evaluate=lambda model, streams: {"fake_score": 0.75},
+)
+
+
+def fake_thresholds(m: dict) -> list[Check]:
+    return [Check("fake score", m["fake_score"], ">=", 0.5)]
+
+
+def test_a_model_added_to_the_registry_alone_reaches_the_zoo_the_loader_and_its_card(tmp_path, monkeypatch):
+    import course_utils.checkpoint
+    from course_utils import load_model
+    from course_utils.models import ModelUnavailableError
+    from course_utils.zoo.__main__ import _groups, parse_args
+    from course_utils.zoo.cards import render_card
+    from course_utils.zoo.checkpoint import save_checkpoint, save_tokenizer
+    from course_utils.zoo.train import TrainLog
+
+    entry = CourseModel(FAKE, f"{__name__}:FAKE_RECIPE", f"{__name__}:fake_thresholds")
+    with pytest.raises(ModelUnavailableError, match="Unknown model 'fake-1l'"):
+        load_model(FAKE)
+    monkeypatch.setitem(COURSE_MODELS, FAKE, entry)
+
+    assert parse_args(["--only", FAKE]).only == [FAKE]  # python -m course_utils.zoo --only fake-1l
+    assert sorted(sum(_groups([FAKE, "gelu-4l"], 2), [])) == [FAKE, "gelu-4l"]
+    models_dir = tmp_path / "models"
+    save_tokenizer(load_tokenizer(), models_dir)
+    model = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(FAKE_RECIPE.config), tokenizer=load_tokenizer())
+    metrics = entry.evaluate(model, None)
+    card = render_card(entry.recipe(), TrainLog(1, 16, 1.0, [2.0]), metrics, entry.thresholds(metrics), threads=1)
+    save_checkpoint(model, FAKE, card, FAKE_RECIPE.config, models_dir)
+
+    monkeypatch.setattr(course_utils.checkpoint, "MODELS_DIR", models_dir)
+    loaded = load_model(FAKE, device="cpu")
+    assert loaded.cfg.d_model == 16 and not loaded.training
+    assert "| fake score | 0.75 | >= 0.5 | PASS |" in entry.card(models_dir).read_text()

@@ -21,12 +21,12 @@ from transformer_lens import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import PreTrainedTokenizerBase
 
-from course_utils.chapters import solution_module
+from course_utils.chapters import solutions_for
 from course_utils.harness import Case, CheckResult, cached_by_inputs, check, check_answer
 from course_utils.models import load_model
 from course_utils.tasks import ioi
 
-SOLUTION = solution_module("04_activation_patching")
+SOLUTION = solutions_for(__name__)
 CHECK_MODEL = "gelu-4l"
 N_METRIC_PROMPTS = 8
 N_SWEEP_PROMPTS = 2

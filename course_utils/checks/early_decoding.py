@@ -23,12 +23,13 @@ from jaxtyping import Int
 from transformer_lens import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
-from course_utils.chapters import solution_module
+from course_utils.chapters import solutions_for
 from course_utils.harness import Case, CheckResult, Tolerance, check, check_answer, describe_difference
 from course_utils.models import load_model
 from course_utils.tasks import recall
+from course_utils.tasks.english import generated_english
 
-SOLUTION = solution_module("02_early_decoding")
+SOLUTION = solutions_for(__name__)
 
 MODEL_NAME = "facts-4l"
 CAPITAL_PROMPT = recall.bare_prompt("capital", "Poland")
@@ -153,8 +154,6 @@ def text_batch(m: TransformerBridge, n_rows: int, seq_len: int = 64, seed: int =
     The text mixes short stories, IOI sentences and fact lines (``facts-4l`` was trained on stories and facts),
     drawn with ``seed``; rows are consecutive slices of one long tokenised stream.
     """
-    from course_utils.zoo.corpus import generated_english  # imported here: only this helper needs it
-
     body = seq_len - 1
     ids: list[int] = []
     paragraph_seed = seed

@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from course_utils.chapters import solution_module
+from course_utils.chapters import solutions_for
 from course_utils.harness import Case, CheckResult, Tolerance, check, check_answer, describe_difference
 from course_utils.models import load_model
 
-SOLUTION = solution_module("01_hooks_basics")
+SOLUTION = solutions_for(__name__)
 
 MODEL_NAME = "attn-only-2l"
 

@@ -17,12 +17,12 @@ import torch
 from torch import Tensor
 from transformer_lens import ActivationCache, FactoredMatrix
 
-from course_utils.chapters import solution_module
-from course_utils.harness import FAIL, Case, CheckResult, Tolerance, _emit, check, check_answer, describe_difference
+from course_utils.chapters import solutions_for
+from course_utils.harness import Case, CheckResult, Tolerance, check, check_answer, describe_difference, reject
 from course_utils.models import load_model
 from course_utils.tasks.repeated import repeated_tokens
 
-SOLUTION = solution_module("05_induction_circuits")
+SOLUTION = solutions_for(__name__)
 
 MODEL_NAME = "attn-only-2l"
 SEQ_LEN = 30
@@ -131,7 +131,7 @@ def test_generate_repeated_tokens(generate_repeated_tokens) -> CheckResult:
     model = _model()
     seeding_problem = _seeding_problem(generate_repeated_tokens, model)
     if seeding_problem:
-        return _emit("generate_repeated_tokens", "failed", f"{FAIL} generate_repeated_tokens: {seeding_problem}")
+        return reject("generate_repeated_tokens", seeding_problem)
     return check(
         "generate_repeated_tokens",
         generate_repeated_tokens,
@@ -549,7 +549,7 @@ def test_top_1_acc(top_1_acc) -> CheckResult:
         [
             Case("a synthetic copying circuit on 700 tokens, chunk_size=256", (_copying_circuit(),), {"chunk_size": 256}),
             Case(f"the induction head {induction[0]}.{induction[1]} on the first {SUB_VOCAB} tokens", (_sub_vocab_ov(*induction),)),
-            Case(f"the same circuit with chunk_size=300 (the last chunk is shorter)", (_sub_vocab_ov(*induction),), {"chunk_size": 300}),
+            Case("the same circuit with chunk_size=300 (the last chunk is shorter)", (_sub_vocab_ov(*induction),), {"chunk_size": 300}),
             Case(f"head {previous[0]}.{previous[1]} on the first {SUB_VOCAB} tokens", (_sub_vocab_ov(*previous),), {"chunk_size": 256}),
         ],
         known_mistakes={

@@ -14,12 +14,12 @@ import torch
 from torch import Tensor
 from transformer_lens import FactoredMatrix
 
-from course_utils.chapters import solution_module
+from course_utils.chapters import solutions_for
 from course_utils.harness import Case, CheckResult, Tolerance, check, check_answer, describe_difference
 from course_utils.models import load_model
 from course_utils.tasks.ternary import load_ternary_eval
 
-SOLUTION = solution_module("06_one_layer_if_else")
+SOLUTION = solutions_for(__name__)
 MODEL_NAME = "attn-only-1l"
 OMISSIONS = ("direct path", "positional embeddings", "biases", "final LN scale")
 """What a quick, approximate decomposition of the `` else`` logit tends to leave out."""

@@ -18,12 +18,12 @@ import torch
 from transformer_lens import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
-from course_utils.chapters import solution_module
+from course_utils.chapters import solutions_for
 from course_utils.harness import Case, CheckResult, Tolerance, check, check_answer, describe_difference
 from course_utils.models import load_model, random_model
 from course_utils.tasks import facts, ioi
 
-SOLUTION = solution_module("03_residual_stream")
+SOLUTION = solutions_for(__name__)
 CHECK_MODEL = "gelu-4l"
 IOI_SEED = 0
 """The notebook's IOI prompts are ``ioi.ioi_prompts(N_IOI_PROMPTS, split="heldout", seed=IOI_SEED)``."""

@@ -1,4 +1,5 @@
-"""Task data the chapters use at run time: IOI prompts, factual recall, Python ternaries, repeated tokens.
+"""Task data the chapters use at run time: IOI prompts, factual recall, Python ternaries, repeated tokens,
+generated English.
 
-Modules: :mod:`.ioi`, :mod:`.facts`, :mod:`.ternary`, :mod:`.repeated`.
+Modules: :mod:`.ioi`, :mod:`.facts`, :mod:`.recall`, :mod:`.ternary`, :mod:`.repeated`, :mod:`.english`.
 """

@@ -16,14 +16,15 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Mapping
+from typing import Literal
 
 from tqdm.auto import tqdm
 
+from course_utils import checkpoint
 from course_utils.paths import MODELS_DIR
-from course_utils.zoo import checkpoint
 
 Kind = Literal["trusted", "anomalous"]
 EVAL_FILE = MODELS_DIR / "ternary_eval.json"

@@ -25,11 +25,11 @@ import transformer_lens.model_bridge.sources  # noqa: F401 - registers Transform
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
+from course_utils.course_models import COURSE_MODELS, course_model
 from course_utils.tasks import ternary
 from course_utils.zoo import checkpoint, corpus, determinism
 from course_utils.zoo.cards import render_card
-from course_utils.zoo.recipes import RECIPES, build_heldout_streams, build_streams
-from course_utils.zoo.thresholds import checks_for
+from course_utils.zoo.recipes import build_heldout_streams, build_streams
 from course_utils.zoo.tokenizer import train_tokenizer
 from course_utils.zoo.train import TrainLog, tie_embeddings
 
@@ -39,7 +39,7 @@ WALL_TIME_LINE = "- wall time:"
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m course_utils.zoo", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=list(RECIPES), help="train only this model (repeatable)")
+    parser.add_argument("--only", action="append", choices=list(COURSE_MODELS), help="train only this model (repeatable)")
     parser.add_argument("--threads", type=int, default=determinism.THREADS,
                         help=f"torch CPU threads (default {determinism.THREADS}, as the shipped files were trained)")
     parser.add_argument("--steps-scale", type=float, default=1.0,
@@ -75,15 +75,16 @@ def retrain(names: list[str], out: Path, threads: int, steps_scale: float, reuse
     streams = build_streams(tokenizer)
     failed = []
     for name in names:
-        recipe = RECIPES[name]
+        entry = course_model(name)
+        recipe = entry.recipe()
         random.seed(0)
         torch.manual_seed(0)
         model = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(recipe.config), tokenizer=tokenizer)
         if recipe.tie_embeddings:
             tie_embeddings(model)
         log = recipe.fit(model, streams, tokenizer, steps_scale)
-        metrics = recipe.evaluate(model, streams)
-        checks = checks_for(name, metrics)
+        metrics = entry.evaluate(model, streams)
+        checks = entry.thresholds(metrics)
         sizes = checkpoint.save_checkpoint(model, name, render_card(recipe, log, metrics, checks, threads),
                                            recipe.config, out)
         written += list(sizes)
@@ -99,10 +100,10 @@ def _groups(names: list[str], jobs: int) -> list[list[str]]:
     """Split models into ``jobs`` groups of similar total training steps (longest first)."""
     groups: list[list[str]] = [[] for _ in range(min(jobs, len(names)))]
     cost = [0] * len(groups)
-    for name in sorted(names, key=lambda n: -RECIPES[n].cost):
+    for name in sorted(names, key=lambda n: -course_model(n).recipe().cost):
         i = cost.index(min(cost))
         groups[i].append(name)
-        cost[i] += RECIPES[name].cost
+        cost[i] += course_model(name).recipe().cost
     return [sorted(g, key=names.index) for g in groups if g]
 
 
@@ -146,12 +147,12 @@ def rewrite_cards(names: list[str], out: Path, threads: int) -> list[str]:
     streams = build_heldout_streams(tokenizer)
     failed = []
     for name in names:
-        card = out / name / "MODEL_CARD.md"
+        entry = course_model(name)
+        card = entry.card(out)
         log = _log_from_card(card.read_text())
-        recipe = RECIPES[name]
-        metrics = recipe.evaluate(checkpoint.load_checkpoint(name, models_dir=out), streams)
-        checks = checks_for(name, metrics)
-        card.write_text(render_card(recipe, log, metrics, checks, threads))
+        metrics = entry.evaluate(checkpoint.load_checkpoint(name, models_dir=out), streams)
+        checks = entry.thresholds(metrics)
+        card.write_text(render_card(entry.recipe(), log, metrics, checks, threads))
         checkpoint.record_files([f"{name}/MODEL_CARD.md"], out)
         failed += [f"{name}: {c.description}" for c in checks if not c.passed]
         print(f"{name}: card rewritten; {sum(not c.passed for c in checks)} failed checks", flush=True)
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     print(determinism.describe(args.threads))
     for problem in determinism.problems(args.threads):
         print(f"warning: not reproducible: {problem}", file=sys.stderr)
-    names = args.only or list(RECIPES)
+    names = args.only or list(COURSE_MODELS)
     start = time.perf_counter()
     if args.cards:
         failed = rewrite_cards(names, args.out or checkpoint.MODELS_DIR, args.threads)

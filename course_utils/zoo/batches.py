@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import random
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from jaxtyping import Int

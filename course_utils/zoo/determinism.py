@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping, NoReturn
+from collections.abc import Mapping
+from typing import NoReturn
 
 PINNED_ENV: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",  # ATen's own kernels (sums, softmax, layer norm, AdamW): 8-float vectors

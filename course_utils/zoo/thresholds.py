@@ -1,10 +1,11 @@
-"""The figures each course model must reach (asserted by the tests, printed in the model cards)."""
+"""The figures each course model must reach (asserted by the tests, printed in the model cards).
+
+One function per model, ``metrics -> [Check]``; :data:`course_utils.course_models.COURSE_MODELS` names each model's."""
 
 from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ about 70 it still fails on code (see the card's position table, the README and c
 its induction heads now work across the whole context."""
 
 
-def _attn_only_2l(m: dict) -> list[Check]:
+def attn_only_2l(m: dict) -> list[Check]:
     out = [
         Check("best layer-1 induction score", m["best_layer1_induction"], ">=", 0.6),
         Check("best layer-0 previous-token score", m["best_layer0_previous_token"], ">=", 0.4),
@@ -40,7 +41,7 @@ def _attn_only_2l(m: dict) -> list[Check]:
     return out
 
 
-def _attn_only_1l(m: dict) -> list[Check]:
+def attn_only_1l(m: dict) -> list[Check]:
     by_pre = {int(k): v for k, v in m["p_else_by_preamble_tokens"].items()}
     base = by_pre[0]
     return [
@@ -58,7 +59,7 @@ IOI_PREAMBLE_ACCURACY = 0.85
 tokens (0.995 without), under the 0.9 it keeps without a preamble."""
 
 
-def _gelu_4l(m: dict) -> list[Check]:
+def gelu_4l(m: dict) -> list[Check]:
     out = []
     for split in ("heldout_pairs", "heldout_templates", "heldout"):
         out.append(Check(f"IOI accuracy, {split}", m[f"ioi_{split}_accuracy"], ">=", 0.9))
@@ -81,7 +82,7 @@ RECALL_PREAMBLE_GATED = 50
 card): its training preambles were at most 64 tokens long."""
 
 
-def _facts_4l(m: dict) -> list[Check]:
+def facts_4l(m: dict) -> list[Check]:
     out = [Check("bare statement top-1 (\"The capital of Poland is\")", m["capital_bare_top1"], ">=", 0.8)]
     for relation in ("capital", "language", "country"):
         out.append(Check(f"{relation}: few-shot Q/A top-1, any shots", m[f"{relation}_qa_top1"], ">=", 0.9))
@@ -95,19 +96,3 @@ def _facts_4l(m: dict) -> list[Check]:
         out.append(Check(f"towns ({form}): median depth from which the answer is top-1", depth["top1_depth"], ">=", 2))
         out.append(Check(f"towns ({form}): median logit-lens rank after block 0", depth["rank_by_layer"][1], ">", 0))
     return out
-
-
-CHECKS: dict[str, Callable[[dict], list[Check]]] = {
-    "attn-only-2l": _attn_only_2l,
-    "attn-only-1l": _attn_only_1l,
-    "gelu-4l": _gelu_4l,
-    "facts-4l": _facts_4l,
-}
-"""Each course model's checks, by name (the same names as the recipes)."""
-
-
-def checks_for(name: str, m: dict) -> list[Check]:
-    """Checks of the figures in ``m`` (from the recipe's evaluation) for model ``name``."""
-    if name not in CHECKS:
-        raise ValueError(f"no checks defined for {name!r}; models with checks: {', '.join(CHECKS)}")
-    return CHECKS[name](m)

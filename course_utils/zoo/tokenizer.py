@@ -8,7 +8,7 @@ prepends BOS). A lexicon of task words (IOI names, countries, capitals, language
 from __future__ import annotations
 
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast

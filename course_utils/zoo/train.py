@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Union
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 Tokens = Int[torch.Tensor, "batch seq"]
 LossWeights = Float[torch.Tensor, "batch seq_minus_1"]
-Batch = Union[Tokens, tuple[Tokens, LossWeights]]
+Batch = Tokens | tuple[Tokens, LossWeights]
 """Plain tokens (every next-token prediction weighs 1) or tokens with per-target loss weights
 (0 for padding, >1 to up-weight e.g. an answer position). Weight ``[b, i]`` scores the
 prediction of ``tokens[b, i + 1]``."""

@@ -1,4 +1,5 @@
-"""Execute a notebook in a fresh Jupyter kernel: shared by ``make progress``, ``make sheets`` and ``make grade``."""
+"""The one notebook runner: execute a notebook in a fresh Jupyter kernel, for ``make progress``, ``make sheets``,
+``make grade`` and ``benchmarks/run_course.py``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec
 from nbclient import NotebookClient
 
-from course_utils import sandbox as sandbox_kernel
+from course_utils.tooling import sandbox as sandbox_kernel
 
 QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
 """ipykernel 7 warns on every start that it uses TCP without encryption (local, harmless): silence it."""
@@ -44,7 +45,7 @@ class Sandbox:
 
 
 class SandboxKernelManager(AsyncKernelManager):
-    """Starts ``course_utils/sandbox.py`` (limits, then an IPython kernel) instead of ipykernel."""
+    """Starts ``course_utils/tooling/sandbox.py`` (limits, then an IPython kernel) instead of ipykernel."""
 
     @property
     def kernel_spec(self) -> KernelSpec:
@@ -134,3 +135,14 @@ def _mark_timeout(cell: nbformat.NotebookNode, cell_index: int, execute_reply: d
         return
     cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt")]
     cell.outputs.append(nbformat.v4.new_output("error", ename=CELL_TIMEOUT, evalue=content["evalue"], traceback=[]))
+
+
+def execution_errors(nb: nbformat.NotebookNode, width: int = 200) -> list[str]:
+    """One line per error output of an executed notebook: ``"cell 7: NameError: name 'x' is not defined"``."""
+    return [
+        f"cell {index}: {output.get('ename')}: {str(output.get('evalue', ''))[:width]}"
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "error"
+    ]

@@ -8,10 +8,10 @@ NeelNanda attention-only models in the legacy TransformerLens format (a Transfor
 ``config.json`` and a ``*_final.pth`` state dict), with a byte-level BPE tokenizer of their
 vocabulary size. Point ``HF_HOME`` at the folder (and set ``HF_HUB_OFFLINE=1``) in a fresh process.
 """
+
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +20,9 @@ import nbformat
 import torch
 from transformers import GPT2Tokenizer
 
-from course_utils.build import build_chapter
-from course_utils.chapters import notebook_source
-from course_utils.kernel import execute_in_kernel
+from course_utils.chapters import get
+from course_utils.tooling.build import build_chapter
+from course_utils.tooling.kernel import execute_in_kernel
 
 COMMIT = "0" * 40
 LEGACY_TOKENIZER = "NeelNanda/gpt-neox-tokenizer-digits"
@@ -68,13 +68,15 @@ def build_simulated_hub(hf_home: Path, names: list[str] | None = None, d_head: i
 
 def hub_model_name(chapter: str) -> str:
     """The hub model a chapter names in its parameters cell (``HUB_MODEL_NAME = "gpt2-small"``)."""
-    found = re.search(r'^HUB_MODEL_NAME = "([^"]+)"', notebook_source(chapter).read_text(), re.MULTILINE)
-    if found is None:
-        raise ValueError(f"{chapter}: no HUB_MODEL_NAME = \"...\" line in its parameters cell")
-    return found.group(1)
+    name = get(chapter).hub_model
+    if name is None:
+        raise ValueError(f'{chapter}: no HUB_MODEL_NAME = "..." line in its parameters cell')
+    return name
 
 
-def run_on_hub_model(chapter: str, hf_home: Path, out_dir: Path, timeout: int = 900) -> tuple[nbformat.NotebookNode, str | None]:
+def run_on_hub_model(
+    chapter: str, hf_home: Path, out_dir: Path, timeout: int = 900
+) -> tuple[nbformat.NotebookNode, str | None]:
     """Execute the chapter's solution notebook with ``MODEL_NAME = HUB_MODEL_NAME``, offline, with
     ``hf_home`` as the Hugging Face home (strict checks, every cell even after an error).
     Return the executed notebook and ``None`` or why the run stopped early."""
@@ -133,9 +135,18 @@ def _write_legacy(folder: Path, spec: HubModel, d_head: int) -> None:
     """A TransformerLens-property state dict (``embed.W_E``, ``blocks.0.attn.W_Q`` [head, d_model, d_head], …)."""
     width, heads = spec.n_heads * d_head, spec.n_heads
     config = {
-        "n_layers": spec.n_layers, "d_model": width, "d_head": d_head, "n_heads": heads, "d_mlp": 4 * width,
-        "n_ctx": spec.n_ctx, "d_vocab": LEGACY_VOCAB, "act_fn": "solu_ln", "attn_only": True,
-        "normalization": "LN", "tokenizer_name": LEGACY_TOKENIZER, "shortformer_pos": False,
+        "n_layers": spec.n_layers,
+        "d_model": width,
+        "d_head": d_head,
+        "n_heads": heads,
+        "d_mlp": 4 * width,
+        "n_ctx": spec.n_ctx,
+        "d_vocab": LEGACY_VOCAB,
+        "act_fn": "solu_ln",
+        "attn_only": True,
+        "normalization": "LN",
+        "tokenizer_name": LEGACY_TOKENIZER,
+        "shortformer_pos": False,
     }
     (folder / "config.json").write_text(json.dumps(config, indent=1))
 

@@ -1,6 +1,6 @@
 """The kernel that runs someone else's notebook (``make grade``): limits first, then IPython.
 
-``python course_utils/sandbox.py -f CONNECTION_FILE`` caps the process's address space at
+``python course_utils/tooling/sandbox.py -f CONNECTION_FILE`` caps the process's address space at
 ``$COURSE_SANDBOX_MEMORY`` bytes (``RLIMIT_AS``: an allocation past it fails with
 ``MemoryError`` instead of taking the machine down), refuses every Python socket
 connection that leaves the machine (loopback and Unix sockets still work; the kernel's own

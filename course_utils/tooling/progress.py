@@ -3,7 +3,7 @@
 Executes a copy of each notebook in the learner's workspace (their files are only
 read), headless, every cell even after an error or a cell time-out, and reads the
 outcome that each check publishes as data beside its line (``harness.RESULT_MIME``).
-The checks a chapter has are the ``test_<name>`` functions of its checks module, so a
+The checks a chapter has are its stubs (:mod:`course_utils.chapters`), so a
 check that reported nothing (its cell was never reached, or was deleted) shows as not
 attempted rather than disappearing. Prints a table, chapter × exercise → status, with
 each failure's whole diagnosis wrapped to the terminal, and a total; ``--json`` prints
@@ -12,7 +12,6 @@ the same as data. ``make grade`` reads notebooks the same way (:func:`chapter_pr
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import re
 import shutil
 import tempfile
@@ -24,9 +23,9 @@ from pathlib import Path
 
 import nbformat
 
-from course_utils.chapters import checks_module
+from course_utils import chapters
 from course_utils.harness import ERROR, FAIL, FAILED, NOT_ATTEMPTED, PASS, PASSED, RESULT_MIME, TODO
-from course_utils.kernel import CELL_TIMEOUT, Sandbox, execute_in_kernel
+from course_utils.tooling.kernel import CELL_TIMEOUT, Sandbox, execute_in_kernel
 
 STATUSES = (PASSED, FAILED, NOT_ATTEMPTED, ERROR)
 SYMBOL = {PASSED: PASS, FAILED: FAIL, NOT_ATTEMPTED: "·", ERROR: "!"}
@@ -65,15 +64,8 @@ class RunLimits:
 
 
 def expected_checks(chapter: str) -> list[str]:
-    """The exercise names of a chapter: every ``test_<name>`` function its checks module defines, in order."""
-    module = checks_module(chapter)
-    functions = [
-        fn
-        for name, fn in vars(module).items()
-        if name.startswith("test_") and inspect.isfunction(fn) and fn.__module__ == module.__name__
-    ]
-    functions.sort(key=lambda fn: fn.__code__.co_firstlineno)
-    return [fn.__name__[len("test_") :] for fn in functions]
+    """What a chapter checks, in notebook order: its exercises and answers (the registry's stubs)."""
+    return list(chapters.get(chapter).stubs())
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:

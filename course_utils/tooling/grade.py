@@ -3,9 +3,9 @@
 ``SUBMISSIONS`` holds one folder per student, each with any of that student's chapter
 notebooks named as in ``workspace/`` (``01_hooks_basics.ipynb``, …). Every notebook is
 read once (never written), executed as a copy in a temporary folder by its own sandboxed
-kernel (:class:`course_utils.kernel.Sandbox`: memory cap, no network) under a per-cell
+kernel (:class:`course_utils.tooling.kernel.Sandbox`: memory cap, no network) under a per-cell
 and a per-notebook time limit, several at a time, and read as ``make progress`` reads a
-learner's notebooks (:func:`course_utils.progress.chapter_progress`). Writes:
+learner's notebooks (:func:`course_utils.tooling.progress.chapter_progress`). Writes:
 
 - ``grades.csv``: ``student,chapter,exercise,status,message``, one row per student,
   graded chapter and exercise or answer; ``status`` is ``passed``, ``failed``, ``not
@@ -33,9 +33,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from course_utils.chapters import BUILD_DIR, available_chapters
+from course_utils.chapters import available_chapters
 from course_utils.harness import ERROR, FAILED, NOT_ATTEMPTED, PASSED
-from course_utils.progress import ChapterProgress, ExerciseStatus, RunLimits, chapter_progress, expected_checks, total_line
+from course_utils.paths import BUILD_DIR
+from course_utils.tooling.progress import (
+    ChapterProgress,
+    ExerciseStatus,
+    RunLimits,
+    chapter_progress,
+    expected_checks,
+    total_line,
+)
 
 GRADES_DIR = BUILD_DIR / "grades"
 COLUMNS = ("student", "chapter", "exercise", "status", "message")
@@ -248,7 +256,7 @@ def class_chart(grades: ClassGrades) -> dict:
 
 def summary_page(grades: ClassGrades, pages: dict[str, str]) -> str:
     """The class summary: a chart, a table per exercise with the most common diagnosis, a table per student."""
-    from course_utils.sheets import plotly_figure_html, plotly_js
+    from course_utils.tooling.sheets import plotly_figure_html, plotly_js
 
     parts = ["<h1>Class summary</h1>"]
     parts.append(

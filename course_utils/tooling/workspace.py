@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from course_utils.build import build_chapter
 from course_utils.paths import REPO_ROOT, WORK_ROOT
+from course_utils.tooling.build import build_chapter
 
 DEFAULT_WORKSPACE = WORK_ROOT / "workspace"
 BACKUP_DIR = ".backups"
