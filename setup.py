@@ -5,6 +5,7 @@ git+…``, ``pip wheel .``) gets copies under ``course_utils/_data/``, where
 ``course_utils/paths.py`` finds them when no checkout is around. Editable installs copy
 nothing: they read the repository's folders. Everything else is in ``pyproject.toml``.
 """
+
 import json
 import shutil
 from pathlib import Path
@@ -23,7 +24,9 @@ def course_files() -> list[str]:
     files += sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "notebooks").glob("*.py"))
     missing = [f for f in files if not (ROOT / f).is_file()]
     if missing:
-        raise SystemExit(f"cannot package the course, missing: {', '.join(missing)} (git checkout -- models/ notebooks/)")
+        raise SystemExit(
+            f"cannot package the course, missing: {', '.join(missing)} (git checkout -- models/ notebooks/)"
+        )
     return files
 
 

@@ -6,6 +6,7 @@ The class grades chapter 01 (solutions, stubs, wrong answers, an infinite loop, 
 notebook, nothing handed in, in turn). Prints the grader's own summary line and the wall time.
 A figure to report, not a test.
 """
+
 import argparse
 import shutil
 import sys
@@ -25,9 +26,23 @@ def run(students: int, jobs: int, timeout: int) -> float:
         synthetic_class(tmp / "six", tmp / "nb")
         archetypes = sorted((tmp / "six").iterdir())
         for i in range(students):
-            shutil.copytree(archetypes[i % len(archetypes)], tmp / "class" / f"student{i:02d}_{archetypes[i % len(archetypes)].name}")
+            shutil.copytree(
+                archetypes[i % len(archetypes)],
+                tmp / "class" / f"student{i:02d}_{archetypes[i % len(archetypes)].name}",
+            )
         started = time.perf_counter()
-        main(["grade", str(tmp / "class"), "--out", str(tmp / "out" / "grades.csv"), "--jobs", str(jobs), "--timeout", str(timeout)])
+        main(
+            [
+                "grade",
+                str(tmp / "class"),
+                "--out",
+                str(tmp / "out" / "grades.csv"),
+                "--jobs",
+                str(jobs),
+                "--timeout",
+                str(timeout),
+            ]
+        )
         return time.perf_counter() - started
 
 
@@ -35,7 +50,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--timeout", type=int, default=60, help="seconds per cell (the infinite loop's demo cell waits this long)")
+    parser.add_argument(
+        "--timeout", type=int, default=60, help="seconds per cell (the infinite loop's demo cell waits this long)"
+    )
     args = parser.parse_args()
     seconds = run(args.students, args.jobs, args.timeout)
     print(f"{args.students} students × chapter 01, --jobs {args.jobs}, --timeout {args.timeout}: {seconds:.0f} s wall")

@@ -34,6 +34,7 @@ on the machine and its load, printed at the start and the end. On a machine shar
 work, ``--clock cpu --threads 1`` times the CPU seconds of this process instead of the wall clock:
 a closer estimate of the idle machine's wall time than a wall clock slowed down by others.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -118,8 +119,11 @@ def sweep_table(model, title: str, methods: dict[str, Callable[[], torch.Tensor]
         flops = counted_flops(model, fn)
         if naive is None:
             naive_s, naive, naive_flops = seconds, out, flops
-        print(f"    {label:34} {seconds:8.3f} {naive_s / seconds:8.1f}× {naive_flops / flops:10.1f}× "
-              f"{(out - naive).abs().max().item():8.0e}", flush=True)
+        print(
+            f"    {label:34} {seconds:8.3f} {naive_s / seconds:8.1f}× {naive_flops / flops:10.1f}× "
+            f"{(out - naive).abs().max().item():8.0e}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -150,8 +154,10 @@ def main() -> None:
         if args.hub_shape
         else [(layer, head) for layer in range(cfg.n_layers) for head in range(cfg.n_heads)]
     )
-    print(f"model {name} on {device}, torch threads {torch.get_num_threads()}, best of {args.repeats} runs "
-          f"({args.clock} clock), load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"model {name} on {device}, torch threads {torch.get_num_threads()}, best of {args.repeats} runs "
+        f"({args.clock} clock), load average {os.getloadavg()[0]:.2f}"
+    )
     for kind in args.corruptions:
         pairs = aligned_ioi_pairs(model.tokenizer, args.prompts, kind=kind, seed=0)
         clean = ioi.tokenize([c for c, _ in pairs], model.tokenizer)
@@ -170,8 +176,10 @@ def main() -> None:
         sweep = (model, corrupted_tokens, clean_cache, metric)
         n_pos = corrupted_tokens.shape[1]
         differs = (clean_tokens != corrupted_tokens).any(0).nonzero().flatten().tolist()
-        print(f"\ncorruption {kind!r}: {args.prompts} prompts × {n_pos} positions, {cfg.n_layers} layers; "
-              f"clean and corrupted differ at positions {differs}")
+        print(
+            f"\ncorruption {kind!r}: {args.prompts} prompts × {n_pos} positions, {cfg.n_layers} layers; "
+            f"clean and corrupted differ at positions {differs}"
+        )
         resid_methods = {
             "naive loop (one forward per patch)": lambda: S.patch_residual_stream(*sweep),
             "from the layer, batched": lambda: batched_from_layer(*sweep),
@@ -185,11 +193,19 @@ def main() -> None:
             title = f"resid_pre by (layer, position): {cfg.n_layers * n_pos} patches"
             sweep_table(model, title, resid_methods, args.repeats, args.clock)
         if "heads" in args.sweeps:
-            sweep_table(model, f"hook_z by (head, position): {len(heads)} heads × {n_pos} positions", {
-                "naive loop (one forward per patch)": lambda: S.patch_head_outputs_by_pos(*sweep, heads),
-                "fast (both prefixes + skip)": lambda: S.patch_head_outputs_by_pos_fast(*sweep, heads),
-                "fast, END only (metric_pos=-1)": lambda: S.patch_head_outputs_by_pos_fast(*sweep, heads, metric_pos=-1),
-            }, args.repeats, args.clock)
+            sweep_table(
+                model,
+                f"hook_z by (head, position): {len(heads)} heads × {n_pos} positions",
+                {
+                    "naive loop (one forward per patch)": lambda: S.patch_head_outputs_by_pos(*sweep, heads),
+                    "fast (both prefixes + skip)": lambda: S.patch_head_outputs_by_pos_fast(*sweep, heads),
+                    "fast, END only (metric_pos=-1)": lambda: S.patch_head_outputs_by_pos_fast(
+                        *sweep, heads, metric_pos=-1
+                    ),
+                },
+                args.repeats,
+                args.clock,
+            )
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
 
 

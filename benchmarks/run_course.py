@@ -6,6 +6,7 @@ latency of every learner check, in a summary that fits on one screen.
 Targets (figures to report, not tests): whole course ≤ 5 min on 2 cores, each check
 ≤ 0.5 s median, peak RSS ≤ 3 GB. Only the slowest checks are listed, with the number over target.
 """
+
 import argparse
 import contextlib
 import io
@@ -94,7 +95,9 @@ def main() -> None:
         total += seconds
         print(f"{chapter:28} {seconds:8.1f} {peak / 2**20:12.0f}{'   ✗ ' + problem if problem else ''}", flush=True)
     print(f"{'whole course':28} {total:8.1f}   (target ≤ 300 s)\n")
-    medians = {f"{chapter[:2]} {name}": s for chapter in chapters for name, s in time_checks(chapter, args.repeats).items()}
+    medians = {
+        f"{chapter[:2]} {name}": s for chapter in chapters for name, s in time_checks(chapter, args.repeats).items()
+    }
     ranked = sorted(medians.items(), key=lambda item: -item[1])
     over = sum(seconds > CHECK_TARGET_S for seconds in medians.values())
     print(f"{len(medians)} checks, median of {args.repeats} runs; {over} over {CHECK_TARGET_S} s; the slowest:")

@@ -3,6 +3,7 @@
 >>> from course_utils import load_model
 >>> model = load_model("attn-only-2l")   # a course model: offline, eval mode
 """
+
 from course_utils.device import get_device
 from course_utils.models import ModelUnavailableError, load_model, random_model
 from course_utils.plotting import bar, heatmap, line, position_labels

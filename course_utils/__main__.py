@@ -1,12 +1,13 @@
 """Command line: ``python -m course_utils build|workspace|progress|sheets|grade`` (see ``--help``).
 
-  build      learner and solution notebooks into build/notebooks/
-  workspace  copy the learner notebooks into workspace/ (yours; never overwritten without asking), start JupyterLab
-  progress   run your workspace notebooks headless and print which checks pass
-  sheets     exercise and solution sheets as offline HTML pages in build/sheets/
-  grade      run a class's notebooks (one folder per student) and write grades.csv and feedback pages
-  download   fetch hub models into the Hugging Face cache while online, so that load_model finds them offline
+build      learner and solution notebooks into build/notebooks/
+workspace  copy the learner notebooks into workspace/ (yours; never overwritten without asking), start JupyterLab
+progress   run your workspace notebooks headless and print which checks pass
+sheets     exercise and solution sheets as offline HTML pages in build/sheets/
+grade      run a class's notebooks (one folder per student) and write grades.csv and feedback pages
+download   fetch hub models into the Hugging Face cache while online, so that load_model finds them offline
 """
+
 import argparse
 import json
 import sys
@@ -45,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("submissions", type=Path, help="folder with one folder per student, holding their NN_name.ipynb")
     grade.add_argument("chapters", nargs="*", help="chapters to grade (default: every chapter someone handed in)")
     grade.add_argument("--out", type=Path, default=None, help="the CSV (default: build/grades/grades.csv)")
-    grade.add_argument("--html", type=Path, default=None, help="folder for the feedback pages (default: beside the CSV)")
+    grade.add_argument(
+        "--html", type=Path, default=None, help="folder for the feedback pages (default: beside the CSV)"
+    )
     grade.add_argument("--timeout", type=int, default=300, help="seconds allowed per cell (default 300)")
     grade.add_argument("--notebook-timeout", type=int, default=1800, help="seconds allowed per notebook (default 1800)")
     grade.add_argument("--memory-gb", type=float, default=8.0, help="address space per kernel, GiB (default 8)")
@@ -84,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.chapters:
             chapters = [c for c in available_chapters() if (dest / f"{c}.ipynb").exists()]
         if not chapters:
-            print(f"No chapter notebook in {dest}: run `make lab` (or python -m course_utils workspace --no-lab) first.")
+            print(
+                f"No chapter notebook in {dest}: run `make lab` (or python -m course_utils workspace --no-lab) first."
+            )
             return 0
         log = (lambda s: print(s, file=sys.stderr, flush=True)) if args.json else (lambda s: print(s, flush=True))
         log(f"Running your notebooks in {dest} (copies: your files are not changed).")
@@ -100,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.pdf and sh.find_chromium() is None:
             print("--pdf needs Chromium (Debian: apt-get install chromium); writing HTML sheets only.")
             args.pdf = False
-        results = sh.build_sheets(
-            chapters, args.out, execute=not args.no_execute, timeout=args.timeout, pdf=args.pdf
-        )
+        results = sh.build_sheets(chapters, args.out, execute=not args.no_execute, timeout=args.timeout, pdf=args.pdf)
         return 0 if all(r.ok for r in results) else 1
     elif args.command == "grade":
         return _grade(args, chapters if args.chapters else [])
@@ -149,7 +152,9 @@ def _download(names: list[str]) -> int:
             print(f"{name}: a course model, shipped with the course (nothing to download; 'hub:{name}' is the hub's).")
     unknown = [name for name, repo in repos.items() if repo is None]
     if unknown:
-        print(f"Not a hub model name: {', '.join(unknown)} (use TransformerLens names such as gpt2-small or hub:attn-only-2l).")
+        print(
+            f"Not a hub model name: {', '.join(unknown)} (use TransformerLens names such as gpt2-small or hub:attn-only-2l)."
+        )
         return 2
     if repos and not hub.hub_reachable():
         print(f"{hub.HUB_HOST} is not reachable (offline, or HF_HUB_OFFLINE is set): connect and run this again.")

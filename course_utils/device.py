@@ -1,4 +1,5 @@
 """Pick the fastest available torch device."""
+
 import torch
 
 

@@ -7,6 +7,7 @@ decides it, and lets ``tests/test_findings.py`` assert it on the shipped model: 
 changes the story fails the tests instead of leaving stale prose. On another model (a hub model
 online) a claim that does not hold is printed as such, never stated as a fact.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -84,7 +85,8 @@ def hooks_findings(
         Finding(
             f"In gelu-4l, hook_pre and hook_post are {widths.get('hook_pre')} and {widths.get('hook_post')} wide "
             f"(d_mlp, {d_mlp / d_model:.0f} × d_model), and only hook_mlp_out is d_model = {widths.get('hook_mlp_out')} wide.",
-            widths.get("hook_pre") == widths.get("hook_post") == d_mlp != d_model and widths.get("hook_mlp_out") == d_model,
+            widths.get("hook_pre") == widths.get("hook_post") == d_mlp != d_model
+            and widths.get("hook_mlp_out") == d_model,
         ),
     ]
 
@@ -228,7 +230,10 @@ def induction_findings(
 
 IF_AUROC, BEHAVIOUR_AUROC = "per-head ' if' contributions", "' else' logit only (behaviour)"
 CONTROL_SAME, CONTROL_NO_SPACE, CONTROL_ELIF, CONTROL_PAREN = (
-    "' if' (unchanged)", "'if' (no space)", "' elif'", "condition ends in ')'",
+    "' if' (unchanged)",
+    "'if' (no space)",
+    "' elif'",
+    "condition ends in ')'",
 )
 
 
@@ -257,7 +262,9 @@ def if_else_findings(
     share = top.values.sum().item() / if_contribution.sum().item()
     single = {name.removeprefix("only the "): gap for name, gap in gaps.items() if name.startswith("only the ")}
     worst = max(single, key=single.get)
-    same, no_space, elif_, paren = (controls[name] for name in (CONTROL_SAME, CONTROL_NO_SPACE, CONTROL_ELIF, CONTROL_PAREN))
+    same, no_space, elif_, paren = (
+        controls[name] for name in (CONTROL_SAME, CONTROL_NO_SPACE, CONTROL_ELIF, CONTROL_PAREN)
+    )
     parts_text = ", ".join(f"{name} {value:.2f}" for name, value in logit_parts.items())
     return [
         Finding(

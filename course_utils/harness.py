@@ -12,6 +12,7 @@ outcome as data (:data:`RESULT_MIME`: ``{exercise, status, message}``), which ``
 progress`` and ``make grade`` read. The learner's function runs under a time limit
 (:func:`time_limit_for`), so an infinite loop becomes a failed check, not a hung notebook.
 """
+
 from __future__ import annotations
 
 import ast
@@ -179,7 +180,9 @@ def _tensor_difference(
     a, e = a.double(), e.double()
     if not torch.isfinite(a).all():
         idx = tuple((~torch.isfinite(a)).nonzero()[0].tolist())
-        overflow = f" — {_dtype_name(actual)} overflows past {torch.finfo(actual.dtype).max:.0f}" if low_precision else ""
+        overflow = (
+            f" — {_dtype_name(actual)} overflows past {torch.finfo(actual.dtype).max:.0f}" if low_precision else ""
+        )
         return f"{what}{_where(idx, index_names)} is {a[idx].item()} (not finite){overflow}"
     err = (a - e).abs()
     bad = err > tol.atol + tol.rtol * e.abs()
@@ -402,11 +405,15 @@ def check(
             _leftover_hooks(case)
             _mutated_input(case, before)
             return _emit(
-                name, FAILED, f"{FAIL} {name}: on {case.label}, your function took longer than {round(limit, 1):g} s — is there an infinite loop?"
+                name,
+                FAILED,
+                f"{FAIL} {name}: on {case.label}, your function took longer than {round(limit, 1):g} s — is there an infinite loop?",
             )
         except Exception as err:  # noqa: BLE001 - any learner error becomes one line
             _leftover_hooks(case)
-            return _emit(name, FAILED, f"{FAIL} {name}: on {case.label}, your function raised {_error_line(err, learner_fn)}")
+            return _emit(
+                name, FAILED, f"{FAIL} {name}: on {case.label}, your function raised {_error_line(err, learner_fn)}"
+            )
         except BaseException:  # an interrupt: leave the model and the inputs as they were, then stop
             _leftover_hooks(case)
             _mutated_input(case, before)

@@ -1,4 +1,5 @@
 """Load the course's own models, hub models when online, and tiny random models for tests."""
+
 from __future__ import annotations
 
 import difflib

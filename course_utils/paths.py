@@ -5,6 +5,7 @@ repository's ``models/`` and ``notebooks/`` and writes ``build/`` and ``workspac
 Installed from a wheel (``pip install git+…``, Colab, JupyterHub), it reads the copies that the
 build hook (``setup.py``) packed into ``course_utils/_data/`` and writes into the current folder.
 """
+
 from __future__ import annotations
 
 import importlib.metadata

@@ -1,4 +1,5 @@
 """Thin plotly-express wrappers that always label axes and token positions."""
+
 from collections.abc import Sequence
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Seeded randomness, so every figure in the course is reproducible."""
+
 import random
 
 import numpy as np

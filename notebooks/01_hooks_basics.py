@@ -215,6 +215,7 @@ except Exception as err:  # more than one token
 # Run the model on a text and count how many of the text's tokens its **argmax** (the highest
 # logit) predicts correctly. `model(tokens)` returns logits of shape `[batch, pos, d_vocab]`.
 
+
 # %% tags=["exercise"]
 def count_correct_predictions(model: TransformerBridge, text: str) -> tuple[int, int]:
     """How many next tokens of ``text`` the model's top prediction (argmax) gets right.
@@ -249,6 +250,7 @@ checks.test_count_correct_predictions(count_correct_predictions)
 # Which tokens does the model get right? The table lists the correct predictions: the token the
 # model has just read, its top guess for the next one, and the true next token (spaces are shown
 # as `␣` and newlines as `↵`; the index is the position of the token just read).
+
 
 # %%
 def visible(token: str) -> str:
@@ -318,6 +320,7 @@ bar(
 # position, how does the model rank it as the *next* token? Where the rank drops, something in
 # the context has just made the answer predictable.
 
+
 # %% tags=["exercise"]
 def answer_rank_and_prob(
     model: TransformerBridge, prompt: str, answer: str
@@ -359,8 +362,15 @@ checks.test_answer_rank_and_prob(answer_rank_and_prob)
 PROMPT, ANSWER = "for item in items:\n    print(item)\nfor item in", " items"
 answer_ranks, answer_probs = answer_rank_and_prob(model, PROMPT, ANSWER)
 prompt_labels = position_labels(model.to_str_tokens(PROMPT))
-print(pd.DataFrame({"after": prompt_labels, f"rank of {ANSWER!r}": answer_ranks.tolist(),
-                    f"P({ANSWER!r})": [f"{p:.4f}" for p in answer_probs.tolist()]}).to_string(index=False))
+print(
+    pd.DataFrame(
+        {
+            "after": prompt_labels,
+            f"rank of {ANSWER!r}": answer_ranks.tolist(),
+            f"P({ANSWER!r})": [f"{p:.4f}" for p in answer_probs.tolist()],
+        }
+    ).to_string(index=False)
+)
 bar(
     answer_probs,
     labels=prompt_labels,
@@ -415,6 +425,7 @@ print("cache['resid_pre', 1]:", tuple(cache["resid_pre", 1].shape))
 # from a cache of `mlp_model` which of its MLP hook points holds one number per neuron, and how
 # wide it is — look at the shapes, don't assume them.
 
+
 # %% tags=["exercise"]
 def top_neurons(
     model: TransformerBridge, tokens: Int[Tensor, "batch pos"], layer: int, pos: int, k: int = 5
@@ -448,15 +459,19 @@ checks.test_top_neurons(top_neurons)
 
 # %%
 mlp_tokens = mlp_model.to_tokens(CODE_TEXT)
-_, mlp_cache = mlp_model.run_with_cache(mlp_tokens, names_filter=lambda name: name.startswith("blocks.0.") and "mlp" in name)
+_, mlp_cache = mlp_model.run_with_cache(
+    mlp_tokens, names_filter=lambda name: name.startswith("blocks.0.") and "mlp" in name
+)
 mlp_shapes = {name: tuple(act.shape) for name, act in mlp_cache.items() if not name.endswith(("hook_in", "hook_out"))}
 for name, shape in mlp_shapes.items():
     print(f"{name:28} {shape}")
 print(f"d_model = {mlp_model.cfg.d_model}, d_mlp = {mlp_model.cfg.d_mlp}")
 neuron_pos = 5
 neurons, activations = top_neurons(mlp_model, mlp_tokens, 0, neuron_pos)
-print(f"after {mlp_model.to_str_tokens(mlp_tokens[0])[neuron_pos]!r}, the most active neurons of MLP 0:",
-      ", ".join(f"{int(n)} ({a:.2f})" for n, a in zip(neurons, activations)))
+print(
+    f"after {mlp_model.to_str_tokens(mlp_tokens[0])[neuron_pos]!r}, the most active neurons of MLP 0:",
+    ", ".join(f"{int(n)} ({a:.2f})" for n, a in zip(neurons, activations)),
+)
 
 # %% [markdown]
 # Notice which shapes end in `d_mlp` and which in `d_model`: `hook_pre` and `hook_post` are the
@@ -498,6 +513,7 @@ print("attn_scores equal to pattern in layer 0:", torch.allclose(cache["attn_sco
 # ### Exercise 4 · Attention scores
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪
 
+
 # %% tags=["exercise"]
 def attention_scores(
     q: Float[Tensor, "batch pos head d_head"], k: Float[Tensor, "batch pos head d_head"]
@@ -533,6 +549,7 @@ checks.test_attention_scores(attention_scores)
 # ### Exercise 5 · The attention pattern
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵🔵
 
+
 # %% tags=["exercise"]
 def attention_pattern(
     q: Float[Tensor, "batch pos head d_head"], k: Float[Tensor, "batch pos head d_head"]
@@ -560,7 +577,9 @@ checks.test_attention_pattern(attention_pattern)
 # %%
 for layer in range(cfg.n_layers):
     mine = attention_pattern(cache["q", layer], cache["k", layer])
-    print(f"layer {layer}: largest difference from cache['pattern', {layer}] = {(mine - cache['pattern', layer]).abs().max().item():.2e}")
+    print(
+        f"layer {layer}: largest difference from cache['pattern', {layer}] = {(mine - cache['pattern', layer]).abs().max().item():.2e}"
+    )
 
 # %% [markdown]
 # ### Exercise 6 · `z` of one head at one position
@@ -568,6 +587,7 @@ for layer in range(cfg.n_layers):
 #
 # `z` is what a head reads: at query position `pos`, the values of all positions, weighted by
 # that query's row of the pattern.
+
 
 # %% tags=["exercise"]
 def head_z(
@@ -602,8 +622,10 @@ checks.test_head_z(head_z)
 
 # %%
 last = tokens.shape[1] - 1
-print("head_z at layer 0, head 0, last position equals the cached z:",
-      torch.allclose(head_z(cache["pattern", 0], cache["v", 0], 0, last), cache["z", 0][:, last, 0], atol=1e-5))
+print(
+    "head_z at layer 0, head 0, last position equals the cached z:",
+    torch.allclose(head_z(cache["pattern", 0], cache["v", 0], 0, last), cache["z", 0][:, last, 0], atol=1e-5),
+)
 
 # %% [markdown]
 # ### Exercise 7 · From `z` to the layer's output
@@ -615,6 +637,7 @@ print("head_z at layer 0, head 0, last position equals the cached z:",
 
 # %%
 print("W_O:", tuple(model.W_O.shape), " b_O:", tuple(model.b_O.shape), " z:", tuple(cache["z", 0].shape))
+
 
 # %% tags=["exercise"]
 def attn_out_from_z(
@@ -650,7 +673,9 @@ checks.test_attn_out_from_z(attn_out_from_z)
 # %%
 for layer in range(cfg.n_layers):
     mine = attn_out_from_z(cache["z", layer], model.W_O[layer], model.b_O[layer])
-    print(f"layer {layer}: largest difference from cache['attn_out', {layer}] = {(mine - cache['attn_out', layer]).abs().max().item():.2e}")
+    print(
+        f"layer {layer}: largest difference from cache['attn_out', {layer}] = {(mine - cache['attn_out', layer]).abs().max().item():.2e}"
+    )
 
 # %% [markdown]
 # ## 6 · Hooks
@@ -667,6 +692,7 @@ for layer in range(cfg.n_layers):
 # **A hook that records.** How much attention does each head pay to BOS? The hook below stores
 # one number per head in a dictionary that we pass in with `functools.partial`, so the hook
 # reads no global variable and the result lives outside the forward pass.
+
 
 # %%
 def record_bos_attention(pattern: Float[Tensor, "batch head q_pos k_pos"], hook, store: dict) -> None:
@@ -708,10 +734,9 @@ heatmap(
 # for every head, the mean of `pattern[b, h, q, q - 1]` over the batch and over query positions
 # `q = 1 … pos-1`, **with a hook** (not a cache): one forward pass, one hook on every pattern.
 
+
 # %% tags=["exercise"]
-def previous_token_attention(
-    model: TransformerBridge, tokens: Int[Tensor, "batch pos"]
-) -> Float[Tensor, "layer head"]:
+def previous_token_attention(model: TransformerBridge, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "layer head"]:
     """Mean attention from each query position to the position just before it, per layer and head.
 
     ``out[layer, head]`` is the mean of ``pattern[b, head, q, q - 1]`` over the batch and over
@@ -761,6 +786,7 @@ heatmap(
 # head writes nothing to the residual stream, and we compare the loss with the clean one. The
 # hook below edits the activation in place and returns it (returning a new tensor works too).
 
+
 # %%
 def zero_head_z(z: Float[Tensor, "batch pos head d_head"], hook, head: int) -> Float[Tensor, "batch pos head d_head"]:
     """Zero-ablate one head: set its z to 0 at every position."""
@@ -805,6 +831,7 @@ print("hooks attached:", list(model.list_hooks()))
 #
 # ### Exercise 9 · What is a head worth?
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵🔵
+
 
 # %% tags=["exercise"]
 def head_ablation_loss(model: TransformerBridge, tokens: Int[Tensor, "batch pos"], layer: int, head: int) -> float:
@@ -882,8 +909,10 @@ cv.attention.attention_heads(attention=all_patterns, tokens=str_tokens, attentio
 # %%
 prev_scores = cache["pattern", 0][0].diagonal(offset=-1, dim1=-2, dim2=-1).max(dim=0).values  # best layer-0 head
 half = len(prev_scores) // 2
-print(f"best layer-0 previous-token attention: {prev_scores[:half].mean():.2f} in the first {half} positions, "
-      f"{prev_scores[half:].mean():.2f} after them ({len(str_tokens)} tokens)")
+print(
+    f"best layer-0 previous-token attention: {prev_scores[:half].mean():.2f} in the first {half} positions, "
+    f"{prev_scores[half:].mean():.2f} after them ({len(str_tokens)} tokens)"
+)
 
 # %% [markdown]
 # <div style="border:1px solid #888; padding: 0.5em 1em">
@@ -958,11 +987,21 @@ checks.test_answer_pattern_after_z_ablation(answer_pattern_after_z_ablation)
 # %%
 from course_utils.findings import hooks_findings, report
 
-report(hooks_findings(
-    n_correct=int(predictions.correct.sum()), n_total=len(predictions), prev_table=prev_table.cpu(),
-    loss_increase=loss_increase, clean_loss=clean_loss, answer=ANSWER, answer_ranks=answer_ranks.tolist(),
-    answer_probs=answer_probs.tolist(), mlp_shapes=mlp_shapes, d_model=mlp_model.cfg.d_model, d_mlp=mlp_model.cfg.d_mlp,
-))
+report(
+    hooks_findings(
+        n_correct=int(predictions.correct.sum()),
+        n_total=len(predictions),
+        prev_table=prev_table.cpu(),
+        loss_increase=loss_increase,
+        clean_loss=clean_loss,
+        answer=ANSWER,
+        answer_ranks=answer_ranks.tolist(),
+        answer_probs=answer_probs.tolist(),
+        mlp_shapes=mlp_shapes,
+        d_model=mlp_model.cfg.d_model,
+        d_mlp=mlp_model.cfg.d_mlp,
+    )
+)
 
 # %% [markdown]
 # ## Summary

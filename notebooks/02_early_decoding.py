@@ -63,8 +63,10 @@ MODEL_NAME = "facts-4l"  # offline course model; online (or after `make download
 model = load_model(MODEL_NAME)
 model.requires_grad_(False)  # nothing in this chapter trains the model: no gradients needed
 n_layers, d_model = model.cfg.n_layers, model.cfg.d_model
-print(f"{MODEL_NAME}: {n_layers} layers, d_model={d_model}, vocabulary of {model.cfg.d_vocab} tokens, "
-      f"normalization {model.cfg.normalization_type}")
+print(
+    f"{MODEL_NAME}: {n_layers} layers, d_model={d_model}, vocabulary of {model.cfg.d_vocab} tokens, "
+    f"normalization {model.cfg.normalization_type}"
+)
 
 # %% [markdown]
 # `facts-4l` is the course's model for this chapter: four transformer blocks (attention then
@@ -135,13 +137,14 @@ print(f"P({ANSWER!r}) = {probs[answer_id].item():.3f}; {ANSWER!r} is at rank {fi
 # %%
 resid_norms = [cache["resid_pre", layer][0, -1].norm().item() for layer in range(n_layers)]
 resid_norms.append(cache["resid_post", n_layers - 1][0, -1].norm().item())
-print("norm of the residual stream at the last position, embeddings → final:",
-      [round(v, 1) for v in resid_norms])
+print("norm of the residual stream at the last position, embeddings → final:", [round(v, 1) for v in resid_norms])
 
 final_resid = cache["resid_post", n_layers - 1][0, -1]
 once = model.ln_final(final_resid)
 twice = model.ln_final(once)
-print(f"ln_final(x) vs the cached ln_final.hook_out: max difference {(once - cache['ln_final.hook_out'][0, -1]).abs().max():.2e}")
+print(
+    f"ln_final(x) vs the cached ln_final.hook_out: max difference {(once - cache['ln_final.hook_out'][0, -1]).abs().max():.2e}"
+)
 print(f"ln_final(ln_final(x)) vs ln_final(x):        max difference {(twice - once).abs().max():.2f}")
 print(f"largest |b_U| in {MODEL_NAME}: {model.b_U.abs().max().item():.3g}")
 
@@ -152,6 +155,7 @@ print(f"largest |b_U| in {MODEL_NAME}: {model.b_U.abs().max().item():.3g}")
 # Write `decode_residual`: final LayerNorm (once, via `model.ln_final`), then `W_U` and `b_U`.
 # It should work on one vector `[d_model]` and on any stack `[..., d_model]`. Add `b_U` even if
 # it is zero in this model (see the last line printed above): other models have non-zero ones.
+
 
 # %% tags=["exercise"]
 def decode_residual(model: TransformerBridge, resid: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
@@ -187,8 +191,11 @@ checks.test_decode_residual(decode_residual)
 # residual (`resid_post` of the last layer). That is `n_layers + 1` rows. The cache holds one
 # prompt, so take batch index 0. The last row must be exactly the model's own logits.
 
+
 # %% tags=["exercise"]
-def logit_lens(model: TransformerBridge, cache: ActivationCache, pos: int = -1) -> Float[Tensor, "layer_plus_one d_vocab"]:
+def logit_lens(
+    model: TransformerBridge, cache: ActivationCache, pos: int = -1
+) -> Float[Tensor, "layer_plus_one d_vocab"]:
     """Decode the residual stream at position `pos` after every layer.
 
     cache: from model.run_with_cache on ONE prompt (batch size 1).
@@ -247,6 +254,7 @@ print("our row names:", ROW_LABELS)
 # ### Exercise 2.1 — the answer's rank
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪
 
+
 # %% tags=["exercise"]
 def answer_rank_per_layer(layer_logits: Float[Tensor, "layer d_vocab"], answer_token: int) -> Int[Tensor, " layer"]:
     """Rank of `answer_token` in each row of `layer_logits`.
@@ -278,6 +286,7 @@ checks.test_answer_rank_per_layer(answer_rank_per_layer)
 # ### Exercise 2.2 — the answer's probability
 # Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 
+
 # %% tags=["exercise"]
 def answer_prob_per_layer(layer_logits: Float[Tensor, "layer d_vocab"], answer_token: int) -> Float[Tensor, " layer"]:
     """Probability of `answer_token` in each row: softmax over the vocabulary. Returns [layer]."""
@@ -291,8 +300,11 @@ checks.test_answer_prob_per_layer(answer_prob_per_layer)
 # ### Exercise 2.3 — reciprocal rank
 # Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵⚪⚪⚪
 
+
 # %% tags=["exercise"]
-def reciprocal_rank_per_layer(layer_logits: Float[Tensor, "layer d_vocab"], answer_token: int) -> Float[Tensor, " layer"]:
+def reciprocal_rank_per_layer(
+    layer_logits: Float[Tensor, "layer d_vocab"], answer_token: int
+) -> Float[Tensor, " layer"]:
     """1 / (rank + 1) of `answer_token` in each row, with rank 0 = top (so the top token gives 1.0).
 
     Returns a float tensor [layer].
@@ -307,8 +319,11 @@ checks.test_reciprocal_rank_per_layer(reciprocal_rank_per_layer)
 # ### Exercise 2.4 — the top-k tokens of each layer
 # Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 
+
 # %% tags=["exercise"]
-def top_k_per_layer(model: TransformerBridge, layer_logits: Float[Tensor, "layer d_vocab"], k: int = 5) -> list[list[str]]:
+def top_k_per_layer(
+    model: TransformerBridge, layer_logits: Float[Tensor, "layer d_vocab"], k: int = 5
+) -> list[list[str]]:
     """The k highest-scoring tokens of each row, as strings, best first.
 
     Returns one list of k strings per row (use model.to_str_tokens on a tensor of token ids).
@@ -322,6 +337,7 @@ checks.test_top_k_per_layer(top_k_per_layer)
 # %% [markdown]
 # Now the whole picture for our prompt, at the last position (the one that predicts the
 # answer). Each line is one row of the lens; ⟵ marks the rows where the answer is on top.
+
 
 # %%
 def lens_table(model, layer_logits, answer_token, k=5):
@@ -338,8 +354,10 @@ lens_table(model, lens, answer_id)
 lens_ranks = answer_rank_per_layer(lens, answer_id)
 best = int(lens_ranks.argmin())
 on_top = (lens_ranks == 0).nonzero().flatten().tolist()
-print(f"\n{ANSWER!r}: best rank {lens_ranks[best].item()} at row '{ROW_LABELS[best]}'; "
-      + (f"first on top at row '{ROW_LABELS[on_top[0]]}'." if on_top else "never on top in this model."))
+print(
+    f"\n{ANSWER!r}: best rank {lens_ranks[best].item()} at row '{ROW_LABELS[best]}'; "
+    + (f"first on top at row '{ROW_LABELS[on_top[0]]}'." if on_top else "never on top in this model.")
+)
 
 # %%
 fig = line(
@@ -368,8 +386,10 @@ capital_id = model.to_single_token(checks.CAPITAL_PROMPT.answer)
 capital_ranks = answer_rank_per_layer(logit_lens(model, capital_cache), capital_id)
 print(repr(checks.CAPITAL_PROMPT.text), "→", repr(checks.CAPITAL_PROMPT.answer))
 lens_table(model, logit_lens(model, capital_cache), capital_id)
-print(f"\nrank of {checks.CAPITAL_PROMPT.answer!r} after block 0: {capital_ranks[1].item()}; "
-      f"of the town's answer {ANSWER!r} after block 0: {lens_ranks[1].item()}")
+print(
+    f"\nrank of {checks.CAPITAL_PROMPT.answer!r} after block 0: {capital_ranks[1].item()}; "
+    f"of the town's answer {ANSWER!r} after block 0: {lens_ranks[1].item()}"
+)
 
 # %% [markdown]
 # Compare the two tables at the row "block 0 out": after one block, how close to the top is
@@ -383,6 +403,7 @@ print(f"\nrank of {checks.CAPITAL_PROMPT.answer!r} after block 0: {capital_ranks
 # shows $\log_{10}(\text{rank} + 1)$ of that token: 0 (rank 0, darkest blue) means the lens already
 # has it on top.
 
+
 # %%
 def next_token_ranks(model, cache, tokens, final_answer):
     """[n_layers + 1, pos] rank of the true next token (and of `final_answer` at the last position)."""
@@ -393,8 +414,9 @@ def next_token_ranks(model, cache, tokens, final_answer):
 
 tokens = model.to_tokens(PROMPT)
 ranks_by_position = next_token_ranks(model, cache, tokens, answer_id)
-x_labels = [f"{label} → {next_token!r}" for label, next_token in
-            zip(position_labels(str_tokens), str_tokens[1:] + [ANSWER])]
+x_labels = [
+    f"{label} → {next_token!r}" for label, next_token in zip(position_labels(str_tokens), str_tokens[1:] + [ANSWER])
+]
 fig = heatmap(
     torch.log10(ranks_by_position.float() + 1),
     title=f"Logit lens on {MODEL_NAME}: log10(rank + 1) of the next token, by layer and position",
@@ -471,8 +493,11 @@ checks.test_answer_biggest_block(answer_biggest_block)
 # ### Exercise 4.1 — the lens without a layer's own MLP
 # Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 
+
 # %% tags=["exercise"]
-def logits_before_mlp(model: TransformerBridge, cache: ActivationCache, layer: int, pos: int = -1) -> Float[Tensor, " d_vocab"]:
+def logits_before_mlp(
+    model: TransformerBridge, cache: ActivationCache, layer: int, pos: int = -1
+) -> Float[Tensor, " d_vocab"]:
     """Logits at `pos` read from resid_post of `layer` minus that layer's own MLP output.
 
     Subtract cache["mlp_out", layer][0, pos] from cache["resid_post", layer][0, pos] and decode
@@ -499,6 +524,7 @@ checks.test_logits_before_mlp(logits_before_mlp)
 # For every layer: the answer's rank and the top token with and without that MLP. Where the
 # rank is much worse without the MLP, that MLP is what lifted the answer at that depth, and the
 # top token without it is what the answer loses to.
+
 
 # %%
 def before_mlp_table(model, cache, answer_token):
@@ -531,8 +557,11 @@ before_mlp_table(model, capital_cache, capital_id)
 # ### Exercise 4.2 — remove one MLP from the final residual
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪
 
+
 # %% tags=["exercise"]
-def logits_without_mlp(model: TransformerBridge, cache: ActivationCache, layer: int, pos: int = -1) -> Float[Tensor, " d_vocab"]:
+def logits_without_mlp(
+    model: TransformerBridge, cache: ActivationCache, layer: int, pos: int = -1
+) -> Float[Tensor, " d_vocab"]:
     """Logits at `pos` when MLP `layer`'s output is removed from the final residual.
 
     Take the final residual cache["resid_post", n_layers - 1][0, pos], subtract
@@ -581,8 +610,11 @@ removal_table(model, cache, answer_id, rival_id)
 # (removed minus normal). Log-probabilities, unlike raw logits, account for every other token
 # that moved too. A negative value means that the MLP was helping the answer.
 
+
 # %% tags=["exercise"]
-def mlp_removal_effect(model: TransformerBridge, cache: ActivationCache, answer_token: int, pos: int = -1) -> Float[Tensor, " layer"]:
+def mlp_removal_effect(
+    model: TransformerBridge, cache: ActivationCache, answer_token: int, pos: int = -1
+) -> Float[Tensor, " layer"]:
     """Change in log P(answer_token) at `pos` when each MLP's output is removed from the final residual.
 
     Returns [n_layers]: entry l = log_softmax(logits without MLP l)[answer_token]
@@ -611,8 +643,10 @@ print("capital prompt:", [round(v, 2) for v in capital_effects.tolist()])
 
 # The resid_mid lens of section 3 and the removal measure different things: compare them.
 for layer in range(n_layers):
-    print(f"mlp {layer}: Δ log P across the block in the lens {gains[2 * layer + 1].item():+6.2f}   "
-          f"direct removal from the final residual {effects[layer].item():+6.2f}")
+    print(
+        f"mlp {layer}: Δ log P across the block in the lens {gains[2 * layer + 1].item():+6.2f}   "
+        f"direct removal from the final residual {effects[layer].item():+6.2f}"
+    )
 
 # %% [markdown]
 # The two columns need not agree. The lens gain of an MLP is how much the answer's
@@ -648,6 +682,7 @@ checks.test_answer_most_important_mlp(answer_most_important_mlp)
 # 0 = nothing comes back, 1 = all of it. Rows as in the logit lens: `resid_pre` of each block,
 # then the last block's `resid_post`. `checks.subject_swap(prompt)` gives the two token
 # sequences and the position of the subject's last token.
+
 
 # %% tags=["exercise"]
 def causal_trace(
@@ -686,8 +721,10 @@ checks.test_causal_trace(causal_trace)
 # %%
 town_swap = checks.subject_swap(town, model)
 town_str = model.to_str_tokens(town_swap.clean)
-print(f"subject {town.subject!r} swapped for {town_swap.other_subject!r}; "
-      f"subject's last token: {town_str[town_swap.subject_pos]!r} at position {town_swap.subject_pos}")
+print(
+    f"subject {town.subject!r} swapped for {town_swap.other_subject!r}; "
+    f"subject's last token: {town_str[town_swap.subject_pos]!r} at position {town_swap.subject_pos}"
+)
 town_trace = causal_trace(model, town_swap.clean, town_swap.corrupted, answer_id, town_swap.subject_pos)
 capital_swap = checks.subject_swap(checks.CAPITAL_PROMPT, model)
 capital_trace = causal_trace(model, capital_swap.clean, capital_swap.corrupted, capital_id, capital_swap.subject_pos)
@@ -728,6 +765,7 @@ for label, trace in (("town", town_trace), ("capital", capital_trace)):
 # ### Exercise 5.1 — KL to the final distribution
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 
+
 # %% tags=["exercise"]
 def kl_to_final(layer_logits: Float[Tensor, "layer *pos d_vocab"]) -> Float[Tensor, "layer *pos"]:
     """KL(P_final || P_layer) for each row, where P_final is the distribution of the LAST row.
@@ -764,6 +802,7 @@ checks.test_kl_to_final(kl_to_final)
 # tokens $i$. Append a column of ones to $h_\text{from}$ to fold $b$ into $W$, then call
 # `torch.linalg.lstsq`.
 
+
 # %% tags=["exercise"]
 def fit_affine_translator(
     h_from: Float[Tensor, "n d_model"], h_to: Float[Tensor, "n d_model"]
@@ -797,6 +836,7 @@ checks.test_fit_affine_translator(fit_affine_translator)
 # except the BOS position, fit one translator per layer on one sample and measure the KL on
 # another.
 
+
 # %%
 def residual_stack(model, tokens, rows_per_run=8):
     """[n_layers + 1, n_tokens, d_model]: resid_pre of every layer and the final residual, BOS dropped.
@@ -805,7 +845,9 @@ def residual_stack(model, tokens, rows_per_run=8):
     wanted.add(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
     parts = []
     for start in range(0, tokens.shape[0], rows_per_run):
-        _, text_cache = model.run_with_cache(tokens[start : start + rows_per_run], names_filter=lambda name: name in wanted)
+        _, text_cache = model.run_with_cache(
+            tokens[start : start + rows_per_run], names_filter=lambda name: name in wanted
+        )
         stack = text_cache.accumulated_resid()  # [n_layers + 1, batch, pos, d_model]
         parts.append(stack[:, :, 1:].reshape(stack.shape[0], -1, stack.shape[-1]))
     return torch.cat(parts, dim=1)
@@ -818,6 +860,7 @@ print(f"{train_resid.shape[1]} training tokens, {test_resid.shape[1]} test token
 translators = [fit_affine_translator(train_resid[layer], train_resid[-1]) for layer in range(n_layers)]
 tuned_test = torch.stack([test_resid[layer] @ W + b for layer, (W, b) in enumerate(translators)] + [test_resid[-1]])
 
+
 def mean_kl_per_layer(model, resid, tokens_per_step=256):
     """[layer]: mean over tokens of KL(P_final || P_layer) for a [layer, token, d_model] stack, one layer
     and ``tokens_per_step`` tokens at a time (all at once would be [layer, token, d_vocab]: gigabytes on a hub model)."""
@@ -825,8 +868,12 @@ def mean_kl_per_layer(model, resid, tokens_per_step=256):
     for start in range(0, resid.shape[1], tokens_per_step):
         part = resid[:, start : start + tokens_per_step]
         final = decode_residual(model, part[-1:])
-        total += torch.stack([kl_to_final(torch.cat([decode_residual(model, part[layer : layer + 1]), final]))[0].sum()
-                              for layer in range(part.shape[0])])
+        total += torch.stack(
+            [
+                kl_to_final(torch.cat([decode_residual(model, part[layer : layer + 1]), final]))[0].sum()
+                for layer in range(part.shape[0])
+            ]
+        )
     return total / resid.shape[1]
 
 
@@ -834,8 +881,9 @@ kl_logit_lens = mean_kl_per_layer(model, test_resid)
 kl_tuned_lens = mean_kl_per_layer(model, tuned_test)
 for label, a, b in zip(ROW_LABELS, kl_logit_lens, kl_tuned_lens):
     print(f"{label:<14} KL logit lens {a.item():6.3f}   KL tuned lens {b.item():6.3f}")
-print("tuned lens below the logit lens at every row but the last:",
-      bool((kl_tuned_lens[:-1] < kl_logit_lens[:-1]).all()))
+print(
+    "tuned lens below the logit lens at every row but the last:", bool((kl_tuned_lens[:-1] < kl_logit_lens[:-1]).all())
+)
 
 # %%
 fig = line(
@@ -873,8 +921,10 @@ language = recall.few_shot_prompt("language", "Poland", 2, random.Random(0))
 language_logits, language_cache = model.run_with_cache(language.text)
 print(repr(language.text), "→", repr(language.answer))
 lens_table(model, logit_lens(model, language_cache), model.to_single_token(language.answer))
-print("MLP removal effects:", [round(v, 2) for v in
-      mlp_removal_effect(model, language_cache, model.to_single_token(language.answer)).tolist()])
+print(
+    "MLP removal effects:",
+    [round(v, 2) for v in mlp_removal_effect(model, language_cache, model.to_single_token(language.answer)).tolist()],
+)
 
 # %% [markdown]
 # ## 7. What we found
@@ -894,11 +944,18 @@ found = checks.findings()
 for group in (found.towns, found.capitals_bare, found.capitals_qa):
     print(f"{group.name} ({group.n} prompts): top-1 {group.top1:.2f}")
     print("   median rank of the answer:", "  ".join(f"{row} {r:g}" for row, r in zip(ROW_LABELS, group.median_rank)))
-    print(f"   median row from which the answer stays on top: {ROW_LABELS[int(group.top1_depth)] if group.top1_depth <= n_layers else 'never'}")
+    print(
+        f"   median row from which the answer stays on top: {ROW_LABELS[int(group.top1_depth)] if group.top1_depth <= n_layers else 'never'}"
+    )
     print("   nats lost when one MLP is zeroed (re-run):", [round(v, 2) for v in group.mlp_zero_nats])
-    print("   nats lost when one MLP is removed from the final residual only:", [round(v, 2) for v in group.mlp_direct_nats])
-print(f"towns, causal tracing at the subject's last token ({found.n_traced} prompts), mean recovered share:",
-      "  ".join(f"{row} {v:+.2f}" for row, v in zip(ROW_LABELS, found.tracing)))
+    print(
+        "   nats lost when one MLP is removed from the final residual only:",
+        [round(v, 2) for v in group.mlp_direct_nats],
+    )
+print(
+    f"towns, causal tracing at the subject's last token ({found.n_traced} prompts), mean recovered share:",
+    "  ".join(f"{row} {v:+.2f}" for row, v in zip(ROW_LABELS, found.tracing)),
+)
 
 # %% [markdown]
 # What `facts-4l` does, read from the lines above:

@@ -70,8 +70,10 @@ N_IOI_PROMPTS = 16  # IOI prompts averaged in section 4 (the last answer's check
 model = load_model(MODEL_NAME)
 model.requires_grad_(False)  # nothing in this chapter trains the model: no gradients needed
 n_layers, n_heads, d_model = model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_model
-print(f"{MODEL_NAME}: {n_layers} layers of {n_heads} attention heads and one MLP, d_model = {d_model}, "
-      f"normalization {model.cfg.normalization_type}")
+print(
+    f"{MODEL_NAME}: {n_layers} layers of {n_heads} attention heads and one MLP, d_model = {d_model}, "
+    f"normalization {model.cfg.normalization_type}"
+)
 
 # %% [markdown]
 # `gelu-4l` is the course's own model: four blocks (attention, then an MLP with a GELU),
@@ -99,8 +101,10 @@ print(repr(prompt.text), "→", repr(prompt.answer))
 print(f"{len(str_tokens)} tokens (BOS first):", str_tokens)
 top = logits[0, -1].topk(5)
 print("top 5 next tokens:", [(model.to_string(i), round(v.item(), 2)) for v, i in zip(top.values, top.indices)])
-print(f"logit of IO {prompt.io!r}: {logits[0, -1, io_token]:.3f}   logit of S {prompt.s!r}: {logits[0, -1, s_token]:.3f}   "
-      f"difference: {logits[0, -1, io_token] - logits[0, -1, s_token]:.3f}")
+print(
+    f"logit of IO {prompt.io!r}: {logits[0, -1, io_token]:.3f}   logit of S {prompt.s!r}: {logits[0, -1, s_token]:.3f}   "
+    f"difference: {logits[0, -1, io_token] - logits[0, -1, s_token]:.3f}"
+)
 
 # %% [markdown]
 # `gelu-4l` gets over 90 % of held-out IOI prompts right (its model card gives the figures);
@@ -129,8 +133,15 @@ print(f"logit of IO {prompt.io!r}: {logits[0, -1, io_token]:.3f}   logit of S {p
 # components, and the unembedding, read from.
 
 # %%
-for name in ["hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre", "blocks.0.hook_attn_out",
-             "blocks.0.hook_resid_mid", "blocks.0.hook_mlp_out", "blocks.0.hook_resid_post"]:
+for name in [
+    "hook_embed",
+    "hook_pos_embed",
+    "blocks.0.hook_resid_pre",
+    "blocks.0.hook_attn_out",
+    "blocks.0.hook_resid_mid",
+    "blocks.0.hook_mlp_out",
+    "blocks.0.hook_resid_post",
+]:
     print(f"{name:26} {tuple(cache[name].shape)}   [batch, position, d_model]")
 gap = (cache["resid_pre", 1] - cache["resid_post", 0]).abs().max()
 print(f"\nmax |resid_pre of layer 1 - resid_post of layer 0| = {gap:.1e}  (the same vector, two names)")
@@ -144,8 +155,11 @@ print(f"\nmax |resid_pre of layer 1 - resid_post of layer 0| = {gap:.1e}  (the s
 # Use the labels TransformerLens uses: `"embed"`, `"pos_embed"`, `"0_attn_out"`,
 # `"0_mlp_out"`, `"1_attn_out"`, … The cache holds one prompt: take batch index 0.
 
+
 # %% tags=["exercise"]
-def decompose_by_hand(cache: ActivationCache, layer: int, pos: int) -> tuple[Float[Tensor, "component d_model"], list[str]]:
+def decompose_by_hand(
+    cache: ActivationCache, layer: int, pos: int
+) -> tuple[Float[Tensor, "component d_model"], list[str]]:
     """Every vector written into the residual stream at position `pos`, up to the end of `layer`.
 
     cache: from model.run_with_cache on ONE prompt (batch size 1).
@@ -155,7 +169,9 @@ def decompose_by_hand(cache: ActivationCache, layer: int, pos: int) -> tuple[Flo
     embed, pos_embed, 0_attn_out, 0_mlp_out, ..., {layer}_attn_out, {layer}_mlp_out;
     labels are those names. The rows sum to cache["resid_post", layer][0, pos].
     """
-    raise NotImplementedError("decompose_by_hand: stack hook_embed, hook_pos_embed, then attn_out and mlp_out per layer")
+    raise NotImplementedError(
+        "decompose_by_hand: stack hook_embed, hook_pos_embed, then attn_out and mlp_out per layer"
+    )
 
 
 # %%
@@ -187,8 +203,13 @@ for layer in range(n_layers):
     assert err_pre <= 1e-4 and err_post <= 1e-4
 
 stack, labels = decompose_by_hand(cache, n_layers - 1, -1)
-fig = bar(stack.norm(dim=-1), labels=labels, x_title="component", y_title="norm of its output (L2)",
-          title=f"{MODEL_NAME}: size of what each component writes at the last position ({str_tokens[-1]!r})")
+fig = bar(
+    stack.norm(dim=-1),
+    labels=labels,
+    x_title="component",
+    y_title="norm of its output (L2)",
+    title=f"{MODEL_NAME}: size of what each component writes at the last position ({str_tokens[-1]!r})",
+)
 fig.show()
 
 # %% [markdown]
@@ -219,7 +240,9 @@ helpers = {
     "decompose_resid": cache.decompose_resid(pos_slice=-1, return_labels=True),
     "accumulated_resid": cache.accumulated_resid(pos_slice=-1, return_labels=True),
     "stack_head_results": cache.stack_head_results(pos_slice=-1, return_labels=True),
-    "get_full_resid_decomposition": cache.get_full_resid_decomposition(expand_neurons=False, pos_slice=-1, return_labels=True),
+    "get_full_resid_decomposition": cache.get_full_resid_decomposition(
+        expand_neurons=False, pos_slice=-1, return_labels=True
+    ),
 }
 for name, (stack_, labels_) in helpers.items():
     shown = labels_ if len(labels_) <= 10 else labels_[:5] + ["…"] + labels_[-4:]
@@ -276,7 +299,9 @@ print(f"3. max |sum of the full decomposition - final residual| = {(full[:, 0].s
 scale = cache["ln_final.hook_scale"][0, -1]  # shape [1]: one number for the whole stream at this position
 centred = final_resid - final_resid.mean()
 recomputed = (centred.pow(2).mean() + model.cfg.eps).sqrt()
-print(f"cached scale s = {scale.item():.4f}; recomputed sqrt(var + eps) = {recomputed.item():.4f} (eps = {model.cfg.eps})")
+print(
+    f"cached scale s = {scale.item():.4f}; recomputed sqrt(var + eps) = {recomputed.item():.4f} (eps = {model.cfg.eps})"
+)
 by_hand = (centred / scale * model.ln_final.w + model.ln_final.b) @ model.W_U + model.b_U
 print(f"max |logits by hand - the model's logits| = {(by_hand - logits[0, -1]).abs().max():.1e}")
 
@@ -288,6 +313,7 @@ print(f"max |logits by hand - the model's logits| = {(by_hand - logits[0, -1]).a
 # MLP output of every layer, as in exercise 1.1 with `layer = n_layers - 1`), then two
 # constant rows labelled `"ln_final.b"` and `"b_U"`. The values must sum to
 # `logits[0, pos, answer_token]`.
+
 
 # %% tags=["exercise"]
 def direct_logit_attribution(
@@ -304,7 +330,9 @@ def direct_logit_attribution(
     0_mlp_out, ..., then "ln_final.b" (model.ln_final.b @ W_U[:, answer_token]) and
     "b_U" (model.b_U[answer_token]). The values sum to logits[0, pos, answer_token].
     """
-    raise NotImplementedError("direct_logit_attribution: stack the components, centre, divide by the frozen scale, project")
+    raise NotImplementedError(
+        "direct_logit_attribution: stack the components, centre, divide by the frozen scale, project"
+    )
 
 
 # %%
@@ -337,8 +365,13 @@ assert abs(values.sum().item() - true_logit) <= 1e-3
 for label, value in zip(labels, values.tolist()):
     print(f"  {label:11} {value:+.3f}")
 
-fig = bar(values, labels=labels, x_title="component", y_title=f"direct contribution to the logit of {prompt.io!r}",
-          title=f"{MODEL_NAME}: direct logit attribution for {prompt.io!r} (IOI prompt, last position)")
+fig = bar(
+    values,
+    labels=labels,
+    x_title="component",
+    y_title=f"direct contribution to the logit of {prompt.io!r}",
+    title=f"{MODEL_NAME}: direct logit attribution for {prompt.io!r} (IOI prompt, last position)",
+)
 fig.show()
 
 # %% [markdown]
@@ -357,8 +390,10 @@ stack, _ = decompose_by_hand(cache, n_layers - 1, -1)
 centred_rows = stack - stack.mean(-1, keepdim=True)
 unscaled = (centred_rows * model.ln_final.w) @ model.W_U[:, io_token]
 constants = values[-2:].sum().item()  # the two constant rows
-print(f"without the scale: sum = {unscaled.sum().item() + constants:.3f} vs the true logit {true_logit:.3f} "
-      f"(error {unscaled.sum().item() + constants - true_logit:+.3f})")
+print(
+    f"without the scale: sum = {unscaled.sum().item() + constants:.3f} vs the true logit {true_logit:.3f} "
+    f"(error {unscaled.sum().item() + constants - true_logit:+.3f})"
+)
 unscaled_ratio = unscaled.sum().item() / values[:-2].sum().item()
 print(f"ratio of the component sums, unscaled / scaled = {unscaled_ratio:.4f}")
 print(f"largest |b_U| in {MODEL_NAME}: {model.b_U.abs().max().item():.3g}")
@@ -380,7 +415,9 @@ print(f"largest |b_U| in {MODEL_NAME}: {model.b_U.abs().max().item():.3g}")
 resid_stack = cache.decompose_resid(pos_slice=-1)  # [component, batch, d_model]
 tl_attrs = cache.logit_attrs(resid_stack, tokens=io_token, pos_slice=-1)[:, 0]
 normalised = cache.apply_ln_to_stack(resid_stack, pos_slice=-1)[:, 0]
-print(f"max |logit_attrs - apply_ln_to_stack @ W_U[:, t]|         = {(tl_attrs - normalised @ model.W_U[:, io_token]).abs().max():.1e}")
+print(
+    f"max |logit_attrs - apply_ln_to_stack @ W_U[:, t]|         = {(tl_attrs - normalised @ model.W_U[:, io_token]).abs().max():.1e}"
+)
 print(f"max |logit_attrs - your rows|                              = {(tl_attrs - values[:-2]).abs().max():.3f}")
 with_w = normalised @ (model.ln_final.w * model.W_U[:, io_token])
 print(f"max |apply_ln_to_stack @ (w * W_U[:, t]) - your rows|      = {(with_w - values[:-2]).abs().max():.1e}")
@@ -396,6 +433,7 @@ print(f"max |apply_ln_to_stack @ (w * W_U[:, t]) - your rows|      = {(with_w - 
 # the biases $b_O$ of all layers, summed, get one row of their own, `"b_O"`. Use the row order
 # of `cache.get_full_resid_decomposition(expand_neurons=False)`: heads, MLPs, embeddings,
 # biases, then the two constants.
+
 
 # %% tags=["exercise"]
 def head_logit_attribution(
@@ -435,8 +473,10 @@ checks.test_head_logit_attribution(head_logit_attribution)
 head_values, head_labels = head_logit_attribution(model, cache, io_token)
 print(f"sum = {head_values.sum().item():.4f}; the model's logit = {true_logit:.4f}")
 assert abs(head_values.sum().item() - true_logit) <= 1e-3
-print(f"the b_O row: {head_values[head_labels.index('b_O')].item():+.3f}   "
-      f"(leave it out and the sum is off by exactly that much)")
+print(
+    f"the b_O row: {head_values[head_labels.index('b_O')].item():+.3f}   "
+    f"(leave it out and the sum is off by exactly that much)"
+)
 
 # %% [markdown]
 # ## 4. Logit difference: which components pick the right name?
@@ -452,10 +492,16 @@ io_values, labels = direct_logit_attribution(model, cache, io_token)
 s_values, _ = direct_logit_attribution(model, cache, s_token)
 diff_values = io_values - s_values
 true_diff = (logits[0, -1, io_token] - logits[0, -1, s_token]).item()
-print(f"sum of the difference attribution = {diff_values.sum().item():.4f}; the model's logit difference = {true_diff:.4f}")
-fig = bar(diff_values, labels=labels, x_title="component",
-          y_title=f"direct contribution to logit({prompt.io!r}) − logit({prompt.s!r})",
-          title=f"{MODEL_NAME}: logit-difference attribution, IO {prompt.io!r} vs S {prompt.s!r} (one IOI prompt)")
+print(
+    f"sum of the difference attribution = {diff_values.sum().item():.4f}; the model's logit difference = {true_diff:.4f}"
+)
+fig = bar(
+    diff_values,
+    labels=labels,
+    x_title="component",
+    y_title=f"direct contribution to logit({prompt.io!r}) − logit({prompt.s!r})",
+    title=f"{MODEL_NAME}: logit-difference attribution, IO {prompt.io!r} vs S {prompt.s!r} (one IOI prompt)",
+)
 fig.show()
 order = diff_values[:-2].argsort(descending=True)
 print("largest positive components:", [(labels[i], round(diff_values[i].item(), 2)) for i in order[:3].tolist()])
@@ -481,18 +527,29 @@ for i, pos in enumerate(batch.answer_pos.tolist()):
 per_prompt = torch.stack(per_prompt)  # [prompt, component]
 mean_diff = per_prompt.mean(0)
 true_diffs = per_prompt.sum(1)  # each prompt's attribution sums to its logit difference
-print(f"logit(IO) - logit(S) over the {len(ioi_prompts)} prompts: mean {true_diffs.mean():.3f}, "
-      f"positive (IO preferred) on {(true_diffs > 0).sum().item()} of {len(ioi_prompts)}")
+print(
+    f"logit(IO) - logit(S) over the {len(ioi_prompts)} prompts: mean {true_diffs.mean():.3f}, "
+    f"positive (IO preferred) on {(true_diffs > 0).sum().item()} of {len(ioi_prompts)}"
+)
 head_map = mean_diff[:n_head_rows].reshape(n_layers, n_heads)
 
-fig = heatmap(head_map, x_title="head", y_title="layer", color_title="logit diff",
-              x_labels=[f"H{h}" for h in range(n_heads)], y_labels=[f"L{l}" for l in range(n_layers)],
-              title=f"{MODEL_NAME}: mean direct effect of each head on logit(IO) − logit(S), {len(ioi_prompts)} held-out IOI prompts")
+fig = heatmap(
+    head_map,
+    x_title="head",
+    y_title="layer",
+    color_title="logit diff",
+    x_labels=[f"H{h}" for h in range(n_heads)],
+    y_labels=[f"L{l}" for l in range(n_layers)],
+    title=f"{MODEL_NAME}: mean direct effect of each head on logit(IO) − logit(S), {len(ioi_prompts)} held-out IOI prompts",
+)
 fig.show()
 ranked = head_map.flatten().argsort(descending=True)
 print("heads, most positive first:", [(head_labels[i], round(mean_diff[i].item(), 2)) for i in ranked[:4].tolist()])
 print("most negative:", [(head_labels[i], round(mean_diff[i].item(), 2)) for i in ranked[-2:].tolist()])
-print("mean of the other rows:", [(head_labels[i], round(mean_diff[i].item(), 2)) for i in range(n_head_rows, len(head_labels))])
+print(
+    "mean of the other rows:",
+    [(head_labels[i], round(mean_diff[i].item(), 2)) for i in range(n_head_rows, len(head_labels))],
+)
 
 # %% [markdown]
 # Read the heatmap (model `gelu-4l`, the held-out IOI prompts): a red cell is a head whose
@@ -552,13 +609,21 @@ for row, label in enumerate(acc_labels):
     print(f"{label:12}" + "".join(f"{r[row].item():>15}" for r in ranks.values()))
 names = list(ranks)
 moves = {names[i]: (ranks[names[i]] - ranks[names[i - 1]]).abs().float().mean().item() for i in range(1, len(names))}
-print("mean |change in rank| caused by each step:", {k: round(v, 1) for k, v in moves.items()},
-      "→ largest:", max(moves, key=moves.get))
+print(
+    "mean |change in rank| caused by each step:",
+    {k: round(v, 1) for k, v in moves.items()},
+    "→ largest:",
+    max(moves, key=moves.get),
+)
 
-fig = line(torch.stack([ranks["no LN"], ranks["+ b (full LN)"]]).float() + 1, x=acc_labels,
-           series=["without LayerNorm", "with LayerNorm (own statistics)"],
-           x_title="running total of the residual stream", y_title="rank of the answer + 1 (log scale; 1 = top)",
-           title=f"{MODEL_NAME}: rank of {prompt.answer!r} after each layer, decoded with and without the final LayerNorm")
+fig = line(
+    torch.stack([ranks["no LN"], ranks["+ b (full LN)"]]).float() + 1,
+    x=acc_labels,
+    series=["without LayerNorm", "with LayerNorm (own statistics)"],
+    x_title="running total of the residual stream",
+    y_title="rank of the answer + 1 (log scale; 1 = top)",
+    title=f"{MODEL_NAME}: rank of {prompt.answer!r} after each layer, decoded with and without the final LayerNorm",
+)
 fig.update_yaxes(type="log")
 fig.show()
 
@@ -609,8 +674,15 @@ print("attrs:", tuple(attrs.shape), "[component, prompt, position]; components:"
 # %%
 flat = int(attrs.argmax())
 rest, component = divmod(flat, attrs.shape[0])
-print("first attempt:", comp_labels[component], "at prompt", rest // attrs.shape[2], "position", rest % attrs.shape[2],
-      f"— value there: {attrs[component, rest // attrs.shape[2], rest % attrs.shape[2]]:.2f}; the maximum: {attrs.max():.2f}")
+print(
+    "first attempt:",
+    comp_labels[component],
+    "at prompt",
+    rest // attrs.shape[2],
+    "position",
+    rest % attrs.shape[2],
+    f"— value there: {attrs[component, rest // attrs.shape[2], rest % attrs.shape[2]]:.2f}; the maximum: {attrs.max():.2f}",
+)
 
 # %% [markdown]
 # The value printed at the place it names is not the maximum. `argmax` of a tensor indexes it
@@ -620,10 +692,9 @@ print("first attempt:", comp_labels[component], "at prompt", rest // attrs.shape
 # ### Exercise 6.1 — find the largest attribution
 # Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 
+
 # %% tags=["exercise"]
-def top_attribution(
-    attrs: Float[Tensor, "component batch pos"], labels: list[str]
-) -> tuple[str, int, int]:
+def top_attribution(attrs: Float[Tensor, "component batch pos"], labels: list[str]) -> tuple[str, int, int]:
     """Where the largest (most positive) entry of ``attrs`` sits: ``(its component's label, batch index, position)``.
 
     ``labels[c]`` names row ``c`` of ``attrs``; returns plain Python values.
@@ -655,6 +726,7 @@ checks.test_top_attribution(top_attribution)
 # text overall, not which one decides any single prediction — that is what the per-entry view of
 # exercise 6.1 is for.
 
+
 # %% tags=["exercise"]
 def rank_components(attrs: Float[Tensor, "component batch pos"], labels: list[str]) -> list[str]:
     """The component labels sorted by their total attribution (summed over prompts and positions), largest first."""
@@ -673,8 +745,10 @@ checks.test_rank_components(rank_components)
 # %%
 top_label, top_prompt, top_pos = top_attribution(attrs, comp_labels)
 cut_str = model.to_str_tokens(cut[top_prompt])
-print(f"largest single attribution: {top_label} at prompt {top_prompt}, position {top_pos} ({cut_str[top_pos]!r} -> "
-      f"{cut_str[top_pos + 1]!r}): {attrs.max():.2f}")
+print(
+    f"largest single attribution: {top_label} at prompt {top_prompt}, position {top_pos} ({cut_str[top_pos]!r} -> "
+    f"{cut_str[top_pos + 1]!r}): {attrs.max():.2f}"
+)
 component_ranking = rank_components(attrs, comp_labels)
 print("components by total attribution over every prompt and position:", component_ranking)
 
@@ -721,11 +795,19 @@ checks.test_answer_top_ioi_head(answer_top_ioi_head)
 # %%
 from course_utils.findings import report, residual_findings
 
-report(residual_findings(
-    attribution_error=abs(values.sum().item() - true_logit), unscaled_error=unscaled.sum().item() + constants - true_logit,
-    final_scale=scale.item(), true_diffs=true_diffs, head_map=head_map, io_ranks=ranks["+ b (full LN)"].tolist(),
-    raw_ranks=ranks["no LN"].tolist(), rank_labels=acc_labels, component_ranking=component_ranking,
-))
+report(
+    residual_findings(
+        attribution_error=abs(values.sum().item() - true_logit),
+        unscaled_error=unscaled.sum().item() + constants - true_logit,
+        final_scale=scale.item(),
+        true_diffs=true_diffs,
+        head_map=head_map,
+        io_ranks=ranks["+ b (full LN)"].tolist(),
+        raw_ranks=ranks["no LN"].tolist(),
+        rank_labels=acc_labels,
+        component_ranking=component_ranking,
+    )
+)
 
 # %% [markdown]
 # ## Summary

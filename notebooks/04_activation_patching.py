@@ -101,6 +101,7 @@ print(f"{MODEL_NAME}: {n_layers} layers, {n_heads} heads per layer, d_model = {m
 # positions). We take name pairs held out from the model's training, and only names that are one
 # token in the loaded model's tokenizer (all of them in the course tokenizer; GPT-2 splits three).
 
+
 # %%
 def layout(template_id: int) -> tuple[int, list[int]]:
     """(number of tokens, positions of the three names) of a template, without BOS."""
@@ -116,10 +117,13 @@ print("templates with the same layout:", ALIGNED)
 for t in ALIGNED:
     print(f"  {t:2d}: {ioi.TEMPLATES[t]}")
 
+
 # %%
 def aligned_pairs(n: int, seed: int) -> list[tuple[ioi.IOIPrompt, ioi.IOIPrompt]]:
     """n (clean, corrupted) pairs of held-out name pairs, from the aligned templates only."""
-    candidates = ioi.clean_corrupted_pairs(40 * n, split="heldout_pairs", kind=CORRUPTION, seed=seed, tokenizer=model.tokenizer)
+    candidates = ioi.clean_corrupted_pairs(
+        40 * n, split="heldout_pairs", kind=CORRUPTION, seed=seed, tokenizer=model.tokenizer
+    )
     return [pair for pair in candidates if pair[0].template_id in ALIGNED][:n]
 
 
@@ -132,7 +136,9 @@ answer_tokens = torch.stack([clean_batch.io_ids, clean_batch.s_ids], dim=1).to(m
 for clean, corrupted in pairs[:4]:
     print(f"{clean.order}  clean:     {clean.text!r} → {clean.answer!r}\n      corrupted: {corrupted.text!r}")
 differs = (clean_tokens != corrupted_tokens).any(dim=0).nonzero().flatten().tolist()
-print(f"\n{len(pairs)} pairs, tokens {tuple(clean_tokens.shape)}; clean and corrupted differ at {len(differs)} position(s)")
+print(
+    f"\n{len(pairs)} pairs, tokens {tuple(clean_tokens.shape)}; clean and corrupted differ at {len(differs)} position(s)"
+)
 
 # %% [markdown]
 # Each prompt's positions get a label for the plots: its token, and its role. "A" and "B" are
@@ -145,8 +151,10 @@ A_POS, B_POS, S2_POS = (p + 1 for p in layout(0)[1])  # +1: BOS comes first
 END_POS = clean_tokens.shape[1] - 1
 assert differs == [S2_POS]
 roles = {A_POS: "A", B_POS: "B", S2_POS: "S2", END_POS: "END"}
-labels = [f"{label} ({roles[i]})" if i in roles else label
-          for i, label in enumerate(position_labels(model.to_str_tokens(clean_tokens[0])))]
+labels = [
+    f"{label} ({roles[i]})" if i in roles else label
+    for i, label in enumerate(position_labels(model.to_str_tokens(clean_tokens[0])))
+]
 print(labels)
 
 # %% [markdown]
@@ -155,11 +163,14 @@ print(labels)
 # measure it on our batch, and on a larger sample of 256 pairs (one forward pass each, no
 # patching) to see how typical our batch is.
 
+
 # %%
 def describe_task(pairs: list[tuple[ioi.IOIPrompt, ioi.IOIPrompt]], what: str, per_run: int = 32) -> None:
     for name, side in [("clean", 0), ("corrupted", 1)]:
         diffs = []
-        for start in range(0, len(pairs), per_run):  # per_run prompts at a time: logits over a 50k-token vocabulary add up
+        for start in range(
+            0, len(pairs), per_run
+        ):  # per_run prompts at a time: logits over a 50k-token vocabulary add up
             chunk = pairs[start : start + per_run]
             clean = ioi.tokenize([pair[0] for pair in chunk], model.tokenizer)
             batch = ioi.tokenize([pair[side] for pair in chunk], model.tokenizer)
@@ -167,8 +178,10 @@ def describe_task(pairs: list[tuple[ioi.IOIPrompt, ioi.IOIPrompt]], what: str, p
                 logits = model(batch.tokens.to(model.cfg.device)).cpu()
             diffs.append(ioi.logit_diff(logits, clean))  # the corrupted prompts keep the clean IO and S tokens
         diffs = torch.cat(diffs)
-        print(f"{what:15} {name:9}  mean logit(IO) − logit(S) = {diffs.mean():+.3f}   "
-              f"IO above S in {(diffs > 0).sum()}/{len(diffs)} prompts")
+        print(
+            f"{what:15} {name:9}  mean logit(IO) − logit(S) = {diffs.mean():+.3f}   "
+            f"IO above S in {(diffs > 0).sum()}/{len(diffs)} prompts"
+        )
 
 
 describe_task(pairs, "our batch")
@@ -198,6 +211,7 @@ with torch.no_grad():
 # Write the batched logit difference yourself. All prompts in our batches have the same
 # length, so every answer is predicted at the last position. `clean_logits` and
 # `corrupted_logits` (computed above) are the model's outputs on our batch.
+
 
 # %% tags=["exercise"]
 def logit_diff(
@@ -244,6 +258,7 @@ print(f"mean logit difference: clean {clean_logit_diff:+.3f}, corrupted {corrupt
 # (a patch can make things worse, or overshoot). Keep the result a tensor: section 6
 # differentiates it.
 
+
 # %% tags=["exercise"]
 def normalised_patching_metric(
     logits: Float[Tensor, "batch pos d_vocab"],
@@ -269,8 +284,12 @@ checks.test_normalised_patching_metric(normalised_patching_metric)
 # fixes the other arguments.
 
 # %%
-metric = partial(normalised_patching_metric, answer_tokens=answer_tokens,
-                 clean_logit_diff=clean_logit_diff, corrupted_logit_diff=corrupted_logit_diff)
+metric = partial(
+    normalised_patching_metric,
+    answer_tokens=answer_tokens,
+    clean_logit_diff=clean_logit_diff,
+    corrupted_logit_diff=corrupted_logit_diff,
+)
 print(f"metric(clean) = {metric(clean_logits):.3f}, metric(corrupted) = {metric(corrupted_logits):.3f}")
 
 # %% [markdown]
@@ -297,6 +316,7 @@ print(f"metric(clean) = {metric(clean_logits):.3f}, metric(corrupted) = {metric(
 # %% [markdown]
 # ### Exercise 2.1 — patch the residual stream, one position at a time
 # Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵🔵
+
 
 # %% tags=["exercise"]
 def patch_residual_stream(
@@ -352,9 +372,15 @@ start = time.perf_counter()
 resid_results = patch_residual_stream(model, corrupted_tokens, clean_cache, metric)
 naive_seconds = time.perf_counter() - start
 print(f"{n_layers} × {corrupted_tokens.shape[1]} = {resid_results.numel()} patched runs in {naive_seconds:.1f} s")
-heatmap(resid_results, title=f"Denoising the residual stream (resid_pre), {MODEL_NAME}, {N_PROMPTS} IOI pairs",
-        x_title="position (token of prompt 0, role)", y_title="layer", x_labels=labels,
-        y_labels=[str(l) for l in range(n_layers)], color_title="metric").show()
+heatmap(
+    resid_results,
+    title=f"Denoising the residual stream (resid_pre), {MODEL_NAME}, {N_PROMPTS} IOI pairs",
+    x_title="position (token of prompt 0, role)",
+    y_title="layer",
+    x_labels=labels,
+    y_labels=[str(l) for l in range(n_layers)],
+    color_title="metric",
+).show()
 
 # %% [markdown]
 # What to notice (figure made by the model named in the title, on held-out name pairs):
@@ -373,7 +399,9 @@ heatmap(resid_results, title=f"Denoising the residual stream (resid_pre), {MODEL
 for layer in range(n_layers):
     row = resid_results[layer]
     others = row[[p for p in range(len(row)) if p not in (S2_POS, END_POS)]]
-    print(f"layer {layer}: S2 {row[S2_POS]:+.3f}   END {row[END_POS]:+.3f}   largest |score| elsewhere {others.abs().max():.3f}")
+    print(
+        f"layer {layer}: S2 {row[S2_POS]:+.3f}   END {row[END_POS]:+.3f}   largest |score| elsewhere {others.abs().max():.3f}"
+    )
 moved = [layer for layer in range(n_layers) if resid_results[layer, END_POS] > resid_results[layer, S2_POS]]
 print(f"END scores higher than S2 from layer {moved[0]} on" if moved else "END never scores higher than S2")
 
@@ -389,6 +417,7 @@ print(f"END scores higher than S2 from layer {moved[0]} on" if moved else "END n
 # %% [markdown]
 # ### Exercise 3.1 — patch every head's output
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵🔵⚪
+
 
 # %% tags=["exercise"]
 def patch_head_outputs(
@@ -418,9 +447,15 @@ checks.test_patch_head_outputs(patch_head_outputs)
 
 # %%
 head_results = patch_head_outputs(model, corrupted_tokens, clean_cache, metric)
-heatmap(head_results, title=f"Denoising each head's output (all positions), {MODEL_NAME}",
-        x_title="head", y_title="layer", x_labels=[str(h) for h in range(n_heads)],
-        y_labels=[str(l) for l in range(n_layers)], color_title="metric").show()
+heatmap(
+    head_results,
+    title=f"Denoising each head's output (all positions), {MODEL_NAME}",
+    x_title="head",
+    y_title="layer",
+    x_labels=[str(h) for h in range(n_heads)],
+    y_labels=[str(l) for l in range(n_layers)],
+    color_title="metric",
+).show()
 order = head_results.flatten().argsort(descending=True)
 top_heads = [(int(i) // n_heads, int(i) % n_heads) for i in order[:3]]
 for layer, head in top_heads:
@@ -434,6 +469,7 @@ for layer, head in top_heads:
 # %% [markdown]
 # ### Exercise 3.2 — the top heads, position by position
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
+
 
 # %% tags=["exercise"]
 def patch_head_outputs_by_pos(
@@ -457,17 +493,27 @@ checks.test_patch_head_outputs_by_pos(patch_head_outputs_by_pos)
 
 # %%
 head_pos_results = patch_head_outputs_by_pos(model, corrupted_tokens, clean_cache, metric, top_heads)
-heatmap(head_pos_results, title=f"Denoising the top heads at one position at a time, {MODEL_NAME}",
-        x_title="position (token of prompt 0, role)", y_title="head (layer.head)", x_labels=labels,
-        y_labels=[f"{l}.{h}" for l, h in top_heads], color_title="metric").show()
+heatmap(
+    head_pos_results,
+    title=f"Denoising the top heads at one position at a time, {MODEL_NAME}",
+    x_title="position (token of prompt 0, role)",
+    y_title="head (layer.head)",
+    x_labels=labels,
+    y_labels=[f"{l}.{h}" for l, h in top_heads],
+    color_title="metric",
+).show()
 for (layer, head), row in zip(top_heads, head_pos_results):
     best = int(row.argmax())
-    print(f"head {layer}.{head}: largest effect at {labels[best]} ({row[best]:+.3f}), "
-          f"sum over positions {row.sum():+.3f} vs all positions at once {head_results[layer, head]:+.3f}")
+    print(
+        f"head {layer}.{head}: largest effect at {labels[best]} ({row[best]:+.3f}), "
+        f"sum over positions {row.sum():+.3f} vs all positions at once {head_results[layer, head]:+.3f}"
+    )
 if moved:
     at_end = [f"{l}.{h}" for (l, h), row in zip(top_heads, head_pos_results) if int(row.argmax()) == END_POS]
-    print(f"\nIn the residual stream END overtook S2 at the start of layer {moved[0]}, i.e. after layer {moved[0] - 1}. "
-          f"Top heads acting mostly at END: {', '.join(at_end) or 'none'}")
+    print(
+        f"\nIn the residual stream END overtook S2 at the start of layer {moved[0]}, i.e. after layer {moved[0] - 1}. "
+        f"Top heads acting mostly at END: {', '.join(at_end) or 'none'}"
+    )
 
 # %% [markdown]
 # What to notice: read off the printed positions at which each top head matters. A head that
@@ -493,9 +539,13 @@ start = time.perf_counter()
 tl_resid = patching.get_act_patch_resid_pre(model, corrupted_tokens, clean_cache, metric)
 tl_seconds = time.perf_counter() - start
 tl_heads = patching.get_act_patch_attn_head_out_all_pos(model, corrupted_tokens, clean_cache, metric)
-print(f"resid_pre sweep: max |yours − TransformerLens| = {(resid_results - tl_resid.to(resid_results.device)).abs().max():.1e}"
-      f"   ({naive_seconds:.1f} s yours, {tl_seconds:.1f} s TransformerLens)")
-print(f"head sweep:      max |yours − TransformerLens| = {(head_results - tl_heads.to(head_results.device)).abs().max():.1e}")
+print(
+    f"resid_pre sweep: max |yours − TransformerLens| = {(resid_results - tl_resid.to(resid_results.device)).abs().max():.1e}"
+    f"   ({naive_seconds:.1f} s yours, {tl_seconds:.1f} s TransformerLens)"
+)
+print(
+    f"head sweep:      max |yours − TransformerLens| = {(head_results - tl_heads.to(head_results.device)).abs().max():.1e}"
+)
 
 # %% [markdown]
 # ## 5. Noising versus denoising, and what one patch really changes
@@ -513,14 +563,21 @@ print(f"head sweep:      max |yours − TransformerLens| = {(head_results - tl_h
 
 # %%
 noised_heads = patch_head_outputs(model, clean_tokens, corrupted_cache, metric)
-fig = px.scatter(x=head_results.flatten().cpu(), y=(1 - noised_heads).flatten().cpu(),
-                 text=[f"{l}.{h}" for l in range(n_layers) for h in range(n_heads)],
-                 labels={"x": "denoising score (clean head into corrupted run)",
-                         "y": "noising damage, 1 − score (corrupted head into clean run)"},
-                 title=f"Is each head enough, and is it needed? ({MODEL_NAME}, heads labelled layer.head)")
+fig = px.scatter(
+    x=head_results.flatten().cpu(),
+    y=(1 - noised_heads).flatten().cpu(),
+    text=[f"{l}.{h}" for l in range(n_layers) for h in range(n_heads)],
+    labels={
+        "x": "denoising score (clean head into corrupted run)",
+        "y": "noising damage, 1 − score (corrupted head into clean run)",
+    },
+    title=f"Is each head enough, and is it needed? ({MODEL_NAME}, heads labelled layer.head)",
+)
 fig.update_traces(textposition="top center").show()
 for layer, head in top_heads:
-    print(f"head {layer}.{head}: denoising {head_results[layer, head]:+.3f}, noising damage {1 - noised_heads[layer, head]:+.3f}")
+    print(
+        f"head {layer}.{head}: denoising {head_results[layer, head]:+.3f}, noising damage {1 - noised_heads[layer, head]:+.3f}"
+    )
 
 # %% [markdown]
 # What to notice: heads on the diagonal are both enough and needed; heads far from it are
@@ -550,8 +607,13 @@ for l in range(n_layers):
     for part in ("attn_out", "mlp_out"):
         component_names.append(f"{l} {part}")
         changes.append((patched_cache[part, l][:, -1] - corrupted_cache[part, l][:, -1]).norm(dim=-1).mean().item())
-bar(changes, labels=component_names, title=f"How much patching head {layer}.{head} changes each later component at END ({MODEL_NAME})",
-    x_title="component", y_title="mean ‖patched − corrupted‖ at END").show()
+bar(
+    changes,
+    labels=component_names,
+    title=f"How much patching head {layer}.{head} changes each later component at END ({MODEL_NAME})",
+    x_title="component",
+    y_title="mean ‖patched − corrupted‖ at END",
+).show()
 
 # %% [markdown]
 # What to notice: every component in the layers before the patched head is untouched (0), as
@@ -579,6 +641,7 @@ bar(changes, labels=component_names, title=f"How much patching head {layer}.{hea
 # %% [markdown]
 # ### Exercise 6.1 — attribution patching for the residual stream
 # Difficulty 🔴🔴🔴🔴⚪ · Importance 🔵🔵🔵⚪⚪
+
 
 # %% tags=["exercise"]
 def attribution_patch_residual(
@@ -622,14 +685,26 @@ attribution = attribution_patch_residual(model, corrupted_tokens, clean_cache, m
 exact, approx = resid_results.flatten().cpu(), attribution.flatten().detach().cpu()
 correlation = torch.corrcoef(torch.stack([exact, approx]))[0, 1].item()
 cells = [f"layer {l}, {labels[p]}" for l in range(n_layers) for p in range(resid_results.shape[1])]
-fig = px.scatter(x=exact, y=approx, hover_name=cells,
-                 labels={"x": "exact patching score", "y": "attribution patching estimate"},
-                 title=f"Attribution vs exact patching, resid_pre, {MODEL_NAME} (correlation {correlation:.3f})")
-fig.add_shape(type="line", x0=float(exact.min()), y0=float(exact.min()), x1=float(exact.max()), y1=float(exact.max()),
-              line=dict(dash="dot"))
+fig = px.scatter(
+    x=exact,
+    y=approx,
+    hover_name=cells,
+    labels={"x": "exact patching score", "y": "attribution patching estimate"},
+    title=f"Attribution vs exact patching, resid_pre, {MODEL_NAME} (correlation {correlation:.3f})",
+)
+fig.add_shape(
+    type="line",
+    x0=float(exact.min()),
+    y0=float(exact.min()),
+    x1=float(exact.max()),
+    y1=float(exact.max()),
+    line=dict(dash="dot"),
+)
 fig.show()
 worst = (approx - exact).abs().argmax()
-print(f"correlation {correlation:.3f}; worst cell {cells[worst]}: exact {exact[worst]:+.3f}, estimate {approx[worst]:+.3f}")
+print(
+    f"correlation {correlation:.3f}; worst cell {cells[worst]}: exact {exact[worst]:+.3f}, estimate {approx[worst]:+.3f}"
+)
 
 # %% [markdown]
 # What to notice: the many cells where clean and corrupted activations are equal sit exactly
@@ -673,6 +748,7 @@ print(f"correlation {correlation:.3f}; worst cell {cells[worst]}: exact {exact[w
 # The demo below checks fact 2 on our batch: patch S2 at the start of block 1, keep every
 # activation, and compare it with the corrupted run, position by position.
 
+
 # %%
 def patch_s2(resid, hook):
     resid[:, S2_POS] = clean_cache["blocks.1.hook_resid_pre"][:, S2_POS]
@@ -683,11 +759,15 @@ with torch.no_grad(), model.hooks(fwd_hooks=[("blocks.1.hook_resid_pre", patch_s
     s2_logits, s2_cache = model.run_with_cache(corrupted_tokens)
 for layer in range(n_layers):
     change = (s2_cache["resid_post", layer] - corrupted_cache["resid_post", layer]).abs().amax(dim=(0, 2))
-    print(f"after block {layer}: max |patched − corrupted| before S2 {change[:S2_POS].max():.1e}, "
-          f"from S2 on {change[S2_POS:].min():.2f} … {change[S2_POS:].max():.2f}")
+    print(
+        f"after block {layer}: max |patched − corrupted| before S2 {change[:S2_POS].max():.1e}, "
+        f"from S2 on {change[S2_POS:].min():.2f} … {change[S2_POS:].max():.2f}"
+    )
 logit_change = (s2_logits - corrupted_logits).abs().amax(dim=(0, 2))
-print(f"logits: max |patched − corrupted| before S2 {logit_change[:S2_POS].max():.1e}, "
-      f"from S2 on {logit_change[S2_POS:].min():.2f} … {logit_change[S2_POS:].max():.2f}")
+print(
+    f"logits: max |patched − corrupted| before S2 {logit_change[:S2_POS].max():.1e}, "
+    f"from S2 on {logit_change[S2_POS:].min():.2f} … {logit_change[S2_POS:].max():.2f}"
+)
 
 # %% [markdown]
 # Before S2 the difference is exactly zero after every block. Block 0's output is the stream
@@ -705,6 +785,7 @@ print(f"logits: max |patched − corrupted| before S2 {logit_change[:S2_POS].max
 # corrupted cache, a causal mask, the output projection, then `block.mlp(block.ln2(…))` (only
 # if the model has MLPs: `model.cfg.attn_only` is False). The extra leading dimension `copies`
 # holds several patched versions of the batch, so that one call can run all of them.
+
 
 # %% tags=["exercise"]
 def block_on_suffix(
@@ -756,6 +837,7 @@ checks.test_block_on_suffix(block_on_suffix)
 # `block_on_suffix` to all copies. After the last block, `model.unembed(model.ln_final(resid))`
 # gives the logits of positions p… of every copy; the positions before p take the corrupted
 # logits. When `metric_pos` is given, unembed that position only (fact 4).
+
 
 # %% tags=["exercise"]
 def patch_residual_stream_fast(
@@ -817,15 +899,22 @@ checks.test_patch_residual_stream_fast(patch_residual_stream_fast)
 start = time.perf_counter()
 fast_results = patch_residual_stream_fast(model, corrupted_tokens, clean_cache, metric, metric_pos=-1)
 fast_seconds = time.perf_counter() - start
-differs_at = [[not torch.equal(clean_cache["resid_pre", l][:, p], corrupted_cache["resid_pre", l][:, p])
-               for p in range(corrupted_tokens.shape[1])] for l in range(n_layers)]
+differs_at = [
+    [
+        not torch.equal(clean_cache["resid_pre", l][:, p], corrupted_cache["resid_pre", l][:, p])
+        for p in range(corrupted_tokens.shape[1])
+    ]
+    for l in range(n_layers)
+]
 n_pos = corrupted_tokens.shape[1]
 naive_work = n_layers * n_pos * n_layers * n_pos
 fast_work = sum((n_layers - l) * (n_pos - p) for l in range(n_layers) for p in range(n_pos) if differs_at[l][p])
 unembedded = sum(differs_at[l][p] for l in range(n_layers) for p in range(n_pos))
-print(f"naive {naive_seconds:.2f} s, fast {fast_seconds:.2f} s: {naive_seconds / fast_seconds:.1f}× faster, "
-      f"{naive_work / fast_work:.0f}× fewer position-blocks, {n_layers * n_pos * n_pos / unembedded:.0f}× fewer "
-      f"unembedded positions; max |difference| = {(fast_results - resid_results).abs().max():.1e}")
+print(
+    f"naive {naive_seconds:.2f} s, fast {fast_seconds:.2f} s: {naive_seconds / fast_seconds:.1f}× faster, "
+    f"{naive_work / fast_work:.0f}× fewer position-blocks, {n_layers * n_pos * n_pos / unembedded:.0f}× fewer "
+    f"unembedded positions; max |difference| = {(fast_results - resid_results).abs().max():.1e}"
+)
 cfg = model.cfg
 block_macs = 4 * cfg.d_model * cfg.n_heads * cfg.d_head + (0 if cfg.attn_only else 2 * cfg.d_model * cfg.d_mlp)
 print(f"per position: unembedding {cfg.d_model * cfg.d_vocab:,} multiply-adds, one block {block_macs:,}")
@@ -860,24 +949,36 @@ N_CIRCUIT = 96  # prompts for this section: attention scores and ablations need 
 circuit_pairs = aligned_pairs(N_CIRCUIT, SEED + 1)
 circuit_clean = ioi.tokenize([clean for clean, _ in circuit_pairs], model.tokenizer)
 circuit_tokens = circuit_clean.tokens.to(model.cfg.device)
-circuit_corrupted = ioi.tokenize([corrupted for _, corrupted in circuit_pairs], model.tokenizer).tokens.to(model.cfg.device)
+circuit_corrupted = ioi.tokenize([corrupted for _, corrupted in circuit_pairs], model.tokenizer).tokens.to(
+    model.cfg.device
+)
 circuit_answers = torch.stack([circuit_clean.io_ids, circuit_clean.s_ids], dim=1).to(model.cfg.device)
 CIRCUIT_HOOKS = ("attn.hook_pattern", "attn.hook_z", "ln_final.hook_scale")  # all this section reads from the caches
 with torch.no_grad():  # (every hook of 96 prompts would take gigabytes on gpt2-small)
-    circuit_logits, circuit_cache = model.run_with_cache(circuit_tokens, names_filter=lambda name: name.endswith(CIRCUIT_HOOKS))
-    circuit_corrupted_logits, circuit_corrupted_cache = model.run_with_cache(circuit_corrupted, names_filter=lambda name: name.endswith(CIRCUIT_HOOKS))
+    circuit_logits, circuit_cache = model.run_with_cache(
+        circuit_tokens, names_filter=lambda name: name.endswith(CIRCUIT_HOOKS)
+    )
+    circuit_corrupted_logits, circuit_corrupted_cache = model.run_with_cache(
+        circuit_corrupted, names_filter=lambda name: name.endswith(CIRCUIT_HOOKS)
+    )
 circuit_clean_ld = logit_diff(circuit_logits, circuit_answers).mean().item()
 circuit_corrupted_ld = logit_diff(circuit_corrupted_logits, circuit_answers).mean().item()
-circuit_metric = partial(normalised_patching_metric, answer_tokens=circuit_answers,
-                         clean_logit_diff=circuit_clean_ld, corrupted_logit_diff=circuit_corrupted_ld)
+circuit_metric = partial(
+    normalised_patching_metric,
+    answer_tokens=circuit_answers,
+    clean_logit_diff=circuit_clean_ld,
+    corrupted_logit_diff=circuit_corrupted_ld,
+)
 
 abba = torch.tensor([clean.order == "ABBA" for clean, _ in circuit_pairs], device=model.cfg.device)
 io_pos = torch.where(abba, A_POS, B_POS)  # IO comes first in ABBA prompts
 s1_pos = torch.where(abba, B_POS, A_POS)
 s2_pos = torch.full_like(io_pos, S2_POS)
 end_pos = torch.full_like(io_pos, END_POS)
-print(f"{N_CIRCUIT} prompts ({abba.sum()} ABBA), mean logit difference: clean {circuit_clean_ld:+.2f}, "
-      f"corrupted ({CORRUPTION}) {circuit_corrupted_ld:+.2f}")
+print(
+    f"{N_CIRCUIT} prompts ({abba.sum()} ABBA), mean logit difference: clean {circuit_clean_ld:+.2f}, "
+    f"corrupted ({CORRUPTION}) {circuit_corrupted_ld:+.2f}"
+)
 
 # %% [markdown]
 # ### Exercise 8.1 — attention between two positions, for every head
@@ -887,6 +988,7 @@ print(f"{N_CIRCUIT} prompts ({abba.sum()} ABBA), mean logit difference: clean {c
 # head h, at position q of prompt b, attends to position k. Here the positions differ from
 # prompt to prompt (IO is at A in some prompts, at B in others), so each prompt needs its own
 # pair of positions.
+
 
 # %% tags=["exercise"]
 def attention_to(
@@ -929,16 +1031,24 @@ checks.test_attention_to(attention_to)
 end_to_io = attention_to(circuit_cache, n_layers, end_pos, io_pos)
 end_to_s1 = attention_to(circuit_cache, n_layers, end_pos, s1_pos)
 end_to_s2 = attention_to(circuit_cache, n_layers, end_pos, s2_pos)
-fig = px.imshow(torch.stack([end_to_io, end_to_s1, end_to_s2]).cpu(), facet_col=0, zmin=0, zmax=1,
-                labels={"x": "head", "y": "layer", "color": "attention"}, color_continuous_scale="Blues",
-                title=f"Attention from END, {MODEL_NAME}, {N_CIRCUIT} prompts")
+fig = px.imshow(
+    torch.stack([end_to_io, end_to_s1, end_to_s2]).cpu(),
+    facet_col=0,
+    zmin=0,
+    zmax=1,
+    labels={"x": "head", "y": "layer", "color": "attention"},
+    color_continuous_scale="Blues",
+    title=f"Attention from END, {MODEL_NAME}, {N_CIRCUIT} prompts",
+)
 for i, name in enumerate(["END → IO", "END → S1", "END → S2"]):
     fig.layout.annotations[i].text = name
 fig.show()
 io_minus_s = end_to_io - end_to_s1 - end_to_s2
 layer, head = divmod(int(end_to_io.argmax()), n_heads)
-print(f"most attention to IO: head {layer}.{head}, {end_to_io[layer, head]:.2f} (and {end_to_s1[layer, head]:.2f} "
-      f"to S1, {end_to_s2[layer, head]:.2f} to S2)")
+print(
+    f"most attention to IO: head {layer}.{head}, {end_to_io[layer, head]:.2f} (and {end_to_s1[layer, head]:.2f} "
+    f"to S1, {end_to_s2[layer, head]:.2f} to S2)"
+)
 print(f"largest attention to IO minus attention to S1 and S2, over all heads: {io_minus_s.max():+.2f}")
 print(f"heads attending from END to S2 at least 0.3: {int((end_to_s2 >= 0.3).sum())} of {n_layers * n_heads}")
 
@@ -962,6 +1072,7 @@ print(f"heads attending from END to S2 at least 0.3: {int((end_to_s2 >= 0.3).sum
 # averaged over the batch. Unlike `attention_to`, it does not need to know where S1 is: it
 # finds the copies from the tokens, so it works on any text (try it on a repeated random
 # sequence).
+
 
 # %% tags=["exercise"]
 def duplicate_token_score(
@@ -1002,9 +1113,15 @@ checks.test_duplicate_token_score(duplicate_token_score)
 # %%
 duplicate = duplicate_token_score(circuit_cache, n_layers, circuit_tokens, s2_pos)
 s2_to_io = attention_to(circuit_cache, n_layers, s2_pos, io_pos)
-fig = px.imshow(torch.stack([duplicate, s2_to_io]).cpu(), facet_col=0, zmin=0, zmax=1,
-                labels={"x": "head", "y": "layer", "color": "attention"}, color_continuous_scale="Blues",
-                title=f"Attention from S2, {MODEL_NAME}, {N_CIRCUIT} prompts")
+fig = px.imshow(
+    torch.stack([duplicate, s2_to_io]).cpu(),
+    facet_col=0,
+    zmin=0,
+    zmax=1,
+    labels={"x": "head", "y": "layer", "color": "attention"},
+    color_continuous_scale="Blues",
+    title=f"Attention from S2, {MODEL_NAME}, {N_CIRCUIT} prompts",
+)
 for i, name in enumerate(["S2 → S1 (duplicate token)", "S2 → IO (the other name)"]):
     fig.layout.annotations[i].text = name
 fig.show()
@@ -1028,13 +1145,28 @@ for name, scores in [("S2 → S1", duplicate), ("S2 → IO", s2_to_io)]:
 with torch.no_grad():
     scale = circuit_cache["ln_final.hook_scale"][:, -1]  # [batch, 1]
     direction = (model.W_U[:, circuit_answers[:, 0]] - model.W_U[:, circuit_answers[:, 1]]).T  # [batch, d_model]
-    dla = torch.stack([
-        torch.einsum("bhd,hdm,bm->bh", circuit_cache[f"blocks.{layer}.attn.hook_z"][:, -1], model.W_O[layer], direction)
-        .div(scale).mean(0) for layer in range(n_layers)
-    ]) / circuit_clean_ld  # [layer, head]
-heatmap(100 * dla, title=f"Direct logit attribution of each head at END, % of the logit difference ({MODEL_NAME})",
-        x_title="head", y_title="layer", x_labels=[str(h) for h in range(n_heads)],
-        y_labels=[str(l) for l in range(n_layers)], color_title="%").show()
+    dla = (
+        torch.stack(
+            [
+                torch.einsum(
+                    "bhd,hdm,bm->bh", circuit_cache[f"blocks.{layer}.attn.hook_z"][:, -1], model.W_O[layer], direction
+                )
+                .div(scale)
+                .mean(0)
+                for layer in range(n_layers)
+            ]
+        )
+        / circuit_clean_ld
+    )  # [layer, head]
+heatmap(
+    100 * dla,
+    title=f"Direct logit attribution of each head at END, % of the logit difference ({MODEL_NAME})",
+    x_title="head",
+    y_title="layer",
+    x_labels=[str(h) for h in range(n_heads)],
+    y_labels=[str(l) for l in range(n_layers)],
+    color_title="%",
+).show()
 
 # %% [markdown]
 # Now we name the roles **from the evidence**, with limits written down before looking at
@@ -1082,6 +1214,7 @@ other_name, movers, duplicates = roles["other-name"], roles["mover from S2"], ro
 # inputs include what the senders changed *through* the components in between; the original
 # method also freezes the other heads in step 1, to keep only the direct path.)
 
+
 # %% tags=["exercise"]
 def path_patch(
     model: TransformerBridge,
@@ -1123,6 +1256,7 @@ checks.test_path_patch(path_patch)
 # or receiver list can span several layers: one hook per layer, patching that layer's heads.
 # </details>
 
+
 # %%
 def noise_senders_at_s2(z, hook, layer):
     for l, h in other_name:
@@ -1131,12 +1265,18 @@ def noise_senders_at_s2(z, hook, layer):
     return z
 
 
-sender_hooks = [(f"blocks.{layer}.attn.hook_z", partial(noise_senders_at_s2, layer=layer))
-                for layer in sorted({l for l, _ in other_name})]
+sender_hooks = [
+    (f"blocks.{layer}.attn.hook_z", partial(noise_senders_at_s2, layer=layer))
+    for layer in sorted({l for l, _ in other_name})
+]
 with torch.no_grad():
     total_effect = circuit_metric(model.run_with_hooks(circuit_tokens, fwd_hooks=sender_hooks)).item()
-path_effects = {part: circuit_metric(path_patch(model, circuit_tokens, circuit_corrupted_cache, other_name, movers,
-                                                S2_POS, part)).item() for part in ("v", "k", "q")}
+path_effects = {
+    part: circuit_metric(
+        path_patch(model, circuit_tokens, circuit_corrupted_cache, other_name, movers, S2_POS, part)
+    ).item()
+    for part in ("v", "k", "q")
+}
 print(f"senders (other-name heads): {other_name}; receivers (movers): {movers}")
 print(f"metric with the senders corrupted at S2 (total effect): {total_effect:+.3f}")
 for part, value in path_effects.items():
@@ -1159,6 +1299,7 @@ for part, value in path_effects.items():
 # different names (the "ABC" prompts), in which no name repeats, so the mean carries the
 # template's words but no information about which name is the answer. The mean is taken per
 # template and per position, since templates put different words at the same position.
+
 
 # %% tags=["exercise"]
 def mean_ablate_heads(
@@ -1196,7 +1337,9 @@ checks.test_mean_ablate_heads(mean_ablate_heads)
 # </details>
 
 # %%
-circuit_reference = model.to_tokens([ioi.abc_reference(clean, tokenizer=model.tokenizer) for clean, _ in circuit_pairs]).to(model.cfg.device)
+circuit_reference = model.to_tokens(
+    [ioi.abc_reference(clean, tokenizer=model.tokenizer) for clean, _ in circuit_pairs]
+).to(model.cfg.device)
 template_ids = torch.tensor([clean.template_id for clean, _ in circuit_pairs], device=model.cfg.device)
 all_heads = [(l, h) for l in range(n_layers) for h in range(n_heads)]
 circuit = sorted(set(other_name) | set(movers))
@@ -1213,8 +1356,10 @@ faithfulness = share_kept([head for head in all_heads if head not in circuit])
 for role, share in removed.items():
     print(f"mean-ablating the {role} heads {roles[role]} removes {share:.0%} of the logit difference")
 print(f"every head ablated: {share_kept(all_heads):.0%} kept")
-print(f"the circuit alone ({len(circuit)} heads, the {len(all_heads) - len(circuit)} others ablated) keeps "
-      f"{faithfulness:.0%} of the logit difference")
+print(
+    f"the circuit alone ({len(circuit)} heads, the {len(all_heads) - len(circuit)} others ablated) keeps "
+    f"{faithfulness:.0%} of the logit difference"
+)
 
 # %% [markdown]
 # ### The circuit, head by head
@@ -1226,14 +1371,17 @@ print(f"the circuit alone ({len(circuit)} heads, the {len(all_heads) - len(circu
 print(f"{'head':5} {'role':33} {'END→IO':>7} {'END→S2':>7} {'S2→IO':>6} {'S2→S1':>6} {'DLA':>6}")
 for l, h in sorted({head for heads in roles.values() for head in heads}):
     role = ", ".join(role for role, heads in roles.items() if (l, h) in heads)
-    print(f"{l}.{h:<3} {role:33} {end_to_io[l, h]:7.2f} {end_to_s2[l, h]:7.2f} {s2_to_io[l, h]:6.2f} "
-          f"{duplicate[l, h]:6.2f} {dla[l, h]:6.1%}")
+    print(
+        f"{l}.{h:<3} {role:33} {end_to_io[l, h]:7.2f} {end_to_s2[l, h]:7.2f} {s2_to_io[l, h]:6.2f} "
+        f"{duplicate[l, h]:6.2f} {dla[l, h]:6.1%}"
+    )
 
 # %% [markdown]
 # ## What we found
 #
 # The cell below states the findings from the variables computed above, so it stays true for
 # whatever model the parameters cell names (compare with `gpt2-small` online).
+
 
 # %%
 def heads_text(heads: list[tuple[int, int]]) -> str:
@@ -1242,21 +1390,36 @@ def heads_text(heads: list[tuple[int, int]]) -> str:
 
 findings = [
     f"{MODEL_NAME} solves IOI on {N_CIRCUIT} prompts with a mean logit difference of {circuit_clean_ld:+.2f}.",
-    (f"Name movers (GPT-2's heads that attend from END to IO and copy it): {heads_text(roles['name mover'])}. "
-     f"The largest excess of attention from END to IO over S, over all heads, is {io_minus_s.max():+.2f} "
-     "(a name mover needs +0.2 or more)."),
-    (f"Instead, other-name heads ({heads_text(other_name)}) attend from S2 to IO "
-     f"({', '.join(f'{s2_to_io[l, h]:.2f}' for l, h in other_name)}): the second mention of S looks at the other "
-     f"name, and mean-ablating them removes {removed.get('other-name', 0):.0%} of the logit difference."),
-    (f"Movers ({heads_text(movers)}) attend from END to S2 ({end_to_s2[tuple(zip(*movers))].min():.2f} or more) and "
-     f"each writes {100 * dla[tuple(zip(*movers))].min():.0f}-{100 * dla[tuple(zip(*movers))].max():.0f} % of the logit "
-     f"difference directly; mean-ablating them removes {removed.get('mover from S2', 0):.0%}." if movers else
-     "No head moves the information from S2 to END by the limits above."),
-    (f"Path patching: corrupting only what the movers read at S2 (their values) leaves {path_effects['v']:+.2f} of "
-     f"the metric (1 = unharmed, 0 = corrupted); their keys {path_effects['k']:+.2f}, queries {path_effects['q']:+.2f}."),
-    (f"Duplicate-token heads (S2 → S1 >= 0.3): {heads_text(duplicates)}"
-     + (f"; {'all after' if min(l for l, _ in duplicates) > max(l for l, _ in movers + [(-1, 0)]) else 'not all after'}"
-        f" the movers' layers; ablating them removes {removed['duplicate-token']:.0%}." if duplicates else ".")),
+    (
+        f"Name movers (GPT-2's heads that attend from END to IO and copy it): {heads_text(roles['name mover'])}. "
+        f"The largest excess of attention from END to IO over S, over all heads, is {io_minus_s.max():+.2f} "
+        "(a name mover needs +0.2 or more)."
+    ),
+    (
+        f"Instead, other-name heads ({heads_text(other_name)}) attend from S2 to IO "
+        f"({', '.join(f'{s2_to_io[l, h]:.2f}' for l, h in other_name)}): the second mention of S looks at the other "
+        f"name, and mean-ablating them removes {removed.get('other-name', 0):.0%} of the logit difference."
+    ),
+    (
+        f"Movers ({heads_text(movers)}) attend from END to S2 ({end_to_s2[tuple(zip(*movers))].min():.2f} or more) and "
+        f"each writes {100 * dla[tuple(zip(*movers))].min():.0f}-{100 * dla[tuple(zip(*movers))].max():.0f} % of the logit "
+        f"difference directly; mean-ablating them removes {removed.get('mover from S2', 0):.0%}."
+        if movers
+        else "No head moves the information from S2 to END by the limits above."
+    ),
+    (
+        f"Path patching: corrupting only what the movers read at S2 (their values) leaves {path_effects['v']:+.2f} of "
+        f"the metric (1 = unharmed, 0 = corrupted); their keys {path_effects['k']:+.2f}, queries {path_effects['q']:+.2f}."
+    ),
+    (
+        f"Duplicate-token heads (S2 → S1 >= 0.3): {heads_text(duplicates)}"
+        + (
+            f"; {'all after' if min(l for l, _ in duplicates) > max(l for l, _ in movers + [(-1, 0)]) else 'not all after'}"
+            f" the movers' layers; ablating them removes {removed['duplicate-token']:.0%}."
+            if duplicates
+            else "."
+        )
+    ),
     f"The circuit of {len(circuit)} heads, every other head mean-ablated, keeps {faithfulness:.0%} of the logit difference.",
 ]
 print("\n".join(f"- {line}" for line in findings))

@@ -71,7 +71,9 @@ from course_utils.tasks import repeated
 from course_utils.zoo.train import train
 
 torch.set_grad_enabled(False)  # analysis only runs the model forward; the training cell turns gradients back on
-torch.set_num_threads(1)  # tiny models: extra CPU threads gain little, and cost a lot when other programs share the cores
+torch.set_num_threads(
+    1
+)  # tiny models: extra CPU threads gain little, and cost a lot when other programs share the cores
 
 # %% [markdown]
 # The parameters cell picks the model and the size of the experiments. The default is the
@@ -94,8 +96,10 @@ TRAIN_STEPS = 400  # section 6: optimizer steps of the tiny model (raise it to t
 # %%
 model = load_model(MODEL_NAME)
 cfg = model.cfg
-print(f"{MODEL_NAME}: {cfg.n_layers} layers × {cfg.n_heads} heads, d_model={cfg.d_model}, d_head={cfg.d_head}, "
-      f"d_vocab={cfg.d_vocab}, n_ctx={cfg.n_ctx}, attn_only={cfg.attn_only}, normalization={cfg.normalization_type}")
+print(
+    f"{MODEL_NAME}: {cfg.n_layers} layers × {cfg.n_heads} heads, d_model={cfg.d_model}, d_head={cfg.d_head}, "
+    f"d_vocab={cfg.d_vocab}, n_ctx={cfg.n_ctx}, attn_only={cfg.attn_only}, normalization={cfg.normalization_type}"
+)
 
 # %% [markdown]
 # ## 1 · In-context learning on repeated random tokens
@@ -114,6 +118,7 @@ print(f"{MODEL_NAME}: {cfg.n_layers} layers × {cfg.n_heads} heads, d_model={cfg
 # %% [markdown]
 # ### Exercise 1 · Repeated random tokens
 # Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
+
 
 # %% tags=["exercise"]
 def generate_repeated_tokens(
@@ -168,6 +173,7 @@ print("position", SEQ_LEN + 1, "repeats position 1:", model.to_str_tokens(rep_to
 # The logits at position `p` are the model's prediction of the token at `p + 1`. The loss of that
 # prediction is the negative log-probability the model gave to the token that really came next.
 
+
 # %% tags=["exercise"]
 def per_token_loss(
     logits: Float[Tensor, "batch pos d_vocab"], tokens: Int[Tensor, "batch pos"]
@@ -220,13 +226,21 @@ fig.add_vline(x=SEQ_LEN + 0.5, line_dash="dash", annotation_text="second copy st
 fig.add_hline(y=math.log(cfg.d_vocab), line_dash="dot", annotation_text="ln(d_vocab)")
 fig.show()
 first_copy_loss = rep_losses[:, 1:SEQ_LEN].mean().item()  # predictions of x_2 … x_n
-second_copy_loss = rep_losses[:, SEQ_LEN + 1 :].mean().item()  # predictions of x_2 … x_n, second time (the chapter's one definition)
+second_copy_loss = (
+    rep_losses[:, SEQ_LEN + 1 :].mean().item()
+)  # predictions of x_2 … x_n, second time (the chapter's one definition)
 print(f"mean loss predicting the first copy (tokens 2…{SEQ_LEN}):  {first_copy_loss:.2f} nats")
 print(f"mean loss predicting the second copy (tokens {SEQ_LEN + 2}…{2 * SEQ_LEN}): {second_copy_loss:.2f} nats")
 print(f"uniform guess over d_vocab = {cfg.d_vocab} tokens: ln(d_vocab) = {math.log(cfg.d_vocab):.2f} nats")
 ratio = second_copy_loss / first_copy_loss
-print(f"second-copy loss / first-copy loss = {ratio:.2f}: "
-      + ("the model predicts the repeat from its context." if ratio < 0.5 else "no clear in-context copying on this model."))
+print(
+    f"second-copy loss / first-copy loss = {ratio:.2f}: "
+    + (
+        "the model predicts the repeat from its context."
+        if ratio < 0.5
+        else "no clear in-context copying on this model."
+    )
+)
 
 # %% [markdown]
 # **What to notice.** On the first copy no model can do better than guess, so the loss sits
@@ -264,14 +278,20 @@ def all_heads(cache: ActivationCache) -> Float[Tensor, "layer_head q k"]:
     return torch.cat([cache["pattern", layer][0] for layer in range(cfg.n_layers)])
 
 
-display(cv.attention.attention_heads(attention=all_heads(code_cache), tokens=model.to_str_tokens(code_tokens[0]),
-                                     attention_head_names=head_names))
+display(
+    cv.attention.attention_heads(
+        attention=all_heads(code_cache), tokens=model.to_str_tokens(code_tokens[0]), attention_head_names=head_names
+    )
+)
 
 # %%
 short_tokens = generate_repeated_tokens(model, 20, 1, seed=1)
 _, short_cache = model.run_with_cache(short_tokens)
-display(cv.attention.attention_heads(attention=all_heads(short_cache), tokens=model.to_str_tokens(short_tokens[0]),
-                                     attention_head_names=head_names))
+display(
+    cv.attention.attention_heads(
+        attention=all_heads(short_cache), tokens=model.to_str_tokens(short_tokens[0]), attention_head_names=head_names
+    )
+)
 
 # %% [markdown]
 # **What to look for** (in the course model's figures above; sections 3 to 5 measure every
@@ -316,6 +336,7 @@ display(cv.attention.attention_heads(attention=all_heads(short_cache), tokens=mo
 # `cache["pattern", layer]` is `[batch, head, q, k]`; `cache.model.cfg.n_layers` gives the
 # number of layers. Name each head `"layer.head"` (`"0.3"`), and return plain Python floats.
 
+
 # %% tags=["exercise"]
 def current_attn_detector(cache: ActivationCache, threshold: float = 0.4) -> dict[str, float]:
     """Heads that attend to the current token.
@@ -330,6 +351,7 @@ def current_attn_detector(cache: ActivationCache, threshold: float = 0.4) -> dic
 # %%
 checks.test_current_attn_detector(current_attn_detector)
 
+
 # %% tags=["exercise"]
 def prev_attn_detector(cache: ActivationCache, threshold: float = 0.4) -> dict[str, float]:
     """Heads that attend to the previous token.
@@ -343,6 +365,7 @@ def prev_attn_detector(cache: ActivationCache, threshold: float = 0.4) -> dict[s
 
 # %%
 checks.test_prev_attn_detector(prev_attn_detector)
+
 
 # %% tags=["exercise"]
 def first_attn_detector(cache: ActivationCache, threshold: float = 0.4) -> dict[str, float]:
@@ -382,12 +405,17 @@ checks.test_first_attn_detector(first_attn_detector)
 # The three detectors on the code paragraph, at the default threshold 0.4, and then how the
 # list of previous-token heads changes with the threshold:
 
+
 # %%
 def show(scores: dict[str, float]) -> str:
     return ", ".join(f"{name} ({score:.2f})" for name, score in sorted(scores.items(), key=lambda kv: -kv[1])) or "none"
 
 
-for kind, detector in [("current", current_attn_detector), ("previous", prev_attn_detector), ("first", first_attn_detector)]:
+for kind, detector in [
+    ("current", current_attn_detector),
+    ("previous", prev_attn_detector),
+    ("first", first_attn_detector),
+]:
     print(f"{kind:>8}-token heads, code paragraph, score >= 0.4: {show(detector(code_cache))}")
 print()
 for threshold in (0.2, 0.3, 0.4, 0.5, 0.6):
@@ -396,6 +424,7 @@ for threshold in (0.2, 0.3, 0.4, 0.5, 0.6):
 # %% [markdown]
 # All the scores at once, threshold 0, as one heatmap (rows: score type and layer; columns: head).
 # Scores come from the code paragraph (`attn-only-2l`).
+
 
 # %%
 def as_grid(scores: dict[str, float]) -> Float[Tensor, "layer head"]:
@@ -406,7 +435,12 @@ def as_grid(scores: dict[str, float]) -> Float[Tensor, "layer head"]:
     return grid
 
 
-detector_grid = torch.cat([as_grid(detector(code_cache, 0.0)) for detector in (current_attn_detector, prev_attn_detector, first_attn_detector)])
+detector_grid = torch.cat(
+    [
+        as_grid(detector(code_cache, 0.0))
+        for detector in (current_attn_detector, prev_attn_detector, first_attn_detector)
+    ]
+)
 heatmap(
     detector_grid,
     title=f"{MODEL_NAME}: head scores on the code paragraph",
@@ -440,6 +474,7 @@ heatmap(
 # name that returns True for the hooks you want, here every `hook_pattern` — calls your hook
 # on both layers' patterns in the same forward pass. In the hook, `hook.layer()` says which
 # layer it is; write the scores into a tensor you created before the run.
+
 
 # %% tags=["exercise"]
 def induction_score(model: TransformerBridge, tokens: Int[Tensor, "batch 1+2*seq_len"]) -> Float[Tensor, "layer head"]:
@@ -491,15 +526,21 @@ heatmap(
 prev_scores = as_grid(prev_attn_detector(rep_cache, 0.0))
 IND_LAYER, IND_HEAD = 1, int(ind_scores[1].argmax())
 PREV_LAYER, PREV_HEAD = 0, int(prev_scores[0].argmax())
-print(f"strongest induction head: {IND_LAYER}.{IND_HEAD} (score {ind_scores[IND_LAYER, IND_HEAD]:.2f}); "
-      f"best layer-0 score {ind_scores[0].max():.2f}")
-print(f"strongest layer-0 previous-token head on the repeated tokens: {PREV_LAYER}.{PREV_HEAD} "
-      f"(score {prev_scores[PREV_LAYER, PREV_HEAD]:.2f})")
+print(
+    f"strongest induction head: {IND_LAYER}.{IND_HEAD} (score {ind_scores[IND_LAYER, IND_HEAD]:.2f}); "
+    f"best layer-0 score {ind_scores[0].max():.2f}"
+)
+print(
+    f"strongest layer-0 previous-token head on the repeated tokens: {PREV_LAYER}.{PREV_HEAD} "
+    f"(score {prev_scores[PREV_LAYER, PREV_HEAD]:.2f})"
+)
 IND_HEADS = [h for h in range(cfg.n_heads) if ind_scores[1, h] >= 0.4]  # layer-1 heads called induction heads below
 print("layer-1 heads with induction score >= 0.4:", [f"1.{h}" for h in IND_HEADS])
 if ind_scores[1].max() < 0.4:
-    print(f"NOTE: no head of {MODEL_NAME} reaches 0.4 here, so the 'induction head' below is only the best of weak "
-          "candidates, and the notes on what to expect describe a model that has one (section 6 grows one).")
+    print(
+        f"NOTE: no head of {MODEL_NAME} reaches 0.4 here, so the 'induction head' below is only the best of weak "
+        "candidates, and the notes on what to expect describe a model that has one (section 6 grows one)."
+    )
 
 # %% [markdown]
 # The two heads side by side, as heatmaps of their patterns on the short repeated sequence of
@@ -545,6 +586,7 @@ for layer, head, kind in [(PREV_LAYER, PREV_HEAD, "previous-token"), (IND_LAYER,
 # %% [markdown]
 # ### Exercise 5 · Direct logit attribution per head
 # Difficulty 🔴🔴🔴⚪⚪ · Importance 🔵🔵🔵🔵⚪
+
 
 # %% tags=["exercise"]
 def head_logit_attribution(
@@ -596,13 +638,16 @@ heatmap(
     x_title="head",
     y_title="copy, layer",
     x_labels=[str(h) for h in range(cfg.n_heads)],
-    y_labels=[f"first copy L{layer}" for layer in range(cfg.n_layers)] + [f"second copy L{layer}" for layer in range(cfg.n_layers)],
+    y_labels=[f"first copy L{layer}" for layer in range(cfg.n_layers)]
+    + [f"second copy L{layer}" for layer in range(cfg.n_layers)],
     color_title="logit",
 ).show()
 top = divmod(int(dla_second.argmax()), cfg.n_heads)
-print(f"largest direct effect on the second copy: head {top[0]}.{top[1]}, {dla_second.max():.2f} logits "
-      f"(first copy: {dla_first[top].item():.2f}); the strongest induction head {IND_LAYER}.{IND_HEAD}: "
-      f"{dla_second[IND_LAYER, IND_HEAD]:.2f}")
+print(
+    f"largest direct effect on the second copy: head {top[0]}.{top[1]}, {dla_second.max():.2f} logits "
+    f"(first copy: {dla_first[top].item():.2f}); the strongest induction head {IND_LAYER}.{IND_HEAD}: "
+    f"{dla_second[IND_LAYER, IND_HEAD]:.2f}"
+)
 
 # %% [markdown]
 # **What to notice.** In a model with an induction circuit, the heads that write the correct
@@ -618,6 +663,7 @@ print(f"largest direct effect on the second copy: head {top[0]}.{top[1]}, {dla_s
 # Ablate through `blocks.{layer}.attn.hook_z` (`[batch, pos, head, d_head]`): a hook that returns
 # a copy of `z` with head `h`'s slice replaced. The loss is the second-copy loss of section 1:
 # the predictions of `x_2 … x_n` in the second copy, made at positions `seq_len+1 … 2*seq_len-1`.
+
 
 # %% tags=["exercise"]
 def head_ablation_loss_increase(
@@ -666,13 +712,17 @@ heatmap(
 ).show()
 for kind, increase in ablation_rows.items():
     worst = divmod(int(increase.argmax()), cfg.n_heads)
-    print(f"{kind}-ablation: largest increase {increase.max():.2f} nats (head {worst[0]}.{worst[1]}); "
-          f"previous-token head {PREV_LAYER}.{PREV_HEAD}: {increase[PREV_LAYER, PREV_HEAD]:.2f}; "
-          f"induction head {IND_LAYER}.{IND_HEAD}: {increase[IND_LAYER, IND_HEAD]:.2f}")
+    print(
+        f"{kind}-ablation: largest increase {increase.max():.2f} nats (head {worst[0]}.{worst[1]}); "
+        f"previous-token head {PREV_LAYER}.{PREV_HEAD}: {increase[PREV_LAYER, PREV_HEAD]:.2f}; "
+        f"induction head {IND_LAYER}.{IND_HEAD}: {increase[IND_LAYER, IND_HEAD]:.2f}"
+    )
 gap = (ablation_rows["zero"] - ablation_rows["mean"]).abs()
 far = divmod(int(gap.argmax()), cfg.n_heads)
-print(f"zero and mean ablation disagree most on head {far[0]}.{far[1]}: "
-      f"{ablation_rows['zero'][far]:.2f} vs {ablation_rows['mean'][far]:.2f} nats")
+print(
+    f"zero and mean ablation disagree most on head {far[0]}.{far[1]}: "
+    f"{ablation_rows['zero'][far]:.2f} vs {ablation_rows['mean'][far]:.2f} nats"
+)
 
 # %% [markdown]
 # **What to notice.** Unlike DLA, ablation can credit the previous-token head: in an induction
@@ -689,6 +739,7 @@ print(f"zero and mean ablation disagree most on head {far[0]}.{far[1]}: "
 # their key through it, removing it should break their **pattern**, not only the prediction.
 # Zero-ablate one layer-0 head and recompute the induction score of every layer-1 head, in one
 # forward pass: one hook changes layer 0's `z`, another reads layer 1's pattern.
+
 
 # %% tags=["exercise"]
 def ablated_induction_scores(
@@ -781,6 +832,7 @@ print(full_ov)
 # ### Exercise 8 · Top-1 copying accuracy, a chunk at a time
 # Difficulty 🔴🔴⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 
+
 # %% tags=["exercise"]
 def top_1_acc(full_OV_circuit: FactoredMatrix, chunk_size: int = 512) -> float:
     """Fraction of tokens ``t`` whose row ``t`` of the square circuit is largest in column ``t``.
@@ -815,11 +867,20 @@ checks.test_top_1_acc(top_1_acc)
 
 # %%
 ind_top1 = top_1_acc(full_ov)
-print(f"full OV circuit of the induction head {IND_LAYER}.{IND_HEAD}: top-1 copying accuracy {ind_top1:.1%} "
-      f"over all {cfg.d_vocab} tokens (chance: {1 / cfg.d_vocab:.3%})")
+print(
+    f"full OV circuit of the induction head {IND_LAYER}.{IND_HEAD}: top-1 copying accuracy {ind_top1:.1%} "
+    f"over all {cfg.d_vocab} tokens (chance: {1 / cfg.d_vocab:.3%})"
+)
 N_TOKENS = min(cfg.d_vocab, 4096)  # all of the course model's vocabulary; a hub model's first 4096 tokens
-top1 = torch.tensor([[top_1_acc(folded.W_E[:N_TOKENS] @ folded.OV[layer, head] @ folded.W_U[:, :N_TOKENS])
-                      for head in range(cfg.n_heads)] for layer in range(cfg.n_layers)])
+top1 = torch.tensor(
+    [
+        [
+            top_1_acc(folded.W_E[:N_TOKENS] @ folded.OV[layer, head] @ folded.W_U[:, :N_TOKENS])
+            for head in range(cfg.n_heads)
+        ]
+        for layer in range(cfg.n_layers)
+    ]
+)
 print(f"every head's top-1 accuracy in % on the first {N_TOKENS} tokens (rows: layers):")
 print((top1 * 100).round(decimals=1))
 
@@ -837,6 +898,7 @@ print((top1 * 100).round(decimals=1))
 # residual stream. So what the model copies through them is the full OV circuit of their sum,
 # `W_E (Σ_h W_V^h W_O^h) W_U`. One head alone may copy only some tokens well; together they may
 # cover the vocabulary. Keep the sum factored: its inner width is `len(heads) · d_head`.
+
 
 # %% tags=["exercise"]
 def effective_ov_circuit(model: TransformerBridge, layer: int, heads: list[int]) -> FactoredMatrix:
@@ -873,8 +935,10 @@ checks.test_effective_ov_circuit(effective_ov_circuit)
 # %%
 top1_alone = [top1[1, h].item() for h in IND_HEADS]
 top1_together = top_1_acc(effective_ov_circuit(folded, 1, IND_HEADS)) if IND_HEADS else 0.0
-print(f"top-1 copying accuracy of each induction head alone ({', '.join(f'1.{h}' for h in IND_HEADS)}): "
-      + ", ".join(f"{acc:.1%}" for acc in top1_alone))
+print(
+    f"top-1 copying accuracy of each induction head alone ({', '.join(f'1.{h}' for h in IND_HEADS)}): "
+    + ", ".join(f"{acc:.1%}" for acc in top1_alone)
+)
 print(f"top-1 copying accuracy of their summed OV circuit: {top1_together:.1%}")
 
 # %% [markdown]
@@ -890,6 +954,7 @@ print(f"top-1 copying accuracy of their summed OV circuit: {top1_together:.1%}")
 # A previous-token head must attend by **position**, whatever the tokens are. Put only the
 # positional embeddings through its QK circuit and you get the pattern it would make on a
 # sequence with no token content at all.
+
 
 # %% tags=["exercise"]
 def pos_attention_pattern(model: TransformerBridge, layer: int, head: int, n_pos: int) -> Float[Tensor, "q_pos k_pos"]:
@@ -967,6 +1032,7 @@ print(f"mean positional attention to the previous position (queries 1…{N_POS -
 # ### Exercise 11 · The composition score
 # Difficulty 🔴⚪⚪⚪⚪ · Importance 🔵🔵🔵⚪⚪
 
+
 # %% tags=["exercise"]
 def get_comp_score(W_A: Float[Tensor, "in_A out_A"], W_B: Float[Tensor, "out_A out_B"]) -> float:
     """Composition score ``‖W_A W_B‖_F / (‖W_A‖_F · ‖W_B‖_F)`` of two matrices, as a Python float."""
@@ -994,6 +1060,7 @@ checks.test_get_comp_score(get_comp_score)
 # Calling `get_comp_score` in a double loop works; here you compute all `n_heads × n_heads`
 # scores of one kind with batched tensor operations, and then check them against the loop. The
 # writer is always a layer-0 head's `W_OV`; the reader depends on the kind of composition.
+
 
 # %% tags=["exercise"]
 def composition_scores(model: TransformerBridge, kind: str) -> Float[Tensor, "head_0 head_1"]:
@@ -1037,8 +1104,9 @@ checks.test_composition_scores(composition_scores)
 
 # %%
 composition = {kind: composition_scores(folded, kind) for kind in ("Q", "K", "V")}
-k_comp_loop = torch.tensor([[get_comp_score(folded.OV[0, i].AB, folded.QK[1, j].AB.T) for j in range(cfg.n_heads)]
-                            for i in range(cfg.n_heads)])
+k_comp_loop = torch.tensor(
+    [[get_comp_score(folded.OV[0, i].AB, folded.QK[1, j].AB.T) for j in range(cfg.n_heads)] for i in range(cfg.n_heads)]
+)
 print(f"batched vs loop (K): largest difference {(composition['K'] - k_comp_loop).abs().max():.1e}")
 
 
@@ -1065,9 +1133,11 @@ heatmap(
 print(f"random baseline: {baseline:.3f}")
 for kind, scores in composition.items():
     top = divmod(int(scores.argmax()), cfg.n_heads)
-    print(f"{kind}-composition: highest 0.{top[0]} -> 1.{top[1]} ({scores.max():.3f}); previous-token head "
-          f"0.{PREV_HEAD} -> induction head 1.{IND_HEAD}: {scores[PREV_HEAD, IND_HEAD]:.3f} "
-          f"({scores[PREV_HEAD, IND_HEAD] / baseline:.1f} × baseline)")
+    print(
+        f"{kind}-composition: highest 0.{top[0]} -> 1.{top[1]} ({scores.max():.3f}); previous-token head "
+        f"0.{PREV_HEAD} -> induction head 1.{IND_HEAD}: {scores[PREV_HEAD, IND_HEAD]:.3f} "
+        f"({scores[PREV_HEAD, IND_HEAD] / baseline:.1f} × baseline)"
+    )
 
 # %% [markdown]
 # **What to notice.** Find the previous-token head's row in each block of columns and compare
@@ -1088,6 +1158,7 @@ for kind, scores in composition.items():
 # and the attention score `q · k / √d_head` is a sum over (query piece, key piece) pairs. Split
 # the induction head's score on its stripe that way: the largest cell says what the query asks
 # for and what the key answers with.
+
 
 # %% tags=["exercise"]
 def induction_qk_decomposition(
@@ -1145,8 +1216,10 @@ heatmap(
     color_title="score",
 ).show()
 top_q, top_k = divmod(int(qk_parts.argmax()), len(piece_names))
-print(f"sum of all cells: {qk_parts.sum():.2f}; largest cell: query {piece_names[top_q]} × key {piece_names[top_k]} "
-      f"({qk_parts.max():.2f})")
+print(
+    f"sum of all cells: {qk_parts.sum():.2f}; largest cell: query {piece_names[top_q]} × key {piece_names[top_k]} "
+    f"({qk_parts.max():.2f})"
+)
 
 # %% [markdown]
 # **What to notice.** One cell should dwarf the others. Its row says what the query asks for;
@@ -1180,12 +1253,22 @@ def periodic_batches(batch: int, seed: int = 0):
     """Endless batches of BOS + a random block of random length (4 … 15) repeated to TINY_CTX tokens."""
     g = torch.Generator().manual_seed(seed)
     while True:
-        yield repeated.periodic_sequences(batch, TINY_CTX, TINY_VOCAB, bos_id=0, generator=g, min_period=4, max_period=15)
+        yield repeated.periodic_sequences(
+            batch, TINY_CTX, TINY_VOCAB, bos_id=0, generator=g, min_period=4, max_period=15
+        )
 
 
 tiny_cfg = TransformerBridgeConfig(
-    n_layers=2, n_heads=4, d_model=64, d_head=16, n_ctx=TINY_CTX, d_vocab=TINY_VOCAB,
-    attn_only=True, normalization_type="LN", act_fn="gelu", seed=0,
+    n_layers=2,
+    n_heads=4,
+    d_model=64,
+    d_head=16,
+    n_ctx=TINY_CTX,
+    d_vocab=TINY_VOCAB,
+    attn_only=True,
+    normalization_type="LN",
+    act_fn="gelu",
+    seed=0,
 )
 torch.manual_seed(0)
 tiny = TransformerBridge.boot_native(tiny_cfg, tokenizer=None)
@@ -1199,11 +1282,22 @@ def record(step: int, model: TransformerBridge, loss: float) -> None:
 
 
 with torch.enable_grad():  # the set-up cell turned gradients off
-    log = train(tiny, periodic_batches(32), steps=TRAIN_STEPS, lr=3e-3, warmup=20, final_lr_fraction=1.0,
-                callback=record, callback_every=20, desc="tiny model")
+    log = train(
+        tiny,
+        periodic_batches(32),
+        steps=TRAIN_STEPS,
+        lr=3e-3,
+        warmup=20,
+        final_lr_fraction=1.0,
+        callback=record,
+        callback_every=20,
+        desc="tiny model",
+    )
 print(f"trained {log.steps} steps in {log.seconds:.1f} s")
 for step, loss, score, copy_loss in history[4::5]:
-    print(f"step {step:4d}: training loss {loss:.2f}, best layer-1 induction score {score:.2f}, second-copy loss {copy_loss:.2f}")
+    print(
+        f"step {step:4d}: training loss {loss:.2f}, best layer-1 induction score {score:.2f}, second-copy loss {copy_loss:.2f}"
+    )
 
 # %%
 steps = [h[0] for h in history]
@@ -1216,12 +1310,19 @@ line(
     y_title="score, or loss as a fraction of a uniform guess",
 ).show()
 jump = max(range(1, len(history)), key=lambda i: history[i][2] - history[i - 1][2])
-print(f"largest rise of the induction score between two measurements: step {history[jump - 1][0]} -> {history[jump][0]} "
-      f"({history[jump - 1][2]:.2f} -> {history[jump][2]:.2f})")
+print(
+    f"largest rise of the induction score between two measurements: step {history[jump - 1][0]} -> {history[jump][0]} "
+    f"({history[jump - 1][2]:.2f} -> {history[jump][2]:.2f})"
+)
 crossed = [step for step, _, score, _ in history if score >= 0.2]
-print(f"first measurement with an induction score >= 0.2: step {crossed[0]}" if crossed else
-      f"the induction score never reached 0.2 in {TRAIN_STEPS} steps: raise TRAIN_STEPS")
-print(f"final: induction score {history[-1][2]:.2f}, second-copy loss {history[-1][3]:.2f} (uniform guess: {math.log(TINY_VOCAB):.2f})")
+print(
+    f"first measurement with an induction score >= 0.2: step {crossed[0]}"
+    if crossed
+    else f"the induction score never reached 0.2 in {TRAIN_STEPS} steps: raise TRAIN_STEPS"
+)
+print(
+    f"final: induction score {history[-1][2]:.2f}, second-copy loss {history[-1][3]:.2f} (uniform guess: {math.log(TINY_VOCAB):.2f})"
+)
 
 # %% [markdown]
 # **What to notice.** Read the printed table and the curves. At first the induction score stays
@@ -1296,11 +1397,22 @@ checks.test_answer_uniform_loss(answer_uniform_loss)
 # %%
 from course_utils.findings import induction_findings, report
 
-report(induction_findings(
-    ind_scores=ind_scores, prev_scores=prev_scores, first_copy_loss=first_copy_loss, second_copy_loss=second_copy_loss,
-    ablated=ablated, composition=composition, baseline=baseline, qk_parts=qk_parts, piece_names=piece_names,
-    top1_alone=top1_alone, top1_together=top1_together, d_vocab=cfg.d_vocab,
-))
+report(
+    induction_findings(
+        ind_scores=ind_scores,
+        prev_scores=prev_scores,
+        first_copy_loss=first_copy_loss,
+        second_copy_loss=second_copy_loss,
+        ablated=ablated,
+        composition=composition,
+        baseline=baseline,
+        qk_parts=qk_parts,
+        piece_names=piece_names,
+        top1_alone=top1_alone,
+        top1_together=top1_together,
+        d_vocab=cfg.d_vocab,
+    )
+)
 
 # %% [markdown]
 # In one sentence: a previous-token head in layer 0 writes "the token before me" into every

@@ -69,15 +69,19 @@ torch.set_grad_enabled(False)  # we only read the model in this chapter
 _ = seed_everything(0)
 
 # %% tags=["parameters"]
-HUB_MODEL_NAME = "hub:attn-only-1l"  # the hub's own one-layer model: other weights and tokenizer, so every number changes
+HUB_MODEL_NAME = (
+    "hub:attn-only-1l"  # the hub's own one-layer model: other weights and tokenizer, so every number changes
+)
 MODEL_NAME = "attn-only-1l"  # offline course model; online (or after `make download`): MODEL_NAME = HUB_MODEL_NAME
 
 # %%
 model = load_model(MODEL_NAME)
 cfg = model.cfg
 ELSE, IF = model.to_single_token(" else"), model.to_single_token(" if")
-print(f"{MODEL_NAME}: {cfg.n_layers} layer, {cfg.n_heads} heads, d_model={cfg.d_model}, d_head={cfg.d_head}, "
-      f"vocabulary {cfg.d_vocab}, context {cfg.n_ctx}, attention only: {cfg.attn_only}, normalisation: {cfg.normalization_type}")
+print(
+    f"{MODEL_NAME}: {cfg.n_layers} layer, {cfg.n_heads} heads, d_model={cfg.d_model}, d_head={cfg.d_head}, "
+    f"vocabulary {cfg.d_vocab}, context {cfg.n_ctx}, attention only: {cfg.attn_only}, normalisation: {cfg.normalization_type}"
+)
 
 # %% [markdown]
 # ## 1. The task
@@ -99,10 +103,11 @@ print(f"{MODEL_NAME}: {cfg.n_layers} layer, {cfg.n_heads} heads, d_model={cfg.d_
 # and `by_length` groups token rows of equal length into batches, so we can run hundreds of
 # prefixes without padding.
 
+
 # %%
 def prefix_tokens(model, text: str) -> Int[Tensor, "1 pos"]:
     """BOS followed by the last ``n_ctx - 1`` tokens of ``text``."""
-    ids = model.tokenizer.encode(text, add_special_tokens=False)[-(model.cfg.n_ctx - 1):]
+    ids = model.tokenizer.encode(text, add_special_tokens=False)[-(model.cfg.n_ctx - 1) :]
     return torch.tensor([[model.tokenizer.bos_token_id, *ids]])
 
 
@@ -118,8 +123,10 @@ trusted, anomalous = load_ternary_eval("trusted"), load_ternary_eval("anomalous"
 examples = trusted + anomalous
 is_anomalous = torch.tensor([p.kind == "anomalous" for p in examples])
 rows = [prefix_tokens(model, p.prefix) for p in examples]
-print(f"{len(trusted)} trusted and {len(anomalous)} anomalous held-out prefixes, "
-      f"{min(r.shape[1] for r in rows)}–{max(r.shape[1] for r in rows)} tokens each")
+print(
+    f"{len(trusted)} trusted and {len(anomalous)} anomalous held-out prefixes, "
+    f"{min(r.shape[1] for r in rows)}–{max(r.shape[1] for r in rows)} tokens each"
+)
 for p in (trusted[0], anomalous[0]):
     print(f"\n{p.kind}: …{p.prefix[-90:]!r}")
     print("   last tokens:", model.to_str_tokens(prefix_tokens(model, p.prefix)[0])[-6:])
@@ -144,12 +151,17 @@ for idx, tokens in by_length(rows):
 p_else = final_logits.softmax(-1)[:, ELSE]
 else_rank = (final_logits > final_logits[:, ELSE : ELSE + 1]).sum(-1)
 for kind, mask in (("trusted", ~is_anomalous), ("anomalous", is_anomalous)):
-    print(f"{kind:9}: mean P(' else') = {p_else[mask].mean():.3f}; ' else' is the top prediction on "
-          f"{(else_rank[mask] == 0).float().mean():.0%} of prefixes, in the top 5 on {(else_rank[mask] < 5).float().mean():.0%}")
+    print(
+        f"{kind:9}: mean P(' else') = {p_else[mask].mean():.3f}; ' else' is the top prediction on "
+        f"{(else_rank[mask] == 0).float().mean():.0%} of prefixes, in the top 5 on {(else_rank[mask] < 5).float().mean():.0%}"
+    )
 
 fig = px.histogram(
-    x=p_else.numpy(), color=["anomalous" if a else "trusted" for a in is_anomalous.tolist()],
-    nbins=40, barmode="overlay", opacity=0.6,
+    x=p_else.numpy(),
+    color=["anomalous" if a else "trusted" for a in is_anomalous.tolist()],
+    nbins=40,
+    barmode="overlay",
+    opacity=0.6,
     title=f"P(' else') at the end of held-out ternary prefixes ({MODEL_NAME})",
     labels={"x": "probability of ' else' at the final position", "color": "set"},
 )
@@ -208,6 +220,7 @@ fig.show()
 # Before any algebra, look at where the final position attends. The next cell picks the shortest
 # trusted and the shortest anomalous prefix that contain a single ` if`.
 
+
 # %%
 def short_example(items) -> Int[Tensor, "1 pos"]:
     """The shortest prefix (in tokens) that contains exactly one ' if'."""
@@ -220,9 +233,13 @@ for name, tokens in (("trusted", trusted_example), ("anomalous", anomalous_examp
     _, cache = model.run_with_cache(tokens)
     labels = position_labels(model.to_str_tokens(tokens[0]))
     heatmap(
-        cache["pattern", 0][0, :, -1], diverging=False,
+        cache["pattern", 0][0, :, -1],
+        diverging=False,
         title=f"Attention from the final position, {name} example ({MODEL_NAME})",
-        x_title="source position", y_title="head", x_labels=labels, color_title="attention weight",
+        x_title="source position",
+        y_title="head",
+        x_labels=labels,
+        color_title="attention weight",
     ).show()
 
 # %% [markdown]
@@ -281,6 +298,7 @@ for name, tokens in (("trusted", trusted_example), ("anomalous", anomalous_examp
 # `model.blocks[0].ln1` or `model.ln_final`; `FactoredMatrix(A, model.W_U)` keeps the product factored.
 # </details>
 
+
 # %% tags=["exercise"]
 def ov_circuit(model, head: int) -> FactoredMatrix:
     """The full OV circuit of one head, ``ln_final(ln1(W_E) W_V W_O) W_U``, as a FactoredMatrix.
@@ -303,6 +321,7 @@ checks.test_ov_circuit(ov_circuit)
 # Two questions about each head: among all source tokens, how high does ` if` rank for
 # promoting ` else` (a column of $C_{OV}$)? And among everything ` if` promotes, how high does
 # ` else` rank (a row)? Read one column as `ov.A @ ov.B[:, out]` and one row as `ov.A[src] @ ov.B`.
+
 
 # %% tags=["exercise"]
 def ov_ranks(ov: FactoredMatrix, src: int, out: int) -> tuple[int, int]:
@@ -334,9 +353,11 @@ if_heads = [h for h, ov in enumerate(ovs) if ov_ranks(ov, IF, ELSE)[0] < 10]
 print(f"\nheads whose OV circuit ranks ' if' among the 10 best sources of ' else': {if_heads}")
 if not if_heads:  # a model without the course model's mechanism (a hub model, say)
     if_heads = sorted(range(cfg.n_heads), key=lambda h: ov_ranks(ovs[h], IF, ELSE)[0])[:2]
-    print(f"No head of {MODEL_NAME} ranks ' if' among the 10 best sources of ' else': this model does not "
-          f"copy ' if' into ' else' the way the course model does. The cells below follow the two heads that "
-          f"rank ' if' best instead, {if_heads}, so that they still run; read their numbers with that in mind.")
+    print(
+        f"No head of {MODEL_NAME} ranks ' if' among the 10 best sources of ' else': this model does not "
+        f"copy ' if' into ' else' the way the course model does. The cells below follow the two heads that "
+        f"rank ' if' best instead, {if_heads}, so that they still run; read their numbers with that in mind."
+    )
 for h in if_heads:
     column = ovs[h].A @ ovs[h].B[:, ELSE]
     print(f"head {h}: the 8 source tokens that most promote ' else':", model.to_str_tokens(column.topk(8).indices))
@@ -344,8 +365,13 @@ for h in if_heads:
     print(f"head {h}: the 8 outputs that ' if' most promotes:", model.to_str_tokens(row.topk(8).indices))
 
 # %%
-bar(if_else_entry, labels=[f"head {h}" for h in range(cfg.n_heads)],
-    title=f"OV circuit entry C_OV[' if', ' else'] per head ({MODEL_NAME})", x_title="head", y_title="logit of ' else' (OV reading)").show()
+bar(
+    if_else_entry,
+    labels=[f"head {h}" for h in range(cfg.n_heads)],
+    title=f"OV circuit entry C_OV[' if', ' else'] per head ({MODEL_NAME})",
+    x_title="head",
+    y_title="logit of ' else' (OV reading)",
+).show()
 
 # %% [markdown]
 # The table and the bar chart (course model `attn-only-1l`) tell you which heads, *if* they
@@ -387,6 +413,7 @@ bar(if_else_entry, labels=[f"head {h}" for h in range(cfg.n_heads)],
 # gives every query for every head; add `model.b_Q[0][:, None, :]`.
 # </details>
 
+
 # %% tags=["exercise"]
 def qk_scores(model, key_token: int, query_pos: int, key_pos: int) -> Float[Tensor, "n_heads d_vocab"]:
     """Pre-softmax attention score of every possible query token on one key, for every head.
@@ -395,7 +422,9 @@ def qk_scores(model, key_token: int, query_pos: int, key_pos: int) -> Float[Tens
     residual is token embedding + positional embedding, normalised by ``ln1`` on its own;
     queries and keys include their biases; the dot product is divided by ``sqrt(d_head)``.
     """
-    raise NotImplementedError("queries from ln1(W_E + W_pos[query_pos]), one key from ln1(W_E[key_token] + W_pos[key_pos])")
+    raise NotImplementedError(
+        "queries from ln1(W_E + W_pos[query_pos]), one key from ln1(W_E[key_token] + W_pos[key_pos])"
+    )
 
 
 # %%
@@ -410,8 +439,10 @@ tokens = trusted_example[0]
 n = len(tokens)
 _, cache = model.run_with_cache(trusted_example)
 rebuilt = torch.stack([qk_scores(model, int(tokens[k]), n - 1, k)[:, tokens[-1]] for k in range(n)], dim=-1)
-print("max |softmax(scores) − pattern| at the final position:",
-      f"{(rebuilt.softmax(-1) - cache['pattern', 0][0, :, -1]).abs().max():.2e}")
+print(
+    "max |softmax(scores) − pattern| at the final position:",
+    f"{(rebuilt.softmax(-1) - cache['pattern', 0][0, :, -1]).abs().max():.2e}",
+)
 
 # %% [markdown]
 # Now the question of this section: which query tokens score high on an ` if` key a few
@@ -422,21 +453,32 @@ print("max |softmax(scores) − pattern| at the final position:",
 # %%
 KEY_POS, QUERY_POS = 30, 34
 scores = qk_scores(model, IF, QUERY_POS, KEY_POS)
+
+
 def is_one_token(text: str) -> bool:
     """True if ``text`` is a single token of the loaded model's tokenizer."""
     return model.to_tokens(text, prepend_bos=False).shape[1] == 1
 
 
-probe = [t for t in (")", "()", " None", " x", " self", " 0", " 1", " True", "]", ":", " else", " if") if is_one_token(t)]
+probe = [
+    t for t in (")", "()", " None", " x", " self", " 0", " 1", " True", "]", ":", " else", " if") if is_one_token(t)
+]
 probe_ids = [model.to_single_token(t) for t in probe]
-heatmap(scores[:, probe_ids], title=f"Score of query tokens on an ' if' key 4 positions back ({MODEL_NAME})",
-        x_title="query token (at position 34)", y_title="head", x_labels=[repr(t) for t in probe],
-        color_title="pre-softmax score").show()
+heatmap(
+    scores[:, probe_ids],
+    title=f"Score of query tokens on an ' if' key 4 positions back ({MODEL_NAME})",
+    x_title="query token (at position 34)",
+    y_title="head",
+    x_labels=[repr(t) for t in probe],
+    color_title="pre-softmax score",
+).show()
 for h in if_heads:
     print(f"head {h}: top query tokens on an ' if' key:", model.to_str_tokens(scores[h].topk(8).indices))
 for t, i in zip(probe[:8], probe_ids[:8]):
     favourite = max(if_heads, key=lambda h: scores[h, i])
-    print(f"query {t!r:8}: of the heads {if_heads}, head {favourite} scores highest on ' if' ({scores[favourite, i]:.2f})")
+    print(
+        f"query {t!r:8}: of the heads {if_heads}, head {favourite} scores highest on ' if' ({scores[favourite, i]:.2f})"
+    )
 
 # %% [markdown]
 # The heatmap (course model `attn-only-1l`) shows, per head, which of these query tokens
@@ -452,10 +494,14 @@ for t, i in zip(probe[:8], probe_ids[:8]):
 distances = list(range(1, 41))
 query_ids = [model.to_single_token(t) for t in (")", " None")]
 by_distance = torch.stack([qk_scores(model, IF, 60, 60 - d)[if_heads][:, query_ids] for d in distances], dim=-1)
-line(by_distance.reshape(-1, len(distances)), x=distances,
-     series=[f"head {h}, query {t!r}" for h in if_heads for t in (")", " None")],
-     title=f"Score on an ' if' key vs how far back it is, query at position 60 ({MODEL_NAME})",
-     x_title="distance from query to the ' if' key (positions)", y_title="pre-softmax score").show()
+line(
+    by_distance.reshape(-1, len(distances)),
+    x=distances,
+    series=[f"head {h}, query {t!r}" for h in if_heads for t in (")", " None")],
+    title=f"Score on an ' if' key vs how far back it is, query at position 60 ({MODEL_NAME})",
+    x_title="distance from query to the ' if' key (positions)",
+    y_title="pre-softmax score",
+).show()
 
 # %% [markdown]
 # What to notice (course model `attn-only-1l`): whether a head's score decays with distance,
@@ -498,6 +544,7 @@ line(by_distance.reshape(-1, len(distances)), x=distances,
 # `read(b_O) / scale + model.ln_final.b @ model.W_U[:, ELSE] + model.b_U[ELSE]` (those last two are not divided).
 # </details>
 
+
 # %% tags=["exercise"]
 def else_logit_decomposition(model, tokens: Int[Tensor, "batch pos"]) -> dict[str, Tensor]:
     """Split the final position's `` else`` logit into parts that sum to it exactly.
@@ -527,13 +574,27 @@ for name, tokens in (("trusted", trusted_example), ("anomalous", anomalous_examp
     parts = else_logit_decomposition(model, tokens)
     total = parts["embed"] + parts["pos_embed"] + parts["heads"].sum((1, 2)) + parts["biases"]
     logit = model(tokens)[0, -1, ELSE]
-    print(f"{name:9}: model logit {logit:.4f}, sum of parts {total.item():.4f}, |difference| = {(total - logit).abs().item():.1e}")
-    values = torch.cat([torch.stack([parts["embed"][0], parts["pos_embed"][0], parts["biases"][0]]), parts["heads"][0].sum(-1)])
-    bar(values, labels=["embed", "pos_embed", "biases"] + [f"head {h}" for h in range(cfg.n_heads)],
-        title=f"Parts of the ' else' logit, {name} example ({MODEL_NAME})", x_title="part", y_title="contribution to the ' else' logit").show()
-    heatmap(parts["heads"][0], title=f"Head × source contributions to the ' else' logit, {name} example ({MODEL_NAME})",
-            x_title="source position", y_title="head", x_labels=position_labels(model.to_str_tokens(tokens[0])),
-            color_title="logit contribution").show()
+    print(
+        f"{name:9}: model logit {logit:.4f}, sum of parts {total.item():.4f}, |difference| = {(total - logit).abs().item():.1e}"
+    )
+    values = torch.cat(
+        [torch.stack([parts["embed"][0], parts["pos_embed"][0], parts["biases"][0]]), parts["heads"][0].sum(-1)]
+    )
+    bar(
+        values,
+        labels=["embed", "pos_embed", "biases"] + [f"head {h}" for h in range(cfg.n_heads)],
+        title=f"Parts of the ' else' logit, {name} example ({MODEL_NAME})",
+        x_title="part",
+        y_title="contribution to the ' else' logit",
+    ).show()
+    heatmap(
+        parts["heads"][0],
+        title=f"Head × source contributions to the ' else' logit, {name} example ({MODEL_NAME})",
+        x_title="source position",
+        y_title="head",
+        x_labels=position_labels(model.to_str_tokens(tokens[0])),
+        color_title="logit contribution",
+    ).show()
 
 # %% [markdown]
 # The bar charts say how much of the logit comes through each route; the heatmaps say which
@@ -556,8 +617,11 @@ OMISSIONS = ("direct path", "positional embeddings", "biases", "final LN scale")
 
 
 def approximate_else_logit(
-    model, tokens: Int[Tensor, "batch pos"], pattern: Float[Tensor, "batch n_heads pos"],
-    scale: Float[Tensor, "batch"], omit: set[str],
+    model,
+    tokens: Int[Tensor, "batch pos"],
+    pattern: Float[Tensor, "batch n_heads pos"],
+    scale: Float[Tensor, "batch"],
+    omit: set[str],
 ) -> Float[Tensor, "batch"]:
     """The final ' else' logit rebuilt from its parts, leaving out those named in ``omit``.
 
@@ -583,12 +647,17 @@ def approximate_else_logit(
             total += read(model.W_pos[n - 1].expand(tokens.shape[0], -1))
     residual = model.W_E[tokens] + (model.W_pos[:n] if use_pos else 0)
     centred = residual - residual.mean(-1, keepdim=True)
-    ln1_out = centred / (centred.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt() * model.blocks[0].ln1.w + model.blocks[0].ln1.b
+    ln1_out = (
+        centred / (centred.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt() * model.blocks[0].ln1.w
+        + model.blocks[0].ln1.b
+    )
     values = einops.einsum(ln1_out, model.W_V[0], "batch src d_model, head d_model d_head -> batch src head d_head")
     if use_bias:
         values = values + model.b_V[0]
     if "final LN scale" in omit:  # every head x source vector is normalised on its own: build them all
-        per_source = einops.einsum(values, model.W_O[0], "batch src head d_head, head d_head d_model -> batch head src d_model")
+        per_source = einops.einsum(
+            values, model.W_O[0], "batch src head d_head, head d_head d_model -> batch head src d_model"
+        )
         head_terms = read(per_source)
     else:  # a frozen scale lets us take the dot product with the direction first (much cheaper)
         w_o_direction = model.W_O[0] @ centred_direction  # [head, d_head]
@@ -626,15 +695,22 @@ for idx, tokens in by_length(rows):
 print("omitted                        | mean |approximation − logit| on trusted | on anomalous")
 for name, gap in gaps.items():
     print(f"{name:30} | {gap[~is_anomalous].abs().mean():37.3f} | {gap[is_anomalous].abs().mean():12.3f}")
-print(f"(for scale: the mean |' else' logit| on trusted prefixes is {final_logits[~is_anomalous, ELSE].abs().mean():.3f})")
-print(f"your decomposition, summed, differs from the model's logit by at most {(sum_of_parts - final_logits[:, ELSE]).abs().max():.1e}")
+print(
+    f"(for scale: the mean |' else' logit| on trusted prefixes is {final_logits[~is_anomalous, ELSE].abs().mean():.3f})"
+)
+print(
+    f"your decomposition, summed, differs from the model's logit by at most {(sum_of_parts - final_logits[:, ELSE]).abs().max():.1e}"
+)
 
 # %%
 single = [f"only the {o}" for o in OMISSIONS]
-bar(torch.stack([gaps[name][~is_anomalous].abs().mean() for name in ["all four", *single]]),
+bar(
+    torch.stack([gaps[name][~is_anomalous].abs().mean() for name in ["all four", *single]]),
     labels=["all four", *OMISSIONS],
     title=f"How far off each approximation is, trusted prefixes ({MODEL_NAME})",
-    x_title="what the approximation leaves out", y_title="mean |approximate − actual ' else' logit|").show()
+    x_title="what the approximation leaves out",
+    y_title="mean |approximate − actual ' else' logit|",
+).show()
 
 # %% [markdown]
 # Read the bar chart (course model `attn-only-1l`) as a diagnosis: the first bar is the quick
@@ -682,13 +758,17 @@ for h, ov in enumerate(ovs):
             triples.append((ov_value * max(qk_value, 0.0), h, src, int(common_dst[k]), ov_value, qk_value))
 triples.sort(reverse=True)
 
-print("head | source A   | destination B | OV[A, ' else'] | QK score | prefixes ending in B that contain A | mean measured contribution of the head from A")
+print(
+    "head | source A   | destination B | OV[A, ' else'] | QK score | prefixes ending in B that contain A | mean measured contribution of the head from A"
+)
 for _, h, src, dst, ov_value, qk_value in triples[:15]:
     matches = [i for i in range(len(rows)) if final_tokens[i] == dst and (rows[i][0] == src).any()]
     measured = [head_parts[i][h][rows[i][0] == src].sum().item() for i in matches]
     mean = f"{sum(measured) / len(measured):9.3f}" if measured else "        –"
-    print(f"{h:4} | {model.tokenizer.decode([src])!r:10} | {model.tokenizer.decode([dst])!r:13} | {ov_value:14.2f} | "
-          f"{qk_value:8.2f} | {len(matches):35} | {mean}")
+    print(
+        f"{h:4} | {model.tokenizer.decode([src])!r:10} | {model.tokenizer.decode([dst])!r:13} | {ov_value:14.2f} | "
+        f"{qk_value:8.2f} | {len(matches):35} | {mean}"
+    )
 
 # %% [markdown]
 # The last two columns are the test (course model `attn-only-1l`, held-out prefixes): how
@@ -736,8 +816,11 @@ for _, h, src, dst, ov_value, qk_value in triples[:15]:
 # positions where `tokens == source_token`.
 # </details>
 
+
 # %% tags=["exercise"]
-def source_contribution(model, tokens: Int[Tensor, "batch pos"], head: int, source_token: int) -> Float[Tensor, "batch"]:
+def source_contribution(
+    model, tokens: Int[Tensor, "batch pos"], head: int, source_token: int
+) -> Float[Tensor, "batch"]:
     """Head ``head``'s contribution to the final `` else`` logit from the positions holding ``source_token``.
 
     The head × source terms of ``else_logit_decomposition`` (attention weight of the final query ×
@@ -761,7 +844,9 @@ checks.test_source_contribution(source_contribution)
 IF_NO_SPACE, PAREN = model.to_single_token("if"), model.to_single_token(")")
 ELIF = model.to_single_token(" elif") if is_one_token(" elif") else None  # one token in the course tokenizer
 CUT = 32
-cut_rows = [torch.cat([r[:, :1], r[:, -CUT:]], dim=1) for i, r in enumerate(rows) if not is_anomalous[i] and r.shape[1] > CUT]
+cut_rows = [
+    torch.cat([r[:, :1], r[:, -CUT:]], dim=1) for i, r in enumerate(rows) if not is_anomalous[i] and r.shape[1] > CUT
+]
 control_batch = torch.cat([r for r in cut_rows if (r == IF).sum() == 1][:48])
 
 
@@ -791,12 +876,19 @@ for name, (change, source) in controls.items():
     final = model(changed)[:, -1]
     contribution = torch.stack([source_contribution(model, changed, h, source).mean() for h in if_heads])
     control_results[name] = (final[:, ELSE].mean().item(), final.softmax(-1)[:, ELSE].mean().item(), contribution)
-    print(f"{name:24}: ' else' logit {control_results[name][0]:5.2f}, P(' else') {control_results[name][1]:.3f}, "
-          f"contribution of heads {if_heads} from the source: {control_results[name][2].sum():5.2f}")
-heatmap(torch.stack([r[2] for r in control_results.values()]), x_title="head", y_title="control",
-        x_labels=[f"head {h}" for h in if_heads], y_labels=list(controls),
-        title=f"Mean contribution to the ' else' logit from the (swapped) source token, {len(control_batch)} cut trusted prefixes ({MODEL_NAME})",
-        color_title="logit contribution").show()
+    print(
+        f"{name:24}: ' else' logit {control_results[name][0]:5.2f}, P(' else') {control_results[name][1]:.3f}, "
+        f"contribution of heads {if_heads} from the source: {control_results[name][2].sum():5.2f}"
+    )
+heatmap(
+    torch.stack([r[2] for r in control_results.values()]),
+    x_title="head",
+    y_title="control",
+    x_labels=[f"head {h}" for h in if_heads],
+    y_labels=list(controls),
+    title=f"Mean contribution to the ' else' logit from the (swapped) source token, {len(control_batch)} cut trusted prefixes ({MODEL_NAME})",
+    color_title="logit contribution",
+).show()
 
 # %% [markdown]
 # **What to notice** (course model `attn-only-1l`). Compare each row with the unchanged one.
@@ -823,6 +915,7 @@ heatmap(torch.stack([r[2] for r in control_results.values()]), x_title="head", y
 # which measures how unusual $x$ is *given the correlations between features* in the trusted
 # data (the small ridge $\lambda$ keeps the inverse stable).
 
+
 # %%
 def if_features(i: int) -> Tensor:
     """Per-head contribution to the ' else' logit from the ' if' tokens of prefix ``i``: ``[n_heads]``."""
@@ -833,14 +926,24 @@ features = torch.stack([if_features(i) for i in range(len(rows))])
 trusted_idx = (~is_anomalous).nonzero()[:, 0]
 fit_idx, held_idx = trusted_idx[::2], trusted_idx[1::2]  # fit on half the trusted prefixes
 anomalous_idx = is_anomalous.nonzero()[:, 0]
-print(f"{len(fit_idx)} trusted prefixes to fit on; {len(held_idx)} held-out trusted and {len(anomalous_idx)} anomalous prefixes to score")
+print(
+    f"{len(fit_idx)} trusted prefixes to fit on; {len(held_idx)} held-out trusted and {len(anomalous_idx)} anomalous prefixes to score"
+)
 mean_features = torch.stack([features[trusted_idx].mean(0), features[anomalous_idx].mean(0)])
-heatmap(mean_features, title=f"Mean contribution to the ' else' logit from ' if' tokens, per head ({MODEL_NAME})",
-        x_title="head", y_title="set", x_labels=[f"head {h}" for h in range(cfg.n_heads)],
-        y_labels=["trusted", "anomalous"], color_title="logit contribution").show()
+heatmap(
+    mean_features,
+    title=f"Mean contribution to the ' else' logit from ' if' tokens, per head ({MODEL_NAME})",
+    x_title="head",
+    y_title="set",
+    x_labels=[f"head {h}" for h in range(cfg.n_heads)],
+    y_labels=["trusted", "anomalous"],
+    color_title="logit contribution",
+).show()
 shift = mean_features[1] - mean_features[0]
-print(f"largest change from trusted to anomalous: head {shift.abs().argmax().item()} "
-      f"({mean_features[0, shift.abs().argmax()]:.2f} → {mean_features[1, shift.abs().argmax()]:.2f})")
+print(
+    f"largest change from trusted to anomalous: head {shift.abs().argmax().item()} "
+    f"({mean_features[0, shift.abs().argmax()]:.2f} → {mean_features[1, shift.abs().argmax()]:.2f})"
+)
 
 # %% [markdown]
 # The heatmap (course model `attn-only-1l`, all held-out prefixes) shows how much each head
@@ -865,6 +968,7 @@ print(f"largest change from trusted to anomalous: head {shift.abs().argmax().ite
 # `torch.linalg.solve(cov, centred.T).T` is `centred @ inv(cov)` (the covariance is symmetric).
 # </details>
 
+
 # %% tags=["exercise"]
 def mahalanobis_scores(
     train: Float[Tensor, "n_train d"], test: Float[Tensor, "n_test d"], ridge: float = 1e-3
@@ -887,6 +991,7 @@ checks.test_mahalanobis_scores(mahalanobis_scores)
 # The area under the ROC curve is the probability that a randomly chosen anomalous example
 # scores higher than a randomly chosen normal one (ties count one half). 0.5 is chance, 1.0
 # perfect. With a few hundred examples per side you can compare every pair directly.
+
 
 # %% tags=["exercise"]
 def auroc(normal: Float[Tensor, "n"], anomalous: Float[Tensor, "m"]) -> float:
@@ -937,10 +1042,18 @@ for name, s in detector_scores.items():
     roc["false-positive rate"] += fpr.tolist()
     roc["true-positive rate"] += tpr.tolist()
     roc["features"] += [f"{name} (AUROC {auroc(s[held_idx], s[anomalous_idx]):.2f})"] * len(fpr)
-fig = px.line(roc, x="false-positive rate", y="true-positive rate", color="features",
-              title=f"ROC: held-out trusted vs anomalous ternaries, Mahalanobis detectors ({MODEL_NAME})")
+fig = px.line(
+    roc,
+    x="false-positive rate",
+    y="true-positive rate",
+    color="features",
+    title=f"ROC: held-out trusted vs anomalous ternaries, Mahalanobis detectors ({MODEL_NAME})",
+)
 fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dash", color="grey"), name="chance")
-fig.update_layout(xaxis_title="false-positive rate (trusted prefixes flagged)", yaxis_title="true-positive rate (anomalous prefixes flagged)")
+fig.update_layout(
+    xaxis_title="false-positive rate (trusted prefixes flagged)",
+    yaxis_title="true-positive rate (anomalous prefixes flagged)",
+)
 fig.show()
 
 # %% [markdown]
@@ -989,11 +1102,15 @@ for kind, idx in (("fit trusted", fit_idx), ("held-out trusted", held_idx), ("an
 
 # %%
 s = detector_scores["per-head ' if' contributions"]
-for title, idx, pick in (("anomalous prefixes that look most normal", anomalous_idx, False),
-                         ("held-out trusted prefixes that look most anomalous", held_idx, True)):
+for title, idx, pick in (
+    ("anomalous prefixes that look most normal", anomalous_idx, False),
+    ("held-out trusted prefixes that look most anomalous", held_idx, True),
+):
     print(f"— {title}:")
     for i in idx[s[idx].argsort(descending=pick)[:4]].tolist():
-        print(f"   score {s[i]:8.2f}, ' if' features {[round(v, 2) for v in features[i].tolist()]}: …{examples[i].prefix[-70:]!r}")
+        print(
+            f"   score {s[i]:8.2f}, ' if' features {[round(v, 2) for v in features[i].tolist()]}: …{examples[i].prefix[-70:]!r}"
+        )
 
 # %% [markdown]
 # ## Check your understanding
@@ -1028,22 +1145,27 @@ checks.test_answer_top_if_head(answer_top_if_head)
 from course_utils.findings import if_else_findings, report
 
 from_if = torch.stack([if_features(i) for i in trusted_idx.tolist()]).sum(-1)  # all heads, from ' if', per prefix
-report(if_else_findings(
-    decomposition_error=(sum_of_parts - final_logits[:, ELSE]).abs().max().item(),
-    n_prefixes=len(rows),
-    if_contribution=mean_features[0],
-    logit_parts={
-        "the direct path": direct_part[trusted_idx].mean().item(),
-        "the heads reading ' if'": from_if.mean().item(),
-        "the heads reading other tokens": torch.stack([head_parts[i].sum() for i in trusted_idx.tolist()]).mean().item() - from_if.mean().item(),
-        "the biases": bias_part[trusted_idx].mean().item(),
-    },
-    mean_logit=final_logits[trusted_idx, ELSE].mean().item(),
-    gaps={name: gap[~is_anomalous].abs().mean().item() for name, gap in gaps.items()},
-    aurocs={name: auroc(s[held_idx], s[anomalous_idx]) for name, s in detector_scores.items()},
-    controls=control_results,
-    control_heads=if_heads,
-))
+report(
+    if_else_findings(
+        decomposition_error=(sum_of_parts - final_logits[:, ELSE]).abs().max().item(),
+        n_prefixes=len(rows),
+        if_contribution=mean_features[0],
+        logit_parts={
+            "the direct path": direct_part[trusted_idx].mean().item(),
+            "the heads reading ' if'": from_if.mean().item(),
+            "the heads reading other tokens": torch.stack([head_parts[i].sum() for i in trusted_idx.tolist()])
+            .mean()
+            .item()
+            - from_if.mean().item(),
+            "the biases": bias_part[trusted_idx].mean().item(),
+        },
+        mean_logit=final_logits[trusted_idx, ELSE].mean().item(),
+        gaps={name: gap[~is_anomalous].abs().mean().item() for name, gap in gaps.items()},
+        aurocs={name: auroc(s[held_idx], s[anomalous_idx]) for name, s in detector_scores.items()},
+        controls=control_results,
+        control_heads=if_heads,
+    )
+)
 
 # %% [markdown]
 # ## Summary

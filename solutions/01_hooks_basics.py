@@ -4,6 +4,7 @@ Each function is self-contained: it uses only what the notebook's set-up cell im
 (``torch``, ``Tensor``, ``Float``, ``Int``, ``TransformerBridge``, ``utilities``), because
 the solution notebook is built by pasting these functions' source into the exercise cells.
 """
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -67,9 +68,7 @@ def attn_out_from_z(
     return torch.einsum("bphd,hdm->bpm", z, W_O) + b_O
 
 
-def previous_token_attention(
-    model: TransformerBridge, tokens: Int[Tensor, "batch pos"]
-) -> Float[Tensor, "layer head"]:
+def previous_token_attention(model: TransformerBridge, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "layer head"]:
     """Mean attention from each query position to the position just before it, per layer and head.
 
     Averaged over the batch and over query positions 1 … pos-1 (position 0 has no previous token).
@@ -80,9 +79,7 @@ def previous_token_attention(
         previous = pattern.diagonal(offset=-1, dim1=-2, dim2=-1)  # [batch, head, pos-1]: pattern[q, q-1]
         store[hook.layer()] = previous.mean(dim=(0, 2)).cpu()
 
-    model.run_with_hooks(
-        tokens, return_type=None, fwd_hooks=[(lambda name: name.endswith("hook_pattern"), record)]
-    )
+    model.run_with_hooks(tokens, return_type=None, fwd_hooks=[(lambda name: name.endswith("hook_pattern"), record)])
     return torch.stack([store[layer] for layer in range(model.cfg.n_layers)])
 
 
@@ -93,9 +90,7 @@ def head_ablation_loss(model: TransformerBridge, tokens: Int[Tensor, "batch pos"
         z[:, :, head, :] = 0.0
         return z
 
-    loss = model.run_with_hooks(
-        tokens, return_type="loss", fwd_hooks=[(utilities.get_act_name("z", layer), zero_head)]
-    )
+    loss = model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[(utilities.get_act_name("z", layer), zero_head)])
     return loss.item()
 
 

@@ -6,6 +6,7 @@ Conventions shared by all of them: the cache holds ONE prompt (batch index 0); r
 at 0 (rank 0 = the top token); "decoding" a residual means applying the final LayerNorm
 once, with that residual's own statistics, then ``W_U`` and ``b_U``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,7 +25,9 @@ def decode_residual(model: TransformerBridge, resid: Float[Tensor, "... d_model"
     return model.ln_final(resid) @ model.W_U + model.b_U
 
 
-def logit_lens(model: TransformerBridge, cache: ActivationCache, pos: int = -1) -> Float[Tensor, "layer_plus_one d_vocab"]:
+def logit_lens(
+    model: TransformerBridge, cache: ActivationCache, pos: int = -1
+) -> Float[Tensor, "layer_plus_one d_vocab"]:
     """Decode the residual stream at position ``pos`` after every layer.
 
     Row ``l`` (for ``l < n_layers``) decodes ``resid_pre`` of layer ``l`` (row 0 is the
@@ -50,19 +53,25 @@ def answer_prob_per_layer(layer_logits: Float[Tensor, "layer d_vocab"], answer_t
     return layer_logits.softmax(dim=-1)[:, answer_token]
 
 
-def reciprocal_rank_per_layer(layer_logits: Float[Tensor, "layer d_vocab"], answer_token: int) -> Float[Tensor, " layer"]:
+def reciprocal_rank_per_layer(
+    layer_logits: Float[Tensor, "layer d_vocab"], answer_token: int
+) -> Float[Tensor, " layer"]:
     """1 / (rank + 1) per row, with rank 0 = top: 1.0 when the answer is the top token."""
     rank = (layer_logits > layer_logits[:, answer_token].unsqueeze(-1)).sum(dim=-1)
     return 1.0 / (rank + 1).float()
 
 
-def top_k_per_layer(model: TransformerBridge, layer_logits: Float[Tensor, "layer d_vocab"], k: int = 5) -> list[list[str]]:
+def top_k_per_layer(
+    model: TransformerBridge, layer_logits: Float[Tensor, "layer d_vocab"], k: int = 5
+) -> list[list[str]]:
     """The ``k`` highest-logit tokens of each row, as strings, best first."""
     top = layer_logits.topk(k, dim=-1).indices
     return [model.to_str_tokens(row) for row in top]
 
 
-def logits_before_mlp(model: TransformerBridge, cache: ActivationCache, layer: int, pos: int = -1) -> Float[Tensor, " d_vocab"]:
+def logits_before_mlp(
+    model: TransformerBridge, cache: ActivationCache, layer: int, pos: int = -1
+) -> Float[Tensor, " d_vocab"]:
     """Logits at ``pos`` read from ``resid_post`` of ``layer`` minus that layer's own MLP output.
 
     The seed's experiment: what would the lens say right after block ``layer`` if its MLP had
@@ -73,7 +82,9 @@ def logits_before_mlp(model: TransformerBridge, cache: ActivationCache, layer: i
     return model.ln_final(edited) @ model.W_U + model.b_U
 
 
-def logits_without_mlp(model: TransformerBridge, cache: ActivationCache, layer: int, pos: int = -1) -> Float[Tensor, " d_vocab"]:
+def logits_without_mlp(
+    model: TransformerBridge, cache: ActivationCache, layer: int, pos: int = -1
+) -> Float[Tensor, " d_vocab"]:
     """Logits at ``pos`` after removing MLP ``layer``'s output from the FINAL residual.
 
     Only the direct path is removed (later layers are not re-run). The edited residual is
@@ -84,7 +95,9 @@ def logits_without_mlp(model: TransformerBridge, cache: ActivationCache, layer: 
     return model.ln_final(edited) @ model.W_U + model.b_U
 
 
-def mlp_removal_effect(model: TransformerBridge, cache: ActivationCache, answer_token: int, pos: int = -1) -> Float[Tensor, " layer"]:
+def mlp_removal_effect(
+    model: TransformerBridge, cache: ActivationCache, answer_token: int, pos: int = -1
+) -> Float[Tensor, " layer"]:
     """For each MLP layer: the answer's log-probability without that MLP's direct output,
     minus its log-probability in the normal run. Negative = the MLP helped the answer."""
     final = cache["resid_post", model.cfg.n_layers - 1][0, pos]
@@ -116,6 +129,7 @@ def causal_trace(
     p_corrupted = model(corrupted_tokens)[0, -1].softmax(dim=-1)[answer_token]
     recovered = []
     for name in names:
+
         def restore(resid, hook, name=name):
             resid[:, subject_pos] = clean_cache[name][:, subject_pos]
             return resid

@@ -7,6 +7,7 @@ negative (``-1`` = the last position); the final LayerNorm's scale is *frozen*: 
 component is centred and divided by the single scale ``cache["ln_final.hook_scale"]`` that the
 whole residual stream had at that position, which makes the attribution add up exactly.
 """
+
 from __future__ import annotations
 
 import torch
@@ -16,7 +17,9 @@ from transformer_lens import ActivationCache
 from transformer_lens.model_bridge import TransformerBridge
 
 
-def decompose_by_hand(cache: ActivationCache, layer: int, pos: int) -> tuple[Float[Tensor, "component d_model"], list[str]]:
+def decompose_by_hand(
+    cache: ActivationCache, layer: int, pos: int
+) -> tuple[Float[Tensor, "component d_model"], list[str]]:
     """Every vector written into the residual stream at position ``pos``, up to the end of ``layer``.
 
     Rows, in the order they are written: ``embed``, ``pos_embed``, then ``"{l}_attn_out"`` and
@@ -83,9 +86,7 @@ def head_logit_attribution(
     return torch.cat([contributions, constants]), labels + ["ln_final.b", "b_U"]
 
 
-def top_attribution(
-    attrs: Float[Tensor, "component batch pos"], labels: list[str]
-) -> tuple[str, int, int]:
+def top_attribution(attrs: Float[Tensor, "component batch pos"], labels: list[str]) -> tuple[str, int, int]:
     """Where the largest (most positive) entry of ``attrs`` sits: ``(its component's label, batch index, position)``.
 
     ``labels[c]`` names row ``c`` of ``attrs``; returns plain Python values.

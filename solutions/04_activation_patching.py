@@ -4,6 +4,7 @@ Each function is self-contained: it uses only what the notebook's set-up cell im
 (``torch``, ``Tensor``, ``Float``/``Int``, ``tqdm``, ``TransformerBridge``, ``ActivationCache``).
 Shapes: ``batch`` prompts, ``pos`` token positions, ``d_vocab`` vocabulary entries.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -225,7 +226,8 @@ def patch_residual_stream_fast(
         for pos in tqdm(reversed(range(read + 1)), total=read + 1, desc="fast patching resid_pre", leave=False):
             # Descending positions: a patch at pos rewrites logits[:, pos:], so logits[:, :pos] stay corrupted.
             layers = [
-                layer for layer, name in enumerate(names)
+                layer
+                for layer, name in enumerate(names)
                 if not torch.equal(clean_cache[name][:, pos], corrupted_cache[name][:, pos])
             ]
             if not layers:
@@ -270,7 +272,9 @@ def patch_head_outputs_by_pos_fast(
     keep = lambda name: name == last or name.endswith(wanted)  # noqa: E731
     with torch.no_grad():
         corrupted_logits, corrupted_cache = model.run_with_cache(corrupted_tokens, names_filter=keep)
-        stream = [corrupted_cache[f"blocks.{layer}.hook_resid_pre"] for layer in range(n_layers)] + [corrupted_cache[last]]
+        stream = [corrupted_cache[f"blocks.{layer}.hook_resid_pre"] for layer in range(n_layers)] + [
+            corrupted_cache[last]
+        ]
         results = torch.full((len(heads), n_pos), metric(corrupted_logits).item(), device=corrupted_tokens.device)
         logits = corrupted_logits.clone()
         # resid_pre of block layer + 1 at every position, when head i alone is patched there:
@@ -362,14 +366,17 @@ def path_patch(
     only the receivers' ``hook_{receiver_input}[:, pos, head]`` replaced by the recorded values.
     Returns the logits of run 2.
     """
+
     def patch_senders(z, hook, layer):
         for l, h in senders:
             if l == layer:
                 z[:, pos, h] = corrupted_cache[f"blocks.{layer}.attn.hook_z"][:, pos, h]
         return z
 
-    sender_hooks = [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: patch_senders(z, hook, layer))
-                    for layer in sorted({l for l, _ in senders})]
+    sender_hooks = [
+        (f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: patch_senders(z, hook, layer))
+        for layer in sorted({l for l, _ in senders})
+    ]
     names = {f"blocks.{layer}.attn.hook_{receiver_input}" for layer, _ in receivers}
     with torch.no_grad(), model.hooks(fwd_hooks=sender_hooks):
         _, run1 = model.run_with_cache(clean_tokens, names_filter=lambda name: name in names)
@@ -380,9 +387,10 @@ def path_patch(
                 act[:, pos, h] = run1[f"blocks.{layer}.attn.hook_{receiver_input}"][:, pos, h]
         return act
 
-    receiver_hooks = [(f"blocks.{layer}.attn.hook_{receiver_input}",
-                       lambda act, hook, layer=layer: patch_receivers(act, hook, layer))
-                      for layer in sorted({l for l, _ in receivers})]
+    receiver_hooks = [
+        (f"blocks.{layer}.attn.hook_{receiver_input}", lambda act, hook, layer=layer: patch_receivers(act, hook, layer))
+        for layer in sorted({l for l, _ in receivers})
+    ]
     with torch.no_grad():
         return model.run_with_hooks(clean_tokens, fwd_hooks=receiver_hooks)
 
@@ -414,8 +422,10 @@ def mean_ablate_heads(
                 z[:, :, h] = means[f"blocks.{layer}.attn.hook_z"][:, :, h]
         return z
 
-    hooks = [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: ablate(z, hook, layer))
-             for layer in sorted({l for l, _ in heads})]
+    hooks = [
+        (f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: ablate(z, hook, layer))
+        for layer in sorted({l for l, _ in heads})
+    ]
     with torch.no_grad():
         return model.run_with_hooks(tokens, fwd_hooks=hooks)
 

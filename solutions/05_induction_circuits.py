@@ -14,6 +14,7 @@ Conventions shared by every function:
 * Per-token losses are indexed by the position that makes the prediction: ``loss[:, p]``
   scores the prediction of ``tokens[:, p + 1]`` made at position ``p``.
 """
+
 from __future__ import annotations
 
 import einops

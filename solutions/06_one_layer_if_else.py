@@ -3,6 +3,7 @@
 Every function is self-contained: it uses only what the notebook's set-up cell imports
 (``torch``, ``einops``, ``FactoredMatrix``, jaxtyping's ``Float``/``Int`` and ``Tensor``).
 """
+
 from __future__ import annotations
 
 import einops
@@ -53,7 +54,9 @@ def qk_scores(model, key_token: int, query_pos: int, key_pos: int) -> Float[Tens
 
     def ln1(x: Tensor) -> Tensor:
         x = x - x.mean(-1, keepdim=True)
-        return x / (x.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt() * model.blocks[0].ln1.w + model.blocks[0].ln1.b
+        return (
+            x / (x.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt() * model.blocks[0].ln1.w + model.blocks[0].ln1.b
+        )
 
     queries_in = ln1(model.W_E + model.W_pos[query_pos])  # [d_vocab, d_model]
     key_in = ln1(model.W_E[key_token] + model.W_pos[key_pos])  # [d_model]
@@ -99,7 +102,9 @@ def else_logit_decomposition(model, tokens: Int[Tensor, "batch pos"]) -> dict[st
     return {"embed": embed, "pos_embed": pos_embed, "heads": heads, "biases": biases}
 
 
-def source_contribution(model, tokens: Int[Tensor, "batch pos"], head: int, source_token: int) -> Float[Tensor, "batch"]:
+def source_contribution(
+    model, tokens: Int[Tensor, "batch pos"], head: int, source_token: int
+) -> Float[Tensor, "batch"]:
     """Head ``head``'s contribution to the final `` else`` logit from the positions holding ``source_token``.
 
     The head × source terms of ``else_logit_decomposition`` (attention weight of the final query ×

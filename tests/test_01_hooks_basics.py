@@ -1,5 +1,6 @@
 """Chapter 01 (hooks basics): every check passes the solution, flags stubs, rejects the classic
 mistakes (naming them), and accepts correct alternatives."""
+
 import functools
 import json
 import math
@@ -43,9 +44,11 @@ def test_reference_loss_and_counts_agree_with_a_direct_computation(model):
     assert n_correct == sum(int(logits[0, i].argmax()) == int(tokens[0, i + 1]) for i in range(n_total))
     clean = torch.nn.functional.cross_entropy(logits[0, :-1], tokens[0, 1:]).item()
     assert math.isclose(model(tokens, return_type="loss").item(), clean, rel_tol=1e-5)
+
     # ablating a head through its values (z = pattern @ v) gives the same loss as through z
     def zero_v(v, hook):
         v[:, :, 2] = 0.0
+
     via_v = model.run_with_hooks(tokens, return_type="loss", fwd_hooks=[("blocks.1.attn.hook_v", zero_v)]).item()
     assert math.isclose(S.head_ablation_loss(model, tokens, 1, 2), via_v, rel_tol=1e-5)
     assert not model.list_hooks()
@@ -76,9 +79,9 @@ def test_counts_reject_bos_counted_as_a_prediction():
 @pytest.mark.parametrize(
     "compare, phrase",
     [
-        (lambda p, t: (p[:-1] == t[:-1]), "the logits at position i predict token i + 1"),
-        (lambda p, t: (p[1:] == t[1:]), "the logits at position i predict token i + 1"),
-        (lambda p, t: (p[1:] == t[:-1]), "shifted the wrong way"),
+        (lambda p, t: p[:-1] == t[:-1], "the logits at position i predict token i + 1"),
+        (lambda p, t: p[1:] == t[1:], "the logits at position i predict token i + 1"),
+        (lambda p, t: p[1:] == t[:-1], "shifted the wrong way"),
     ],
 )
 def test_counts_reject_off_by_one(compare, phrase):
@@ -403,8 +406,10 @@ def test_ablation_accepts_other_hook_points_and_the_context_manager():
 
         with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_v", zero)]):
             logits = model(tokens)
-        return torch.nn.functional.cross_entropy(logits[0, :-1], tokens[0, 1:]).item() if tokens.shape[0] == 1 else (
-            torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten()).item()
+        return (
+            torch.nn.functional.cross_entropy(logits[0, :-1], tokens[0, 1:]).item()
+            if tokens.shape[0] == 1
+            else (torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten()).item())
         )
 
     assert checks.test_head_ablation_loss(via_pattern)
@@ -414,13 +419,16 @@ def test_ablation_accepts_other_hook_points_and_the_context_manager():
 # ----------------------------------------------------------------- answer_rank_and_prob
 
 
-@pytest.mark.parametrize("kwargs, phrase", [
-    ({"one_based": True}, "rank 0 is the top guess"),
-    ({"ascending": True}, "ranks count from the bottom"),
-    ({"prob": "logits"}, "those are logits, not probabilities"),
-    ({"prob": "positions"}, "softmax over the wrong dimension"),
-    ({"bos": False}, "without BOS"),
-])
+@pytest.mark.parametrize(
+    "kwargs, phrase",
+    [
+        ({"one_based": True}, "rank 0 is the top guess"),
+        ({"ascending": True}, "ranks count from the bottom"),
+        ({"prob": "logits"}, "those are logits, not probabilities"),
+        ({"prob": "positions"}, "softmax over the wrong dimension"),
+        ({"bos": False}, "without BOS"),
+    ],
+)
 def test_rank_and_prob_rejects_classic_mistakes(kwargs, phrase):
     rejected(checks.test_answer_rank_and_prob(lambda m, p, a: checks._rank_prob_variant(m, p, a, **kwargs)), phrase)
 
@@ -437,7 +445,10 @@ def test_rank_and_prob_accepts_sorting_log_probs_and_a_list():
 
 
 def test_rank_and_prob_rejects_the_last_position_only():
-    rejected(checks.test_answer_rank_and_prob(lambda m, p, a: tuple(x[-1:] for x in S.answer_rank_and_prob(m, p, a))), "shape")
+    rejected(
+        checks.test_answer_rank_and_prob(lambda m, p, a: tuple(x[-1:] for x in S.answer_rank_and_prob(m, p, a))),
+        "shape",
+    )
 
 
 def test_rank_and_prob_reference_agrees_with_the_loss(model):
@@ -451,12 +462,15 @@ def test_rank_and_prob_reference_agrees_with_the_loss(model):
 # ----------------------------------------------------------------- top_neurons
 
 
-@pytest.mark.parametrize("kwargs, phrase", [
-    ({"hook": "hook_mlp_out"}, "that is hook_mlp_out"),
-    ({"hook": "hook_pre"}, "that is hook_pre"),
-    ({"largest": False}, "fire LEAST"),
-    ({"row": 1}, "the second sequence"),
-])
+@pytest.mark.parametrize(
+    "kwargs, phrase",
+    [
+        ({"hook": "hook_mlp_out"}, "that is hook_mlp_out"),
+        ({"hook": "hook_pre"}, "that is hook_pre"),
+        ({"largest": False}, "fire LEAST"),
+        ({"row": 1}, "the second sequence"),
+    ],
+)
 def test_top_neurons_rejects_classic_mistakes(kwargs, phrase):
     rejected(checks.test_top_neurons(lambda *a, **kw: checks._neurons_from(*a, **kw, **kwargs)), phrase)
 
@@ -495,7 +509,9 @@ def test_answers_pass_and_wrong_answers_fail():
     assert checks.test_answer_pattern_after_z_ablation(S.answer_pattern_after_z_ablation)
     assert not checks.test_answer_pattern_after_z_ablation("a")
     assert not checks.test_answer_hook_returns_none("a")
-    assert "'b'" not in checks.test_answer_hook_returns_none("c").message  # the hint makes one think, it does not answer
+    assert (
+        "'b'" not in checks.test_answer_hook_returns_none("c").message
+    )  # the hint makes one think, it does not answer
     assert not checks.test_answer_n_loss_positions(25)
     layer, head = S.answer_most_important_head
     assert not checks.test_answer_most_important_head((layer, (head + 1) % checks._model().cfg.n_heads))
@@ -519,8 +535,10 @@ def test_batched_ablation_table_equals_one_run_per_head(model):
     tokens = model.to_tokens(checks.CODE_TEXT)
     clean = model(tokens, return_type="loss").item()
     expected = torch.tensor(
-        [[S.head_ablation_loss(model, tokens, layer, head) - clean for head in range(model.cfg.n_heads)]
-         for layer in range(model.cfg.n_layers)]
+        [
+            [S.head_ablation_loss(model, tokens, layer, head) - clean for head in range(model.cfg.n_heads)]
+            for layer in range(model.cfg.n_layers)
+        ]
     )
     torch.testing.assert_close(checks.ablation_loss_increase(), expected, atol=1e-5, rtol=1e-4)
 
@@ -534,5 +552,3 @@ def test_notebook_uses_the_checks_text_and_the_course_model():
     assert f"CODE_TEXT = '''{checks.CODE_TEXT}'''" in source
     assert 'MODEL_NAME = "attn-only-2l"' in source
     assert f"PROMPT, ANSWER = {json.dumps(checks.PROMPT)}, {json.dumps(checks.ANSWER)}" in source
-
-

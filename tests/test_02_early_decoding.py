@@ -1,5 +1,6 @@
 """Chapter 02 (early decoding): every check passes the solution, flags stubs, rejects the
 classic mistakes with their diagnosis, and accepts correct alternative implementations."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,6 +12,7 @@ from course_utils.chapters import solution_module
 from course_utils.checks import early_decoding as checks
 
 S = solution_module("02_early_decoding")
+
 
 def run_check(name, fn):
     return getattr(checks, f"test_{name}")(fn)
@@ -271,10 +273,12 @@ def _without_mlp_by_components(model, cache, layer, pos=-1):
 
 def _effect_loop(model, cache, answer_token, pos=-1):
     clean = F.log_softmax(_decode_by_hand(model, cache["resid_post", -1][0, pos]), dim=-1)[answer_token]
-    return torch.stack([
-        F.log_softmax(S.logits_without_mlp(model, cache, l, pos).double(), dim=-1)[answer_token] - clean
-        for l in range(model.cfg.n_layers)
-    ])
+    return torch.stack(
+        [
+            F.log_softmax(S.logits_without_mlp(model, cache, l, pos).double(), dim=-1)[answer_token] - clean
+            for l in range(model.cfg.n_layers)
+        ]
+    )
 
 
 def _kl_with_f_kl_div(layer_logits):
@@ -325,10 +329,12 @@ def _trace_resid_post_of_previous(model, clean, corrupted, answer, subject_pos):
     p_corr = model(corrupted)[0, -1].log_softmax(-1)[answer].exp()
     out = []
     for name in names:
+
         def restore(x, hook, name=name):
             x = x.clone()
             x[0, subject_pos] = clean_cache[name][0, subject_pos]
             return x
+
         p = model.run_with_hooks(corrupted, fwd_hooks=[(name, restore)])[0, -1].log_softmax(-1)[answer].exp()
         out.append((p - p_corr) / (p_clean - p_corr))
     return torch.tensor(out)
@@ -344,9 +350,11 @@ def _trace_with_hooks_context(model, clean, corrupted, answer, subject_pos):
     neg = subject_pos - clean.shape[1]
     out = []
     for name in names:
+
         def restore(x, hook, name=name):
             x[:, neg] = clean_cache[name][:, neg]
             return x
+
         with model.hooks(fwd_hooks=[(name, restore)]):
             out.append((prob(model(corrupted)) - p_corr) / (p_clean - p_corr))
     return torch.stack(out)

@@ -1,5 +1,6 @@
 """Chapter 03 checks: they pass the reference, flag stubs, reject the classic mistakes by name,
 and accept correct alternatives (TransformerLens's own helpers, einsum, loops, float64)."""
+
 import pytest
 import torch
 
@@ -78,8 +79,13 @@ def test_the_issue_mistakes_are_all_covered():
     """LN scale ignored, LN per component, wrong position, b_U double-counted (both attribution checks)."""
     for table in (checks.DLA_MISTAKES, checks.HEAD_MISTAKES):
         text = " ".join(table)
-        for phrase in ("divide by the final LayerNorm's scale", "each component separately", "own scale",
-                       "position -1 instead of `pos`", "unembedding bias counted more than once"):
+        for phrase in (
+            "divide by the final LayerNorm's scale",
+            "each component separately",
+            "own scale",
+            "position -1 instead of `pos`",
+            "unembedding bias counted more than once",
+        ):
             assert phrase in text
 
 
@@ -98,7 +104,9 @@ def test_wrong_labels_are_named():
     assert "label 0 is 'embedding' but expected 'embed'" in message
     message = checks.test_direct_logit_attribution(without_constants).message
     assert "labels but expected" in message and "b_U" in message
-    message = checks.test_direct_logit_attribution(lambda *a, **k: SOLUTION.direct_logit_attribution(*a, **k)[0]).message
+    message = checks.test_direct_logit_attribution(
+        lambda *a, **k: SOLUTION.direct_logit_attribution(*a, **k)[0]
+    ).message
     assert "expected a tuple (values, labels)" in message
 
 
@@ -127,14 +135,19 @@ def dla_loop_float64(model, cache, answer_token, pos=-1):
     scale = cache["ln_final.hook_scale"][0, pos, 0].double()
     direction = (model.ln_final.w * model.W_U[:, answer_token]).double()
     parts = [("embed", "hook_embed"), ("pos_embed", "hook_pos_embed")] + [
-        (f"{l}_{kind}_out", f"blocks.{l}.hook_{kind}_out") for l in range(model.cfg.n_layers) for kind in ("attn", "mlp")
+        (f"{l}_{kind}_out", f"blocks.{l}.hook_{kind}_out")
+        for l in range(model.cfg.n_layers)
+        for kind in ("attn", "mlp")
     ]
     values, labels = [], []
     for label, hook_name in parts:
         x = cache[hook_name][0, pos].double()
         values.append(((x - x.mean()) / scale * direction).sum())
         labels.append(label)
-    values += [(model.ln_final.b.double() * model.W_U[:, answer_token].double()).sum(), model.b_U[answer_token].double()]
+    values += [
+        (model.ln_final.b.double() * model.W_U[:, answer_token].double()).sum(),
+        model.b_U[answer_token].double(),
+    ]
     return torch.stack(values), labels + ["ln_final.b", "b_U"]
 
 
@@ -163,8 +176,11 @@ def heads_loop(model, cache, answer_token, pos=-1):
     for l in range(model.cfg.n_layers):
         values.append(attribute(cache["mlp_out", l][0, pos]))
         labels.append(f"{l}_mlp_out")
-    for name, x in (("embed", cache["hook_embed"][0, pos]), ("pos_embed", cache["hook_pos_embed"][0, pos]),
-                    ("b_O", model.b_O.sum(0))):
+    for name, x in (
+        ("embed", cache["hook_embed"][0, pos]),
+        ("pos_embed", cache["hook_pos_embed"][0, pos]),
+        ("b_O", model.b_O.sum(0)),
+    ):
         values.append(attribute(x))
         labels.append(name)
     values += [model.ln_final.b @ w_u, model.b_U[answer_token]]
@@ -190,7 +206,10 @@ def test_check_accepts_a_correct_alternative(name, variant):
 # --- check your understanding -------------------------------------------------------------------
 ANSWERS = {
     "answer_unscaled_sum_is_times": (["scale", " Scale "], ["1/scale", "d_model", 2.0]),
-    "answer_prompt_independent_rows": ([{"ln_final.b", "b_U"}, ["b_U", "ln_final.b"]], [{"b_U"}, {"b_O", "b_U", "ln_final.b"}]),
+    "answer_prompt_independent_rows": (
+        [{"ln_final.b", "b_U"}, ["b_U", "ln_final.b"]],
+        [{"b_U"}, {"b_O", "b_U", "ln_final.b"}],
+    ),
     "answer_scaling_changes_rank": ([False], [True, "no", 0]),
 }
 
@@ -215,22 +234,28 @@ def test_top_ioi_head_answer():
 
 
 # --- reading an attribution tensor ------------------------------------------------------------
-@pytest.mark.parametrize("wrong, diagnosis", [
-    (checks._top_flat_modulo, "component as the FASTEST-moving index"),
-    (checks._top_batch_pos_swapped, "batch and position are swapped"),
-    (checks._top_absolute, "ABSOLUTE value"),
-    (checks._top_summed_positions, "positions were summed before the argmax"),
-])
+@pytest.mark.parametrize(
+    "wrong, diagnosis",
+    [
+        (checks._top_flat_modulo, "component as the FASTEST-moving index"),
+        (checks._top_batch_pos_swapped, "batch and position are swapped"),
+        (checks._top_absolute, "ABSOLUTE value"),
+        (checks._top_summed_positions, "positions were summed before the argmax"),
+    ],
+)
 def test_top_attribution_rejects_the_mistake(wrong, diagnosis):
     result = checks.test_top_attribution(wrong)
     assert not result and diagnosis in result.message and "\n" not in result.message
 
 
-@pytest.mark.parametrize("wrong, diagnosis", [
-    (checks._rank_last_position, "only the last position was used"),
-    (checks._rank_ascending, "sorted the wrong way"),
-    (checks._rank_absolute, "sorted by absolute value"),
-])
+@pytest.mark.parametrize(
+    "wrong, diagnosis",
+    [
+        (checks._rank_last_position, "only the last position was used"),
+        (checks._rank_ascending, "sorted the wrong way"),
+        (checks._rank_absolute, "sorted by absolute value"),
+    ],
+)
 def test_rank_components_rejects_the_mistake(wrong, diagnosis):
     result = checks.test_rank_components(wrong)
     assert not result and diagnosis in result.message and "\n" not in result.message

@@ -1,6 +1,7 @@
 """Chapter 04 checks: they pass the solutions, say "not attempted" for stubs, reject each classic
 mistake with its diagnosis, and accept correct alternatives (loops, batched sweeps, the
 TransformerLens sweeps, float64)."""
+
 import functools
 
 import pytest
@@ -32,9 +33,15 @@ def no_hooks_left(model):
 
 
 @pytest.mark.parametrize(
-    "name, wrong", [("answer_layer0_position", 14), ("answer_layer0_position", "14"), ("answer_forward_passes", "c"),
-                    ("answer_noising_vs_denoising", "b"), ("answer_attribution_passes", (1, 0)),
-                    ("answer_attribution_passes", (2, 1))]
+    "name, wrong",
+    [
+        ("answer_layer0_position", 14),
+        ("answer_layer0_position", "14"),
+        ("answer_forward_passes", "c"),
+        ("answer_noising_vs_denoising", "b"),
+        ("answer_attribution_passes", (1, 0)),
+        ("answer_attribution_passes", (2, 1)),
+    ],
 )
 def test_wrong_answers(name, wrong):
     assert not run_check(name, wrong)
@@ -42,7 +49,9 @@ def test_wrong_answers(name, wrong):
 
 def test_answer_layer0_position_is_the_s2_position():
     d = checks._data(checks.N_SWEEP_PROMPTS)
-    assert (d["clean_tokens"] != d["corrupted_tokens"]).any(0).nonzero().flatten().tolist() == [S.answer_layer0_position]
+    assert (d["clean_tokens"] != d["corrupted_tokens"]).any(0).nonzero().flatten().tolist() == [
+        S.answer_layer0_position
+    ]
 
 
 # --- logit_diff ------------------------------------------------------------------------------------
@@ -105,9 +114,7 @@ def test_metric_accepts(variant):
 
 
 # --- sweeps: every classic mistake is rejected and named -------------------------------------------
-@pytest.mark.parametrize(
-    "name, diagnosis", [(name, d) for name, mistakes in SWEEP_CHECKS.items() for d in mistakes]
-)
+@pytest.mark.parametrize("name, diagnosis", [(name, d) for name, mistakes in SWEEP_CHECKS.items() for d in mistakes])
 def test_sweep_rejects(name, diagnosis):
     result = run_check(name, SWEEP_CHECKS[name][diagnosis])
     assert not result and result.message.endswith(diagnosis), result.message
@@ -120,6 +127,7 @@ def test_resid_sweep_that_never_removes_hooks_is_rejected():
         for layer in range(model.cfg.n_layers):
             name = f"blocks.{layer}.hook_resid_pre"
             for pos in range(corrupted_tokens.shape[1]):
+
                 def hook(resid, hook, pos=pos, name=name):
                     resid[:, pos] = clean_cache[name][:, pos]
                     return resid
@@ -152,6 +160,7 @@ def _resid_in_place_no_return(model, corrupted_tokens, clean_cache, metric):
         name = f"blocks.{layer}.hook_resid_pre"
         row = []
         for pos in range(corrupted_tokens.shape[1]):
+
             def hook(resid, hook, pos=pos):
                 resid[:, pos] = clean_cache[name][:, pos]
 
@@ -218,7 +227,9 @@ def test_patch_residual_stream_fast_accepts(variant):
 
 
 def test_patch_residual_stream_fast_rejects_a_sweep_without_metric_pos():
-    result = checks.test_patch_residual_stream_fast(lambda m, t, c, metric: S.patch_residual_stream_fast(m, t, c, metric))
+    result = checks.test_patch_residual_stream_fast(
+        lambda m, t, c, metric: S.patch_residual_stream_fast(m, t, c, metric)
+    )
     assert not result and "metric_pos" in result.message
 
 
@@ -272,6 +283,7 @@ def _head_by_pos_hooks_context(model, corrupted_tokens, clean_cache, metric, hea
         name = f"blocks.{layer}.attn.hook_z"
         row = []
         for pos in range(corrupted_tokens.shape[1]):
+
             def hook(z, hook, pos=pos, head=head):
                 z[:, pos, head] = clean_cache[name][:, pos, head]
 
@@ -300,9 +312,7 @@ def _attribution_retain_grad(model, corrupted_tokens, clean_cache, metric):
             metric(model(corrupted_tokens)).backward()
     model.zero_grad(set_to_none=True)
     grads = list(saved.values())  # hook.name is the bridge's own name; the order is the layers' order
-    return torch.stack(
-        [((clean_cache[n] - g.detach()) * g.grad).sum((0, 2)) for n, g in zip(names, grads)]
-    ).detach()
+    return torch.stack([((clean_cache[n] - g.detach()) * g.grad).sum((0, 2)) for n, g in zip(names, grads)]).detach()
 
 
 def test_attribution_accepts_retain_grad():
@@ -374,7 +384,11 @@ def _exact_inputs(model, seed=0):
 
 @pytest.mark.parametrize(
     "make_model",
-    [lambda: random_model(n_layers=3), lambda: random_model(n_layers=2, attn_only=True), lambda: load_model("attn-only-2l", "cpu")],
+    [
+        lambda: random_model(n_layers=3),
+        lambda: random_model(n_layers=2, attn_only=True),
+        lambda: load_model("attn-only-2l", "cpu"),
+    ],
     ids=["random_ln_gelu", "random_attn_only", "attn-only-2l"],
 )
 def test_fast_sweeps_equal_the_naive_loops_on_other_models(make_model):
@@ -383,7 +397,9 @@ def test_fast_sweeps_equal_the_naive_loops_on_other_models(make_model):
     naive = S.patch_residual_stream(*args)
     assert naive.std() > 1e-3  # the patches matter, so equality says something
     assert (S.patch_residual_stream_fast(*args) - naive).abs().max() <= 1e-5
-    assert (S.patch_head_outputs_by_pos_fast(*args, heads) - S.patch_head_outputs_by_pos(*args, heads)).abs().max() <= 1e-5
+    assert (
+        S.patch_head_outputs_by_pos_fast(*args, heads) - S.patch_head_outputs_by_pos(*args, heads)
+    ).abs().max() <= 1e-5
 
 
 @pytest.mark.parametrize("metric_pos", [-1, 4, 7])
@@ -459,8 +475,9 @@ def _attention_to_one_hot(cache, n_layers, query_pos, key_pos):
     """One-hot masks and an einsum instead of indexing."""
     n_pos = cache["blocks.0.attn.hook_pattern"].shape[-1]
     q, k = torch.nn.functional.one_hot(query_pos, n_pos).float(), torch.nn.functional.one_hot(key_pos, n_pos).float()
-    return torch.stack([torch.einsum("bhqk,bq,bk->h", cache[f"blocks.{l}.attn.hook_pattern"], q, k) / len(q)
-                        for l in range(n_layers)])
+    return torch.stack(
+        [torch.einsum("bhqk,bq,bk->h", cache[f"blocks.{l}.attn.hook_pattern"], q, k) / len(q) for l in range(n_layers)]
+    )
 
 
 @pytest.mark.parametrize("variant", [_attention_to_loop, _attention_to_one_hot], ids=["loop", "one_hot"])
@@ -502,8 +519,13 @@ def _path_patch_store_in_hooks(model, clean_tokens, corrupted_cache, senders, re
         act[:, pos, head] = recorded[name][:, pos, head]
         return act
 
-    second = [(f"blocks.{l}.attn.hook_{receiver_input}",
-               functools.partial(restore, name=f"blocks.{l}.attn.hook_{receiver_input}", head=h)) for l, h in receivers]
+    second = [
+        (
+            f"blocks.{l}.attn.hook_{receiver_input}",
+            functools.partial(restore, name=f"blocks.{l}.attn.hook_{receiver_input}", head=h),
+        )
+        for l, h in receivers
+    ]
     with model.hooks(fwd_hooks=second):
         return model(clean_tokens)
 
@@ -558,8 +580,12 @@ def circuit_findings() -> dict:
     """Section 8 of the notebook, recomputed with the reference solutions and the notebook's defaults."""
     model = checks.check_model()
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
-    pairs = checks.aligned_ioi_pairs(model.tokenizer, NOTEBOOK_CIRCUIT["N_CIRCUIT"], kind=NOTEBOOK_CIRCUIT["CORRUPTION"],
-                                     seed=NOTEBOOK_CIRCUIT["SEED"] + 1)
+    pairs = checks.aligned_ioi_pairs(
+        model.tokenizer,
+        NOTEBOOK_CIRCUIT["N_CIRCUIT"],
+        kind=NOTEBOOK_CIRCUIT["CORRUPTION"],
+        seed=NOTEBOOK_CIRCUIT["SEED"] + 1,
+    )
     clean = checks.ioi.tokenize([c for c, _ in pairs], model.tokenizer)
     corrupted = checks.ioi.tokenize([k for _, k in pairs], model.tokenizer).tokens
     tokens, answers = clean.tokens, torch.stack([clean.io_ids, clean.s_ids], dim=1)
@@ -567,8 +593,12 @@ def circuit_findings() -> dict:
         logits, cache = model.run_with_cache(tokens)
         corrupted_logits, corrupted_cache = model.run_with_cache(corrupted)
     clean_ld = S.logit_diff(logits, answers).mean().item()
-    metric = functools.partial(S.normalised_patching_metric, answer_tokens=answers, clean_logit_diff=clean_ld,
-                               corrupted_logit_diff=S.logit_diff(corrupted_logits, answers).mean().item())
+    metric = functools.partial(
+        S.normalised_patching_metric,
+        answer_tokens=answers,
+        clean_logit_diff=clean_ld,
+        corrupted_logit_diff=S.logit_diff(corrupted_logits, answers).mean().item(),
+    )
     first = lambda row, t: (row == t).nonzero()[0, 0]  # noqa: E731
     io_pos = torch.stack([first(row, io) for row, io in zip(tokens, clean.io_ids)])
     s1_pos = torch.stack([first(row, s) for row, s in zip(tokens, clean.s_ids)])
@@ -582,13 +612,23 @@ def circuit_findings() -> dict:
         s2_to_io=S.attention_to(cache, n_layers, s2_pos, io_pos),
     )
     f["io_minus_s"] = f["end_to_io"] - f["end_to_s1"] - f["end_to_s2"]
-    f["corrupted_s2_to_s"] = S.attention_to(corrupted_cache, n_layers, s2_pos, s1_pos)  # flip: S1's name is the other one
+    f["corrupted_s2_to_s"] = S.attention_to(
+        corrupted_cache, n_layers, s2_pos, s1_pos
+    )  # flip: S1's name is the other one
     with torch.no_grad():
         scale = cache["ln_final.hook_scale"][:, -1]
         direction = (model.W_U[:, answers[:, 0]] - model.W_U[:, answers[:, 1]]).T
-        f["dla"] = torch.stack([
-            torch.einsum("bhd,hdm,bm->bh", cache[f"blocks.{l}.attn.hook_z"][:, -1], model.W_O[l], direction)
-            .div(scale).mean(0) for l in range(n_layers)]) / clean_ld
+        f["dla"] = (
+            torch.stack(
+                [
+                    torch.einsum("bhd,hdm,bm->bh", cache[f"blocks.{l}.attn.hook_z"][:, -1], model.W_O[l], direction)
+                    .div(scale)
+                    .mean(0)
+                    for l in range(n_layers)
+                ]
+            )
+            / clean_ld
+        )
     masks = {
         "name mover": (f["end_to_io"] >= 0.4) & (f["io_minus_s"] >= 0.2) & (f["dla"] >= 0.15),
         "other-name": f["s2_to_io"] >= 0.4,
@@ -609,13 +649,18 @@ def circuit_findings() -> dict:
     hooks = [(f"blocks.{l}.attn.hook_z", functools.partial(noise_senders, layer=l)) for l in {l for l, _ in other_name}]
     with torch.no_grad():
         f["total_effect"] = metric(model.run_with_hooks(tokens, fwd_hooks=hooks)).item()
-    f["path"] = {part: metric(S.path_patch(model, tokens, corrupted_cache, other_name, movers, s2, part)).item()
-                 for part in "vkq"}
+    f["path"] = {
+        part: metric(S.path_patch(model, tokens, corrupted_cache, other_name, movers, s2, part)).item()
+        for part in "vkq"
+    }
     reference = model.to_tokens([checks.ioi.abc_reference(c) for c, _ in pairs])
     template_ids = torch.tensor([c.template_id for c, _ in pairs])
 
     def kept(heads):
-        return S.logit_diff(S.mean_ablate_heads(model, tokens, reference, template_ids, heads), answers).mean().item() / clean_ld
+        return (
+            S.logit_diff(S.mean_ablate_heads(model, tokens, reference, template_ids, heads), answers).mean().item()
+            / clean_ld
+        )
 
     f["removed"] = {role: 1 - kept(heads) for role, heads in roles.items() if heads}
     circuit = set(other_name) | set(movers)

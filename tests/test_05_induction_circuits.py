@@ -1,5 +1,6 @@
 """Chapter 05 (induction circuits): every check passes the solution, flags stubs, rejects the
 classic mistakes (naming them), and accepts correct alternatives."""
+
 import math
 
 import pytest
@@ -40,7 +41,9 @@ def folded():
 
 def test_reference_induction_score_matches_the_zoo_evaluation(model):
     tokens = repeated_tokens(32, 50, model.cfg.d_vocab, model.tokenizer.bos_token_id, seed=0)
-    torch.testing.assert_close(S.induction_score(model, tokens), induction_scores(model).induction, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        S.induction_score(model, tokens), induction_scores(model).induction, atol=1e-5, rtol=1e-5
+    )
     assert not any(hp._forward_hooks for hp in model.hook_dict.values())
 
 
@@ -78,12 +81,21 @@ def test_reference_top_1_acc_matches_the_whole_matrix(folded):
         assert math.isclose(S.top_1_acc(circuit, chunk), expected)
 
 
-@pytest.mark.parametrize("kind, reader", [
-    ("Q", lambda m, j: m.QK[1, j].AB), ("K", lambda m, j: m.QK[1, j].AB.T), ("V", lambda m, j: m.OV[1, j].AB),
-])
+@pytest.mark.parametrize(
+    "kind, reader",
+    [
+        ("Q", lambda m, j: m.QK[1, j].AB),
+        ("K", lambda m, j: m.QK[1, j].AB.T),
+        ("V", lambda m, j: m.OV[1, j].AB),
+    ],
+)
 def test_reference_composition_matches_the_loop(folded, kind, reader):
-    loop = torch.tensor([[S.get_comp_score(folded.OV[0, i].AB, reader(folded, j)) for j in range(folded.cfg.n_heads)]
-                         for i in range(folded.cfg.n_heads)])
+    loop = torch.tensor(
+        [
+            [S.get_comp_score(folded.OV[0, i].AB, reader(folded, j)) for j in range(folded.cfg.n_heads)]
+            for i in range(folded.cfg.n_heads)
+        ]
+    )
     torch.testing.assert_close(S.composition_scores(folded, kind), loop, atol=1e-5, rtol=1e-4)
 
 
@@ -147,7 +159,9 @@ def _gen(kind):
             other = torch.randint(1, model.cfg.d_vocab, (batch, seq_len), generator=g)
             return torch.cat([bos, half, other], 1)
         if kind == "bos_inside":
-            half = torch.randint(0, model.cfg.d_vocab, (batch, seq_len), generator=torch.Generator().manual_seed(seed + 1000))
+            half = torch.randint(
+                0, model.cfg.d_vocab, (batch, seq_len), generator=torch.Generator().manual_seed(seed + 1000)
+            )
             half[:, 0] = 0
             return torch.cat([bos, half, half], 1)
         if kind == "float":
@@ -159,6 +173,7 @@ def _gen(kind):
             half = torch.randint(1, model.cfg.d_vocab, (batch, seq_len), generator=torch.Generator().manual_seed(0))
             return torch.cat([bos, half, half], 1)
         raise ValueError(kind)
+
     return wrong
 
 
@@ -198,12 +213,15 @@ def test_repeated_tokens_accept_other_draws():
         assert checks.test_generate_repeated_tokens(fn), fn.__name__
 
 
-@pytest.mark.parametrize("wrong, phrase", [
-    (checks._loss_not_shifted, "logits[:, :-1] with tokens[:, 1:]"),
-    (checks._loss_shifted_wrong_way, "shifted the wrong way"),
-    (checks._loss_sign, "the sign is flipped"),
-    (checks._loss_probs, "not log-probabilities"),
-])
+@pytest.mark.parametrize(
+    "wrong, phrase",
+    [
+        (checks._loss_not_shifted, "logits[:, :-1] with tokens[:, 1:]"),
+        (checks._loss_shifted_wrong_way, "shifted the wrong way"),
+        (checks._loss_sign, "the sign is flipped"),
+        (checks._loss_probs, "not log-probabilities"),
+    ],
+)
 def test_loss_rejects_classic_mistakes(wrong, phrase):
     rejected(checks.test_per_token_loss(wrong), phrase)
 
@@ -229,28 +247,37 @@ def test_loss_accepts_cross_entropy_and_float64():
 # ----------------------------------------------------------------- 2 · detectors
 
 
-@pytest.mark.parametrize("wrong, phrase", [
-    (checks._current_with_bos, "query position 0 (BOS) is counted"),
-    (checks._current_reads_previous, "wrong diagonal"),
-])
+@pytest.mark.parametrize(
+    "wrong, phrase",
+    [
+        (checks._current_with_bos, "query position 0 (BOS) is counted"),
+        (checks._current_reads_previous, "wrong diagonal"),
+    ],
+)
 def test_current_detector_rejects_classic_mistakes(wrong, phrase):
     rejected(checks.test_current_attn_detector(wrong), phrase)
 
 
-@pytest.mark.parametrize("wrong, phrase", [
-    (checks._prev_reads_next, "offset +1 is attention to the NEXT token"),
-    (checks._prev_reads_current, "attention to the CURRENT token"),
-    (checks._prev_two_back, "offset -2 is two tokens back"),
-])
+@pytest.mark.parametrize(
+    "wrong, phrase",
+    [
+        (checks._prev_reads_next, "offset +1 is attention to the NEXT token"),
+        (checks._prev_reads_current, "attention to the CURRENT token"),
+        (checks._prev_two_back, "offset -2 is two tokens back"),
+    ],
+)
 def test_prev_detector_rejects_wrong_diagonals(wrong, phrase):
     rejected(checks.test_prev_attn_detector(wrong), phrase)
 
 
-@pytest.mark.parametrize("wrong, phrase", [
-    (checks._first_with_bos, "query position 0 (BOS) is counted"),
-    (checks._first_query_row, "attention FROM position 0"),
-    (checks._first_reads_last_key, "LAST key position"),
-])
+@pytest.mark.parametrize(
+    "wrong, phrase",
+    [
+        (checks._first_with_bos, "query position 0 (BOS) is counted"),
+        (checks._first_query_row, "attention FROM position 0"),
+        (checks._first_reads_last_key, "LAST key position"),
+    ],
+)
 def test_first_detector_rejects_classic_mistakes(wrong, phrase):
     rejected(checks.test_first_attn_detector(wrong), phrase)
 
@@ -308,12 +335,15 @@ def test_detectors_accept_loops_and_tensor_scores():
 # ----------------------------------------------------------------- 3 · induction score
 
 
-@pytest.mark.parametrize("wrong, phrases", [
-    (checks._induction_off_by_one, ["off by one", "CURRENT token"]),
-    (checks._induction_whole_stripe, ["the first half is counted"]),
-    (checks._induction_two_after, ["off by one the other way"]),
-    (checks._induction_all_positions_of_row, ["averaged over every position"]),
-])
+@pytest.mark.parametrize(
+    "wrong, phrases",
+    [
+        (checks._induction_off_by_one, ["off by one", "CURRENT token"]),
+        (checks._induction_whole_stripe, ["the first half is counted"]),
+        (checks._induction_two_after, ["off by one the other way"]),
+        (checks._induction_all_positions_of_row, ["averaged over every position"]),
+    ],
+)
 def test_induction_score_rejects_classic_mistakes(wrong, phrases):
     rejected(checks.test_induction_score(wrong), *phrases)
 
@@ -322,8 +352,12 @@ def test_induction_score_rejects_a_hard_coded_length():
     def fixed(model, tokens):
         seq_len = checks.SEQ_LEN
         _, cache = model.run_with_cache(tokens)
-        return torch.stack([cache["pattern", l].diagonal(-(seq_len - 1), -2, -1)[..., -seq_len:].mean((0, 2))
-                            for l in range(model.cfg.n_layers)])
+        return torch.stack(
+            [
+                cache["pattern", l].diagonal(-(seq_len - 1), -2, -1)[..., -seq_len:].mean((0, 2))
+                for l in range(model.cfg.n_layers)
+            ]
+        )
 
     rejected(checks.test_induction_score(fixed), "seq_len=12")
 
@@ -341,7 +375,9 @@ def test_induction_score_accepts_a_cache_and_an_index_loop():
         seq_len = (tokens.shape[1] - 1) // 2
         _, cache = model.run_with_cache(tokens)
         q = torch.arange(seq_len + 1, 2 * seq_len + 1)
-        return torch.stack([cache["pattern", l][:, :, q, q - seq_len + 1].mean((0, 2)) for l in range(model.cfg.n_layers)])
+        return torch.stack(
+            [cache["pattern", l][:, :, q, q - seq_len + 1].mean((0, 2)) for l in range(model.cfg.n_layers)]
+        )
 
     def with_context_manager(model, tokens):
         seq_len = (tokens.shape[1] - 1) // 2
@@ -362,19 +398,24 @@ def test_induction_score_accepts_a_cache_and_an_index_loop():
 # ----------------------------------------------------------------- 4 · attribution and ablation
 
 
-@pytest.mark.parametrize("kwargs, phrase", [
-    ({"scale": False}, "ln_final.hook_scale"),
-    ({"ln_w": False}, "ln_final.w is missing"),
-    ({"centre": False}, "not centred"),
-    ({"shift": 0}, "CURRENT token"),
-])
+@pytest.mark.parametrize(
+    "kwargs, phrase",
+    [
+        ({"scale": False}, "ln_final.hook_scale"),
+        ({"ln_w": False}, "ln_final.w is missing"),
+        ({"centre": False}, "not centred"),
+        ({"shift": 0}, "CURRENT token"),
+    ],
+)
 def test_logit_attribution_rejects_classic_mistakes(kwargs, phrase):
     rejected(checks.test_head_logit_attribution(lambda m, c, t: checks._dla(m, c, t, **kwargs)), phrase)
 
 
 def test_logit_attribution_accepts_apply_ln_to_stack_and_a_loop():
     def with_apply_ln(model, cache, tokens):
-        stack = torch.stack([torch.einsum("bphd,hdm->hbpm", cache["z", l], model.W_O[l]) for l in range(model.cfg.n_layers)])
+        stack = torch.stack(
+            [torch.einsum("bphd,hdm->hbpm", cache["z", l], model.W_O[l]) for l in range(model.cfg.n_layers)]
+        )
         n_layers, n_heads = stack.shape[:2]
         stack = stack.flatten(0, 1)  # component batch pos d_model
         scaled = cache.apply_ln_to_stack(stack, layer=None)  # centred and divided by the final scale
@@ -399,26 +440,41 @@ def test_logit_attribution_accepts_apply_ln_to_stack_and_a_loop():
     assert checks.test_head_logit_attribution(with_loops)
 
 
-@pytest.mark.parametrize("kwargs, phrase", [
-    ({"increase": False}, "that is the ablated loss itself"),
-    ({"whole_layer": True}, "the whole layer was ablated"),
-    ({"positions": "all"}, "averaged over every position"),
-    ({"positions": "from_n"}, "the prediction made at position seq_len"),
-])
+@pytest.mark.parametrize(
+    "kwargs, phrase",
+    [
+        ({"increase": False}, "that is the ablated loss itself"),
+        ({"whole_layer": True}, "the whole layer was ablated"),
+        ({"positions": "all"}, "averaged over every position"),
+        ({"positions": "from_n"}, "the prediction made at position seq_len"),
+    ],
+)
 def test_ablation_rejects_classic_mistakes(kwargs, phrase):
-    rejected(checks.test_head_ablation_loss_increase(lambda m, t, ablation="zero": checks._ablation(m, t, ablation, **kwargs)), phrase)
+    rejected(
+        checks.test_head_ablation_loss_increase(
+            lambda m, t, ablation="zero": checks._ablation(m, t, ablation, **kwargs)
+        ),
+        phrase,
+    )
 
 
 def test_ablation_rejects_a_per_position_mean():
     rejected(
-        checks.test_head_ablation_loss_increase(lambda m, t, ablation="zero": checks._ablation(m, t, ablation, per_pos=True)),
-        'ablation="mean"', "the mean is over the batch only",
+        checks.test_head_ablation_loss_increase(
+            lambda m, t, ablation="zero": checks._ablation(m, t, ablation, per_pos=True)
+        ),
+        'ablation="mean"',
+        "the mean is over the batch only",
     )
 
 
 def test_ablation_rejects_ignoring_the_ablation_argument():
-    rejected(checks.test_head_ablation_loss_increase(lambda m, t, ablation="zero": S.head_ablation_loss_increase(m, t, "zero")),
-             'ablation="mean"')
+    rejected(
+        checks.test_head_ablation_loss_increase(
+            lambda m, t, ablation="zero": S.head_ablation_loss_increase(m, t, "zero")
+        ),
+        'ablation="mean"',
+    )
 
 
 def test_ablation_accepts_the_model_loss_and_a_context_manager():
@@ -434,10 +490,12 @@ def test_ablation_accepts_the_model_loss_and_a_context_manager():
         out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
         for layer in range(model.cfg.n_layers):
             for head in range(model.cfg.n_heads):
+
                 def ablate(z, hook, head=head, layer=layer):
                     z = z.clone()
                     z[:, :, head] = 0 if ablation == "zero" else means[layer][head]
                     return z
+
                 with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_z", ablate)]):
                     loss = model(tokens, return_type="loss", loss_per_token=True)[:, seq_len + 1 :].mean()
                 out[layer, head] = loss - clean
@@ -449,11 +507,14 @@ def test_ablation_accepts_the_model_loss_and_a_context_manager():
 # ----------------------------------------------------------------- 5 · weights
 
 
-@pytest.mark.parametrize("wrong, phrase", [
-    (checks._top1_columns, "argmax over the wrong dimension"),
-    (checks._top1_chunk_offset_forgotten, "arange(start, start+chunk)"),
-    (checks._top1_count, "that is a count"),
-])
+@pytest.mark.parametrize(
+    "wrong, phrase",
+    [
+        (checks._top1_columns, "argmax over the wrong dimension"),
+        (checks._top1_chunk_offset_forgotten, "arange(start, start+chunk)"),
+        (checks._top1_count, "that is a count"),
+    ],
+)
 def test_top_1_acc_rejects_classic_mistakes(wrong, phrase):
     rejected(checks.test_top_1_acc(wrong), phrase)
 
@@ -464,19 +525,24 @@ def test_top_1_acc_accepts_the_whole_matrix_and_a_tensor_result():
         return (AB.argmax(-1) == torch.arange(AB.shape[0])).double().mean().item()
 
     def tensor_result(full_OV_circuit, chunk_size=512):
-        hits = torch.cat([full_OV_circuit[i : i + chunk_size].AB.argmax(-1) for i in range(0, full_OV_circuit.shape[0], chunk_size)])
+        hits = torch.cat(
+            [full_OV_circuit[i : i + chunk_size].AB.argmax(-1) for i in range(0, full_OV_circuit.shape[0], chunk_size)]
+        )
         return (hits == torch.arange(len(hits))).float().mean()
 
     assert checks.test_top_1_acc(whole)
     assert checks.test_top_1_acc(tensor_result)
 
 
-@pytest.mark.parametrize("kwargs, phrase", [
-    ({"mask": False}, "not masked"),
-    ({"scale": False}, "sqrt(d_head)"),
-    ({"swap": True}, "queries and keys are swapped"),
-    ({"dim": -2}, "softmax over the wrong dimension"),
-])
+@pytest.mark.parametrize(
+    "kwargs, phrase",
+    [
+        ({"mask": False}, "not masked"),
+        ({"scale": False}, "sqrt(d_head)"),
+        ({"swap": True}, "queries and keys are swapped"),
+        ({"dim": -2}, "softmax over the wrong dimension"),
+    ],
+)
 def test_pos_pattern_rejects_classic_mistakes(kwargs, phrase):
     rejected(checks.test_pos_attention_pattern(lambda m, l, h, n: checks._pos_pattern(m, l, h, n, **kwargs)), phrase)
 
@@ -492,11 +558,14 @@ def test_pos_pattern_accepts_separate_q_k_and_a_finite_mask():
     assert checks.test_pos_attention_pattern(separate)
 
 
-@pytest.mark.parametrize("wrong, phrase", [
-    (checks._comp_unnormalised, "not normalised"),
-    (checks._comp_reversed, "wrong order"),
-    (checks._comp_sum_of_norms, "PRODUCT of the norms"),
-])
+@pytest.mark.parametrize(
+    "wrong, phrase",
+    [
+        (checks._comp_unnormalised, "not normalised"),
+        (checks._comp_reversed, "wrong order"),
+        (checks._comp_sum_of_norms, "PRODUCT of the norms"),
+    ],
+)
 def test_comp_score_rejects_classic_mistakes(wrong, phrase):
     rejected(checks.test_get_comp_score(wrong), phrase)
 
@@ -516,13 +585,16 @@ def test_comp_score_accepts_factored_matrices_float64_and_tensors():
         assert checks.test_get_comp_score(fn), fn.__name__
 
 
-@pytest.mark.parametrize("wrong, phrase", [
-    (lambda m, kind: checks._comp(m, kind, normalise=False), "not normalised"),
-    (checks._comp_keys_for_queries, "Q and K are mixed up"),
-    (lambda m, kind: checks._comp(m, kind, reader="V"), "that is V-composition"),
-    (lambda m, kind: checks._comp(m, "K"), "Q and K are mixed up"),  # `kind` ignored: wrong from the Q case on
-    (lambda m, kind: checks._comp(m, kind, transpose_out=True), "rows and columns are swapped"),
-])
+@pytest.mark.parametrize(
+    "wrong, phrase",
+    [
+        (lambda m, kind: checks._comp(m, kind, normalise=False), "not normalised"),
+        (checks._comp_keys_for_queries, "Q and K are mixed up"),
+        (lambda m, kind: checks._comp(m, kind, reader="V"), "that is V-composition"),
+        (lambda m, kind: checks._comp(m, "K"), "Q and K are mixed up"),  # `kind` ignored: wrong from the Q case on
+        (lambda m, kind: checks._comp(m, kind, transpose_out=True), "rows and columns are swapped"),
+    ],
+)
 def test_composition_rejects_classic_mistakes(wrong, phrase):
     rejected(checks.test_composition_scores(wrong), phrase)
 
@@ -538,7 +610,9 @@ def test_composition_accepts_a_loop_einsum_and_factored_matrices():
     def with_einsum(model, kind):
         W_A, W_B = model.OV[0].AB.double(), reader(model, kind).double()
         prod = torch.einsum("iab,jbc->ijac", W_A, W_B)
-        return prod.pow(2).sum((-2, -1)).sqrt() / torch.outer(W_A.pow(2).sum((-2, -1)).sqrt(), W_B.pow(2).sum((-2, -1)).sqrt())
+        return prod.pow(2).sum((-2, -1)).sqrt() / torch.outer(
+            W_A.pow(2).sum((-2, -1)).sqrt(), W_B.pow(2).sum((-2, -1)).sqrt()
+        )
 
     def factored(model, kind):
         W_B = {"Q": model.QK[1], "K": model.QK[1].T, "V": model.OV[1]}[kind]
@@ -549,13 +623,16 @@ def test_composition_accepts_a_loop_einsum_and_factored_matrices():
         assert checks.test_composition_scores(fn), fn.__name__
 
 
-@pytest.mark.parametrize("kwargs, phrase", [
-    ({"ablate": False}, "the ablation changed nothing"),
-    ({"layer": 1}, "the ablation changed nothing"),  # a layer-1 head's z cannot change layer 1's own pattern
-    ({"whole_layer": True}, "the whole of layer 0 was ablated"),
-    ({"read_layer": 0}, "those are layer 0's scores"),
-    ({"offset": 0}, "off by one"),
-])
+@pytest.mark.parametrize(
+    "kwargs, phrase",
+    [
+        ({"ablate": False}, "the ablation changed nothing"),
+        ({"layer": 1}, "the ablation changed nothing"),  # a layer-1 head's z cannot change layer 1's own pattern
+        ({"whole_layer": True}, "the whole of layer 0 was ablated"),
+        ({"read_layer": 0}, "those are layer 0's scores"),
+        ({"offset": 0}, "off by one"),
+    ],
+)
 def test_ablated_induction_scores_reject_classic_mistakes(kwargs, phrase):
     rejected(checks.test_ablated_induction_scores(lambda m, t, h: checks._ablated_scores(m, t, h, **kwargs)), phrase)
 
@@ -575,15 +652,20 @@ def test_ablated_induction_scores_accept_a_context_manager_and_a_cache():
     assert checks.test_ablated_induction_scores(with_cache)
 
 
-@pytest.mark.parametrize("kwargs, phrase", [
-    ({"scale": False}, "not divided by layer 1's LayerNorm scale"),
-    ({"key_shift": 0}, "off by one"),
-    ({"swap": True}, "rows and columns are swapped"),
-    ({"sqrt": False}, "not divided by sqrt(d_head)"),
-    ({"both_q": True}, "the keys go through W_K"),
-])
+@pytest.mark.parametrize(
+    "kwargs, phrase",
+    [
+        ({"scale": False}, "not divided by layer 1's LayerNorm scale"),
+        ({"key_shift": 0}, "off by one"),
+        ({"swap": True}, "rows and columns are swapped"),
+        ({"sqrt": False}, "not divided by sqrt(d_head)"),
+        ({"both_q": True}, "the keys go through W_K"),
+    ],
+)
 def test_qk_decomposition_rejects_classic_mistakes(kwargs, phrase):
-    rejected(checks.test_induction_qk_decomposition(lambda m, c, h: checks._qk_decomposition(m, c, h, **kwargs)), phrase)
+    rejected(
+        checks.test_induction_qk_decomposition(lambda m, c, h: checks._qk_decomposition(m, c, h, **kwargs)), phrase
+    )
 
 
 def test_qk_decomposition_accepts_loops_over_pieces():
@@ -603,11 +685,14 @@ def test_qk_decomposition_accepts_loops_over_pieces():
     assert checks.test_induction_qk_decomposition(loops)
 
 
-@pytest.mark.parametrize("kwargs, phrase", [
-    ({"mean": True}, "that is the MEAN"),
-    ({"first_only": True}, "only the first head is used"),
-    ({"products": True}, "the heads' OV circuits are multiplied"),
-])
+@pytest.mark.parametrize(
+    "kwargs, phrase",
+    [
+        ({"mean": True}, "that is the MEAN"),
+        ({"first_only": True}, "only the first head is used"),
+        ({"products": True}, "the heads' OV circuits are multiplied"),
+    ],
+)
 def test_effective_ov_rejects_classic_mistakes(kwargs, phrase):
     rejected(checks.test_effective_ov_circuit(lambda m, l, h: checks._effective(m, l, h, **kwargs)), phrase)
 
@@ -625,7 +710,10 @@ def test_effective_ov_accepts_a_sum_of_factored_circuits_and_a_dense_matrix():
 
 
 def test_effective_ov_rejects_a_wrong_shape():
-    rejected(checks.test_effective_ov_circuit(lambda m, l, h: FactoredMatrix(m.W_V[l, h[0]], m.W_O[l, h[0]])), "(d_vocab, d_vocab)")
+    rejected(
+        checks.test_effective_ov_circuit(lambda m, l, h: FactoredMatrix(m.W_V[l, h[0]], m.W_O[l, h[0]])),
+        "(d_vocab, d_vocab)",
+    )
 
 
 # ----------------------------------------------------------------- answers and the notebook
@@ -646,5 +734,3 @@ def test_notebook_uses_the_checks_text_and_the_course_model():
     assert f"CODE_TEXT = '''{checks.CODE_TEXT}'''" in source
     assert 'MODEL_NAME = "attn-only-2l"' in source
     assert "hub:attn-only-2l" in source
-
-

@@ -1,5 +1,6 @@
 """Chapter 06's checks pass the reference, flag stubs, reject the classic mistakes and accept
 correct alternatives (other factorisations, loops instead of einsum, float64, …)."""
+
 import einops
 import pytest
 import torch
@@ -196,12 +197,19 @@ def _decomposition_from_weights(model, tokens):
 
     resid = (model.W_E[tokens] + model.W_pos[:n]).double()
     c = resid - resid.mean(-1, keepdim=True)
-    x = c / (c.pow(2).mean(-1, keepdim=True) + eps).sqrt() * model.blocks[0].ln1.w.double() + model.blocks[0].ln1.b.double()
+    x = (
+        c / (c.pow(2).mean(-1, keepdim=True) + eps).sqrt() * model.blocks[0].ln1.w.double()
+        + model.blocks[0].ln1.b.double()
+    )
     heads = []
     for h in range(model.cfg.n_heads):
         v = x @ model.W_V[0, h].double() + model.b_V[0, h].double()
         heads.append(cache["pattern", 0][:, h, -1].double() * read(v @ model.W_O[0, h].double()) / scale[:, None])
-    bias = read(model.b_O[0].double()) / scale + (model.ln_final.b @ model.W_U[:, else_token]).double() + model.b_U[else_token].double()
+    bias = (
+        read(model.b_O[0].double()) / scale
+        + (model.ln_final.b @ model.W_U[:, else_token]).double()
+        + model.b_U[else_token].double()
+    )
     return {
         "embed": read(model.W_E[tokens[:, -1]].double()) / scale,
         "pos_embed": read(model.W_pos[n - 1].double()) / scale,
@@ -228,7 +236,9 @@ def _decomposition_with_cache_helpers(model, tokens):
         "embed": read(direct[0]) / scale[:, 0],
         "pos_embed": read(direct[1]) / scale[:, 0],
         "heads": read(per_source) / scale[:, :, None],
-        "biases": read(model.b_O[0]) / scale[:, 0] + model.ln_final.b @ model.W_U[:, else_token] + model.b_U[else_token],
+        "biases": read(model.b_O[0]) / scale[:, 0]
+        + model.ln_final.b @ model.W_U[:, else_token]
+        + model.b_U[else_token],
     }
 
 

@@ -1,4 +1,5 @@
 """The notebook build: solution notebooks get the solution's code, learner ones keep stubs."""
+
 import importlib
 import inspect
 

@@ -1,5 +1,6 @@
 """A missing or changed model file names the one command that restores it: `git checkout`, a
 reinstall, and the retrain only when nothing holds the file any more."""
+
 import json
 import re
 import shlex
@@ -26,7 +27,9 @@ def _copy_models(dest: Path) -> Path:
 
 
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=repo, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=repo, check=True, capture_output=True
+    )
 
 
 @pytest.fixture
@@ -79,7 +82,9 @@ def test_a_file_git_never_had_is_retrained(clone):
     new = clone / "new-model"  # trained here, never committed
     shutil.copytree(clone / MODEL, new)
     manifest = json.loads((clone / "manifest.json").read_text())
-    manifest["files"].update({f"new-model/{k.split('/')[1]}": v for k, v in manifest["files"].items() if k.startswith(MODEL)})
+    manifest["files"].update(
+        {f"new-model/{k.split('/')[1]}": v for k, v in manifest["files"].items() if k.startswith(MODEL)}
+    )
     (clone / "manifest.json").write_text(json.dumps(manifest))
     (new / "config.json").unlink()
     with pytest.raises(CheckpointError, match=f"missing file .*new-model.config.json.*{RETRAIN}") as info:
@@ -98,10 +103,14 @@ def test_an_installed_course_is_reinstalled(tmp_path, monkeypatch):
     data = tmp_path / "site-packages" / "course_utils" / "_data"
     models = _copy_models(data / "models")
     monkeypatch.setattr(paths, "PACKAGED_DATA", data)
-    monkeypatch.setattr(paths, "reinstall_command", lambda: 'pip install --force-reinstall --no-deps "mechinterp-course"')
+    monkeypatch.setattr(
+        paths, "reinstall_command", lambda: 'pip install --force-reinstall --no-deps "mechinterp-course"'
+    )
     (models / MODEL / "model.safetensors").write_bytes(b"changed")
     message = _error(models)
-    assert message.endswith('reinstall the course: `pip install --force-reinstall --no-deps "mechinterp-course"`'), message
+    assert message.endswith('reinstall the course: `pip install --force-reinstall --no-deps "mechinterp-course"`'), (
+        message
+    )
     assert RETRAIN not in message and "git" not in message
 
 
@@ -117,14 +126,25 @@ class _Distribution:
 @pytest.mark.parametrize(
     "direct_url, spec",
     [
-        ({"url": "https://example.org/course.git", "vcs_info": {"vcs": "git", "commit_id": "ab12", "requested_revision": "v1"}},
-         "mechinterp-course @ git+https://example.org/course.git@v1"),
-        ({"url": "https://example.org/course.git", "vcs_info": {"vcs": "git", "commit_id": "ab12"}},
-         "mechinterp-course @ git+https://example.org/course.git"),
-        ({"url": "file:///tmp/my%20dist/mechinterp_course-0.1.0-py3-none-any.whl", "archive_info": {}},
-         "/tmp/my dist/mechinterp_course-0.1.0-py3-none-any.whl"),
-        ({"url": "https://example.org/mechinterp_course-0.1.0-py3-none-any.whl", "archive_info": {}},
-         "mechinterp-course @ https://example.org/mechinterp_course-0.1.0-py3-none-any.whl"),
+        (
+            {
+                "url": "https://example.org/course.git",
+                "vcs_info": {"vcs": "git", "commit_id": "ab12", "requested_revision": "v1"},
+            },
+            "mechinterp-course @ git+https://example.org/course.git@v1",
+        ),
+        (
+            {"url": "https://example.org/course.git", "vcs_info": {"vcs": "git", "commit_id": "ab12"}},
+            "mechinterp-course @ git+https://example.org/course.git",
+        ),
+        (
+            {"url": "file:///tmp/my%20dist/mechinterp_course-0.1.0-py3-none-any.whl", "archive_info": {}},
+            "/tmp/my dist/mechinterp_course-0.1.0-py3-none-any.whl",
+        ),
+        (
+            {"url": "https://example.org/mechinterp_course-0.1.0-py3-none-any.whl", "archive_info": {}},
+            "mechinterp-course @ https://example.org/mechinterp_course-0.1.0-py3-none-any.whl",
+        ),
         (None, "mechinterp-course"),
     ],
     ids=["git tag", "git", "local wheel", "wheel URL", "index"],
@@ -148,5 +168,8 @@ def test_the_ternary_evaluation_set_is_restored_like_the_models(clone):
     _git(clone.parent, "add", "models")
     _git(clone.parent, "commit", "-q", "-m", "eval set")
     missing.unlink()
-    with pytest.raises(CheckpointError, match="missing file .*ternary_eval.json; restore the shipped files with `git checkout -- models/`"):
+    with pytest.raises(
+        CheckpointError,
+        match="missing file .*ternary_eval.json; restore the shipped files with `git checkout -- models/`",
+    ):
         load_ternary_eval(path=missing)

@@ -1,4 +1,5 @@
 """environment.yml (conda) and pyproject.toml (pip) must list the same packages and pins."""
+
 import tomllib
 
 import yaml

@@ -4,6 +4,7 @@ The inputs are built with the reference solutions, the way the notebooks build t
 learner's functions; ``course_utils.findings`` turns them into sentences and decides each claim.
 A retrained model that changes the story fails here, naming the claim that no longer holds.
 """
+
 import pytest
 import torch
 
@@ -63,8 +64,10 @@ def test_hooks_findings_hold_on_the_course_models():
         answer=hooks_checks.ANSWER,
         answer_ranks=ranks.tolist(),
         answer_probs=probs.tolist(),
-        mlp_shapes={name: tuple(mlp_cache[name].shape) for name in
-                    ("blocks.0.mlp.hook_pre", "blocks.0.mlp.hook_post", "blocks.0.hook_mlp_out")},
+        mlp_shapes={
+            name: tuple(mlp_cache[name].shape)
+            for name in ("blocks.0.mlp.hook_pre", "blocks.0.mlp.hook_post", "blocks.0.hook_mlp_out")
+        },
         d_model=mlp_model.cfg.d_model,
         d_mlp=mlp_model.cfg.d_mlp,
     )
@@ -90,13 +93,17 @@ def test_residual_findings_hold_on_gelu_4l():
     per_prompt = []
     for i, pos in enumerate(batch.answer_pos.tolist()):
         one = batch_cache.apply_slice_to_batch_dim(slice(i, i + 1))
-        per_prompt.append(S.head_logit_attribution(model, one, int(batch.io_ids[i]), pos)[0]
-                          - S.head_logit_attribution(model, one, int(batch.s_ids[i]), pos)[0])
+        per_prompt.append(
+            S.head_logit_attribution(model, one, int(batch.io_ids[i]), pos)[0]
+            - S.head_logit_attribution(model, one, int(batch.s_ids[i]), pos)[0]
+        )
     per_prompt = torch.stack(per_prompt)
     n_rows = model.cfg.n_layers * model.cfg.n_heads
     acc = cache.accumulated_resid(pos_slice=-1)[:, 0]
     centred = acc - acc.mean(-1, keepdim=True)
-    normed = centred / (centred.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt() * model.ln_final.w + model.ln_final.b
+    normed = (
+        centred / (centred.pow(2).mean(-1, keepdim=True) + model.cfg.eps).sqrt() * model.ln_final.w + model.ln_final.b
+    )
 
     def rank(layer_logits):
         return (layer_logits > layer_logits[:, io, None]).sum(-1).tolist()
@@ -137,7 +144,9 @@ def test_induction_findings_hold_on_attn_only_2l():
     generator = torch.Generator().manual_seed(0)
 
     def low_rank():
-        return torch.randn(cfg.d_model, cfg.d_head, generator=generator) @ torch.randn(cfg.d_head, cfg.d_model, generator=generator)
+        return torch.randn(cfg.d_model, cfg.d_head, generator=generator) @ torch.randn(
+            cfg.d_head, cfg.d_model, generator=generator
+        )
 
     baseline = sum(S.get_comp_score(low_rank(), low_rank()) for _ in range(200)) / 200
     top1_alone = [S.top_1_acc(folded.W_E @ folded.OV[1, h] @ folded.W_U) for h in ind_heads]
@@ -200,9 +209,10 @@ def test_if_else_findings_hold_on_attn_only_1l():
         s = S.mahalanobis_scores(x[fit], x)
         return S.auroc(s[held], s[anomalous])
 
-    if_heads = [h for h in range(cfg.n_heads)
-                if S.ov_ranks(S.ov_circuit(model, h), IF, ELSE)[0] < 10]
-    cut = [torch.cat([r[:, :1], r[:, -32:]], dim=1) for i, r in enumerate(rows) if not is_anomalous[i] and r.shape[1] > 32]
+    if_heads = [h for h in range(cfg.n_heads) if S.ov_ranks(S.ov_circuit(model, h), IF, ELSE)[0] < 10]
+    cut = [
+        torch.cat([r[:, :1], r[:, -32:]], dim=1) for i, r in enumerate(rows) if not is_anomalous[i] and r.shape[1] > 32
+    ]
     batch = torch.cat([r for r in cut if (r == IF).sum() == 1][:48])
 
     def control(changed, source):

@@ -3,6 +3,7 @@
 The notebook prints the numbers of :func:`course_utils.checks.early_decoding.findings` and
 states qualitative claims about them; these tests assert each claim with bounds loose enough
 for a retrain that tells the same story, and tight enough that another story fails here."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,7 +23,7 @@ def test_the_model_answers_the_held_out_forms(found):
 
 
 def test_capitals_are_resolved_by_block_0(found):
-    """"The capital is at or next to the top of the lens right after block 0 in both forms"."""
+    """ "The capital is at or next to the top of the lens right after block 0 in both forms"."""
     for group in (found.capitals_bare, found.capitals_qa):
         assert group.median_rank[1] <= 2, group
 
@@ -34,7 +35,7 @@ def test_the_seed_prompt_is_one_of_them():
 
 
 def test_towns_rise_over_depth(found):
-    """"After block 0 the town's country is not yet on top, and its median rank never rises again
+    """ "After block 0 the town's country is not yet on top, and its median rank never rises again
     on the way to the top at the last row"."""
     ranks = found.towns.median_rank
     assert ranks[1] >= 1, ranks
@@ -43,14 +44,14 @@ def test_towns_rise_over_depth(found):
 
 
 def test_towns_become_top1_later_than_capitals(found):
-    """"The median row from which it stays top-1 is 'block 1 out' or later, later than for either
+    """ "The median row from which it stays top-1 is 'block 1 out' or later, later than for either
     form of the capitals"."""
     assert found.towns.top1_depth >= 2
     assert found.towns.top1_depth > max(found.capitals_bare.top1_depth, found.capitals_qa.top1_depth)
 
 
 def test_mlp0_does_most_of_the_work_mostly_indirectly(found):
-    """"Zeroing MLP 0 costs more than any other MLP, for towns and capitals; for towns its direct
+    """ "Zeroing MLP 0 costs more than any other MLP, for towns and capitals; for towns its direct
     removal costs less than half of that"."""
     for group in (found.towns, found.capitals_bare, found.capitals_qa):
         zero = group.mlp_zero_nats
@@ -59,7 +60,7 @@ def test_mlp0_does_most_of_the_work_mostly_indirectly(found):
 
 
 def test_tracing_at_the_towns_last_token_recovers_little(found):
-    """"Restoring the town's last token, at any depth, recovers less than half of the answer's probability"."""
+    """ "Restoring the town's last token, at any depth, recovers less than half of the answer's probability"."""
     assert found.n_traced >= 4
     assert max(found.tracing) < 0.5, found.tracing
 

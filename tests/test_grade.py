@@ -5,6 +5,7 @@ the solutions, one with the untouched stubs, one with wrong answers (and deleted
 renamed and very chatty cells), one with an infinite loop, one with a corrupt notebook and
 one who handed in nothing. It starts a kernel per student, so it is marked ``slow``.
 """
+
 import csv
 
 import nbformat
@@ -41,7 +42,9 @@ def test_students_are_folders_and_only_chapter_notebooks_count(tmp_path):
     (tmp_path / "amy" / "scratch.ipynb").write_text("{}")
     students = grade.find_students(tmp_path, [CHAPTER])
     assert [s.name for s in students] == ["amy", "zed"]
-    assert students[0].notebooks == {CHAPTER: tmp_path / "amy" / f"{CHAPTER}.ipynb"} and students[0].ignored == ["scratch.ipynb"]
+    assert students[0].notebooks == {CHAPTER: tmp_path / "amy" / f"{CHAPTER}.ipynb"} and students[0].ignored == [
+        "scratch.ipynb"
+    ]
     assert students[1].notebooks == {} and students[1].ignored == []
     assert grade.graded_chapters(tmp_path) == [CHAPTER]
     assert grade.graded_chapters(tmp_path, ["02_early_decoding"]) == ["02_early_decoding"]
@@ -49,7 +52,10 @@ def test_students_are_folders_and_only_chapter_notebooks_count(tmp_path):
 
 def test_missing_submissions_folder_is_one_line(tmp_path, capsys):
     assert main(["grade", str(tmp_path / "nope")]) == 1
-    assert capsys.readouterr().out.strip() == f"{tmp_path / 'nope'} is not a folder: give the folder that holds one folder per student."
+    assert (
+        capsys.readouterr().out.strip()
+        == f"{tmp_path / 'nope'} is not a folder: give the folder that holds one folder per student."
+    )
 
 
 def test_csv_round_trip(tmp_path):
@@ -67,7 +73,11 @@ def test_feedback_pages_show_every_diagnosis_and_work_offline(tmp_path):
     summary = index.read_text(encoding="utf-8")
     assert external_references(summary) == []
     assert summary.count('data-library="plotly"') == 1 and "Plotly.newPlot(" in summary
-    assert 'href="students/ana_mar_a.html"' in summary and "bo&lt;b&gt;" in summary and "<b>" not in summary.split("<main>")[1]
+    assert (
+        'href="students/ana_mar_a.html"' in summary
+        and "bo&lt;b&gt;" in summary
+        and "<b>" not in summary.split("<main>")[1]
+    )
     assert "THE END" in summary  # the most common diagnosis of "mul", whole
     page = (tmp_path / "html" / "students" / "ana_mar_a.html").read_text(encoding="utf-8")
     assert long in page and "✓ passed" in page and "✗ failed" in page
@@ -119,9 +129,9 @@ def synthetic_class(root, notebooks_dir):
 
     cy = solution()  # wrong function, wrong answer, a deleted, a renamed and a misplaced cell, 10 MB of printing
     _replace_in(cy, "def attention_pattern(", "def attention_pattern(", "def _right_pattern(")
-    cy.cells[_cell_index(cy, "def _right_pattern(")].source += (
-        "\n\ndef attention_pattern(q, k):\n    return _right_pattern(q, k).flip(-1)\n"
-    )
+    cy.cells[
+        _cell_index(cy, "def _right_pattern(")
+    ].source += "\n\ndef attention_pattern(q, k):\n    return _right_pattern(q, k).flip(-1)\n"
     _replace_in(cy, "answer_n_loss_positions =", "answer_n_loss_positions = 24", "answer_n_loss_positions = 25")
     del cy.cells[_cell_index(cy, "checks.test_head_z(")]
     _replace_in(cy, "def attn_out_from_z(", "def attn_out_from_z(", "def attn_out(")
@@ -151,7 +161,10 @@ def test_a_synthetic_class_is_graded_row_by_row(tmp_path, capsys):
     assert code == 0
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before  # the submissions are untouched
     printed = capsys.readouterr().out
-    assert "Graded 6 students × 1 chapter (5 notebooks, 2 at a time) in " in printed and "fay: no chapter notebook handed in" in printed
+    assert (
+        "Graded 6 students × 1 chapter (5 notebooks, 2 at a time) in " in printed
+        and "fay: no chapter notebook handed in" in printed
+    )
     assert "fay: not graded (not a chapter's notebook name): notes.ipynb" in printed
 
     with out.open(newline="", encoding="utf-8") as f:
@@ -166,7 +179,8 @@ def test_a_synthetic_class_is_graded_row_by_row(tmp_path, capsys):
     expected_status = {
         "ada": everything,
         "ben": {n: "not attempted" for n in names},
-        "cy": everything | {
+        "cy": everything
+        | {
             "attention_pattern": "failed",
             "head_z": "not attempted",
             "attn_out_from_z": "failed",
@@ -186,7 +200,9 @@ def test_a_synthetic_class_is_graded_row_by_row(tmp_path, capsys):
     assert all(message[("ben", n)] == "not answered yet" for n in answers)
     assert message[("cy", "attention_pattern")].startswith("on ")
     assert message[("cy", "head_z")] == "not run"
-    assert message[("cy", "attn_out_from_z")] == "the check's cell raised NameError: name 'attn_out_from_z' is not defined"
+    assert (
+        message[("cy", "attn_out_from_z")] == "the check's cell raised NameError: name 'attn_out_from_z' is not defined"
+    )
     assert message[("cy", "answer_n_loss_positions")].startswith("25 is not right — ")
     assert "24" not in message[("cy", "answer_n_loss_positions")]
     assert "NameError" in message[("cy", "answer_pattern_after_z_ablation")]

@@ -1,4 +1,5 @@
 """The check harness itself: it must fail on wrong answers and say why in one line."""
+
 import numpy as np
 import pytest
 import torch
@@ -137,7 +138,10 @@ def test_an_infinite_loop_fails_after_the_time_limit():
 
     result = check("double", spins, ref, CASES, time_limit=0.5)
     assert not result and result.status == "failed"
-    assert result.message == "✗ double: on a small tensor, your function took longer than 0.5 s — is there an infinite loop?"
+    assert (
+        result.message
+        == "✗ double: on a small tensor, your function took longer than 0.5 s — is there an infinite loop?"
+    )
 
 
 def test_the_default_time_limit_follows_the_reference_and_the_environment(monkeypatch):
@@ -170,7 +174,13 @@ def test_a_timed_out_function_leaves_no_hook_and_no_alarm():
         while True:
             pass
 
-    result = check("run", hooks_then_spins, lambda model, tokens: model(tokens), [Case("three tokens", (model, tokens))], time_limit=0.3)
+    result = check(
+        "run",
+        hooks_then_spins,
+        lambda model, tokens: model(tokens),
+        [Case("three tokens", (model, tokens))],
+        time_limit=0.3,
+    )
     assert "took longer than" in result.message
     assert not any(hp._forward_hooks for hp in model.hook_dict.values())
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
@@ -188,7 +198,9 @@ def test_an_interrupt_still_removes_hooks_and_propagates():
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        check("run", hooks_then_interrupted, lambda model, tokens: model(tokens), [Case("three tokens", (model, tokens))])
+        check(
+            "run", hooks_then_interrupted, lambda model, tokens: model(tokens), [Case("three tokens", (model, tokens))]
+        )
     assert not any(hp._forward_hooks for hp in model.hook_dict.values())
 
 

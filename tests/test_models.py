@@ -1,4 +1,5 @@
 """load_model: course models offline, clear errors for unknown or unreachable hub models."""
+
 import socket
 
 import pytest

@@ -2,6 +2,7 @@
 
 The solution notebooks are executed separately, by `make test-notebooks` (nbmake).
 """
+
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -29,4 +30,6 @@ def test_learner_notebook_runs_until_a_stub(chapter, tmp_path):
         for out in cell.get("outputs", [])
         if RESULT_MIME in out.get("data", {})
     ]
-    assert any(r["message"].endswith("is not implemented yet.") for r in reported), f"{chapter}: no check ran before the first stub error"
+    assert any(r["message"].endswith("is not implemented yet.") for r in reported), (
+        f"{chapter}: no check ran before the first stub error"
+    )

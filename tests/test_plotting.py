@@ -1,4 +1,5 @@
 """Plot helpers: labelled axes, unique token labels, shape errors."""
+
 import pytest
 import torch
 
@@ -12,7 +13,9 @@ def test_position_labels_are_unique_and_visible():
 
 
 def test_heatmap_keeps_repeated_tokens_apart():
-    fig = heatmap(torch.randn(2, 3), title="t", x_title="position", y_title="layer", x_labels=position_labels(["a", "a", "b"]))
+    fig = heatmap(
+        torch.randn(2, 3), title="t", x_title="position", y_title="layer", x_labels=position_labels(["a", "a", "b"])
+    )
     assert list(fig.data[0].x) == ["0: a", "1: a", "2: b"]
     assert fig.layout.xaxis.title.text == "position" and fig.layout.title.text == "t"
 

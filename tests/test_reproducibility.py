@@ -100,13 +100,30 @@ def test_zoo_retrain_is_byte_identical_under_two_cpu_capabilities(tmp_path):
     for machine, env in MACHINES.items():
         out = tmp_path / machine.replace(" ", "_")
         run = subprocess.run(
-            [sys.executable, "-m", "course_utils.zoo", "--only", "attn-only-2l", "--steps-scale", "0.01",
-             "--threads", "1", "--out", str(out)],
-            cwd=ROOT, env=_environ(env), capture_output=True, text=True, timeout=900,
+            [
+                sys.executable,
+                "-m",
+                "course_utils.zoo",
+                "--only",
+                "attn-only-2l",
+                "--steps-scale",
+                "0.01",
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ],
+            cwd=ROOT,
+            env=_environ(env),
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
         assert "zoo done" in run.stdout, run.stderr[-2000:]
         assert "CPU capability AVX2" in run.stdout
-        digests[machine] = {f: checkpoint.sha256_file(out / "attn-only-2l" / f) for f in ("model.safetensors", "config.json")}
+        digests[machine] = {
+            f: checkpoint.sha256_file(out / "attn-only-2l" / f) for f in ("model.safetensors", "config.json")
+        }
     first, second = digests.values()
     assert first == second
 
@@ -134,8 +151,15 @@ def test_the_two_capabilities_do_give_other_weights_unpinned():
     """Without the pin the two stand-in machines disagree, so the test above can fail (that the pin
     makes them agree is the test above's, on the zoo itself)."""
     unpinned = {
-        subprocess.run([sys.executable, "-c", TINY_RUN], cwd=ROOT, env=_environ(env), check=True,
-                       capture_output=True, text=True, timeout=300).stdout.strip()
+        subprocess.run(
+            [sys.executable, "-c", TINY_RUN],
+            cwd=ROOT,
+            env=_environ(env),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        ).stdout.strip()
         for env in MACHINES.values()
     }
     assert len(unpinned) == 2

@@ -6,6 +6,7 @@ unresolvable, so a page that needed a CDN would show empty figures. First on a s
 generated sheet (no chapter needed), then on every chapter that exists; each chapter's
 screenshot is kept in ``build/sheets/screenshots/<chapter>.png``.
 """
+
 import ast
 import inspect
 import os
@@ -40,7 +41,9 @@ def chromium():
     packages = ["chromium", "fonts-noto-color-emoji"]
     try:
         subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *packages], env=env, check=True, capture_output=True, timeout=1800)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", *packages], env=env, check=True, capture_output=True, timeout=1800
+        )
     except (subprocess.SubprocessError, OSError) as err:
         pytest.skip(f"headless Chromium is not installed and `apt-get install chromium` failed: {err}")
     found = sheets.find_chromium()

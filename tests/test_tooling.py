@@ -4,6 +4,7 @@ The fake chapter (``99_fake``) is written into ``tmp_path`` and wired in the way
 real ones are (``notebooks/``, ``solutions``, ``course_utils.checks``), so the real
 ``build_chapter`` builds it. Tests that start a Jupyter kernel are marked ``slow``.
 """
+
 import importlib.util
 import json
 import os
@@ -103,7 +104,7 @@ def triple(x: int) -> int:
 answer_layers = 2
 '''
 
-CHECKS = '''\
+CHECKS = """\
 from course_utils.harness import Case, check, check_answer
 
 import fake_solutions as SOLUTION
@@ -124,7 +125,7 @@ def test_triple(fn):
 
 def test_answer_layers(answer):
     return check_answer("answer_layers", answer, lambda a: a == 2, "count the blocks")
-'''
+"""
 
 
 def _import_file(name, path):
@@ -144,7 +145,9 @@ def fake_chapter(tmp_path, monkeypatch):
     (root / "pkg" / "fake_solutions.py").write_text(SOLUTIONS)
     (root / "pkg" / "fake_checks.py").write_text(CHECKS)
     # Registered like a real chapter; its solutions and checks live outside the course's packages.
-    chapter = Chapter(99, "fake", "A fake chapter", root / "notebooks" / f"{CHAPTER}.py", "fake_solutions", "fake_checks")
+    chapter = Chapter(
+        99, "fake", "A fake chapter", root / "notebooks" / f"{CHAPTER}.py", "fake_solutions", "fake_checks"
+    )
     monkeypatch.setitem(chapters_module.CHAPTERS, CHAPTER, chapter)
     monkeypatch.syspath_prepend(str(root / "pkg"))
     # Kernels started by the tools import the same modules.
@@ -193,7 +196,9 @@ def test_workspace_never_overwrites_without_asking(fake_chapter, tmp_path):
     mine = _edit_workspace_notebook(target, 'raise NotImplementedError("write add_one")', "return x + 1")
 
     log = []  # no terminal (ask=None): keep, and say how to replace
-    assert workspace.prepare_workspace([CHAPTER], dest, build_dir=tmp_path / "nb", ask=None, log=log.append) == {CHAPTER: "kept"}
+    assert workspace.prepare_workspace([CHAPTER], dest, build_dir=tmp_path / "nb", ask=None, log=log.append) == {
+        CHAPTER: "kept"
+    }
     assert target.read_bytes() == mine
     assert any("--force" in line for line in log)
 
@@ -204,7 +209,9 @@ def test_workspace_never_overwrites_without_asking(fake_chapter, tmp_path):
     assert outcome == {CHAPTER: "kept"} and target.read_bytes() == mine and len(questions) == 1
 
     # The learner says yes: replaced, and their version is backed up first.
-    outcome = workspace.prepare_workspace([CHAPTER], dest, build_dir=tmp_path / "nb", ask=lambda q: True, log=lambda s: None)
+    outcome = workspace.prepare_workspace(
+        [CHAPTER], dest, build_dir=tmp_path / "nb", ask=lambda q: True, log=lambda s: None
+    )
     assert outcome == {CHAPTER: "replaced"}
     assert "write add_one" in target.read_text()
     backups = list((dest / workspace.BACKUP_DIR).iterdir())
@@ -214,7 +221,9 @@ def test_workspace_never_overwrites_without_asking(fake_chapter, tmp_path):
 def test_workspace_force_replaces_with_a_backup(fake_chapter, tmp_path):
     dest = tmp_path / "ws"
     workspace.prepare_workspace([CHAPTER], dest, build_dir=tmp_path / "nb", log=lambda s: None)
-    mine = _edit_workspace_notebook(dest / f"{CHAPTER}.ipynb", 'raise NotImplementedError("write double")', "return 2 * x")
+    mine = _edit_workspace_notebook(
+        dest / f"{CHAPTER}.ipynb", 'raise NotImplementedError("write double")', "return 2 * x"
+    )
     outcome = workspace.prepare_workspace([CHAPTER], dest, build_dir=tmp_path / "nb", force=True, log=lambda s: None)
     assert outcome == {CHAPTER: "replaced"}
     assert [b.read_bytes() for b in (dest / workspace.BACKUP_DIR).iterdir()] == [mine]
@@ -276,7 +285,6 @@ def test_a_chapter_registered_alone_is_built_listed_and_tested(fake_chapter, tmp
         test(CHAPTER)
 
 
-
 def test_expected_checks_are_the_test_functions_in_order(fake_chapter):
     assert progress.expected_checks(CHAPTER) == ["add_one", "double", "triple", "answer_layers"]
 
@@ -299,16 +307,20 @@ def _executed(cells):
 
 
 def test_read_statuses_from_published_results():
-    nb = _executed([
-        ("checks.test_a(a)", ("a", "passed", "✓ a: matches the reference on 2 inputs."), None),
-        ("checks.test_b(b)", ("b", "failed", "✗ b: on x = 1, output is 3 but expected 2 — did you add 2?"), None),
-        ("checks.test_c(c)", ("c", "not attempted", "… c is not implemented yet."), None),
-        ("checks.test_d(d)", None, "NameError"),
-        ("y = e(1)\nchecks.test_e(e)", None, "NotImplementedError"),
-        ("checks.test_g(g)", None, CELL_TIMEOUT),
-        ("print('✓ f: a line that looks like a check is not one')", None, None),
-    ])
-    nb.cells[-1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="✓ f: a line that looks like a check\n")]
+    nb = _executed(
+        [
+            ("checks.test_a(a)", ("a", "passed", "✓ a: matches the reference on 2 inputs."), None),
+            ("checks.test_b(b)", ("b", "failed", "✗ b: on x = 1, output is 3 but expected 2 — did you add 2?"), None),
+            ("checks.test_c(c)", ("c", "not attempted", "… c is not implemented yet."), None),
+            ("checks.test_d(d)", None, "NameError"),
+            ("y = e(1)\nchecks.test_e(e)", None, "NotImplementedError"),
+            ("checks.test_g(g)", None, CELL_TIMEOUT),
+            ("print('✓ f: a line that looks like a check is not one')", None, None),
+        ]
+    )
+    nb.cells[-1].outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="✓ f: a line that looks like a check\n")
+    ]
     statuses = {s.name: s for s in progress.read_statuses(nb, ["a", "b", "c", "d", "e", "f", "g"])}
     assert statuses["a"].status == progress.PASSED and statuses["a"].message == "matches the reference on 2 inputs"
     assert statuses["b"].status == progress.FAILED
@@ -332,11 +344,16 @@ LONG_DIAGNOSIS = "on x = 1, output is 3 but expected 2 " + " ".join(f"word{i}" f
 
 def _two_chapters():
     return [
-        progress.ChapterProgress("01_x", [
-            progress.ExerciseStatus("a", progress.PASSED, "matches the reference on 2 inputs"),
-            progress.ExerciseStatus("b", progress.FAILED, LONG_DIAGNOSIS),
-        ]),
-        progress.ChapterProgress("02_y", [progress.ExerciseStatus("c", progress.NOT_ATTEMPTED, "not run")], note="stopped"),
+        progress.ChapterProgress(
+            "01_x",
+            [
+                progress.ExerciseStatus("a", progress.PASSED, "matches the reference on 2 inputs"),
+                progress.ExerciseStatus("b", progress.FAILED, LONG_DIAGNOSIS),
+            ],
+        ),
+        progress.ChapterProgress(
+            "02_y", [progress.ExerciseStatus("c", progress.NOT_ATTEMPTED, "not run")], note="stopped"
+        ),
     ]
 
 
@@ -362,7 +379,11 @@ def test_progress_json(monkeypatch, tmp_path, capsys):
     (tmp_path / "01_hooks_basics.ipynb").write_text("{}")
     assert main(["progress", "--dir", str(tmp_path), "--json", "01"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data[0]["chapter"] == "01_x" and data[0]["exercises"][1] == {"name": "b", "status": "failed", "message": LONG_DIAGNOSIS}
+    assert data[0]["chapter"] == "01_x" and data[0]["exercises"][1] == {
+        "name": "b",
+        "status": "failed",
+        "message": LONG_DIAGNOSIS,
+    }
 
 
 def test_a_chapter_missing_from_the_workspace_is_not_attempted(tmp_path):
@@ -374,7 +395,9 @@ def test_a_chapter_missing_from_the_workspace_is_not_attempted(tmp_path):
 def test_an_unreadable_notebook_is_an_error_with_the_reason(tmp_path):
     (tmp_path / "01_x.ipynb").write_text('{"cells": [{"cell_type": "code", "sour')
     (result,) = progress.collect_progress(["01_x"], tmp_path, expected=lambda c: ["a"], log=lambda s: None)
-    assert [(e.status, e.message.split(" (")[0]) for e in result.exercises] == [("error", "01_x.ipynb is not a readable notebook")]
+    assert [(e.status, e.message.split(" (")[0]) for e in result.exercises] == [
+        ("error", "01_x.ipynb is not a readable notebook")
+    ]
 
 
 @pytest.mark.slow
@@ -396,7 +419,9 @@ def test_progress_runs_the_learners_notebook_without_changing_it(fake_chapter, t
     assert list(statuses) == ["add_one", "double", "triple", "answer_layers"]
     assert statuses["add_one"].status == progress.PASSED
     assert statuses["double"].status == progress.FAILED
-    assert statuses["double"].message.startswith("on x = 1, output is 3 but expected 2 — did you add 2 instead of doubling?")
+    assert statuses["double"].message.startswith(
+        "on x = 1, output is 3 but expected 2 — did you add 2 instead of doubling?"
+    )
     assert statuses["triple"].status == progress.NOT_ATTEMPTED and statuses["triple"].message == "not run"
     assert statuses["answer_layers"].status == progress.NOT_ATTEMPTED
     assert statuses["answer_layers"].message == "not answered yet"
@@ -407,34 +432,47 @@ def test_progress_runs_the_learners_notebook_without_changing_it(fake_chapter, t
 @pytest.mark.slow
 @pytest.mark.parametrize("strict", [True, False])
 def test_kernel_run_sets_the_check_mode_and_goes_on_after_a_cell_timeout(tmp_path, strict):
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("import os; print(os.environ.get('COURSE_STRICT_CHECKS'), os.environ['PLOTLY_RENDERER'], os.environ['TQDM_DISABLE'])"),
-        nbformat.v4.new_code_cell("while True:\n    pass"),
-        nbformat.v4.new_code_cell("print('x' * 10_000_000)"),
-        nbformat.v4.new_code_cell("print('still running')"),
-    ])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "import os; print(os.environ.get('COURSE_STRICT_CHECKS'), os.environ['PLOTLY_RENDERER'], os.environ['TQDM_DISABLE'])"
+            ),
+            nbformat.v4.new_code_cell("while True:\n    pass"),
+            nbformat.v4.new_code_cell("print('x' * 10_000_000)"),
+            nbformat.v4.new_code_cell("print('still running')"),
+        ]
+    )
     assert execute_in_kernel(nb, tmp_path, timeout=3, strict_checks=strict) is None
     assert nb.cells[0].outputs[0]["text"] == f"{'1' if strict else 'None'} plotly_mimetype 1\n"
     (timeout,) = nb.cells[1].outputs
     assert (timeout["ename"], timeout["evalue"]) == (CELL_TIMEOUT, "the cell ran longer than 3 s and was stopped")
-    assert len(nb.cells[2].outputs[0]["text"]) < 2 * OUTPUT_LIMIT and "more output was dropped" in nb.cells[2].outputs[0]["text"]
+    assert (
+        len(nb.cells[2].outputs[0]["text"]) < 2 * OUTPUT_LIMIT
+        and "more output was dropped" in nb.cells[2].outputs[0]["text"]
+    )
     assert nb.cells[3].outputs[0]["text"] == "still running\n"
 
 
 @pytest.mark.slow
 def test_sandboxed_kernel_has_no_network_a_memory_cap_and_a_notebook_limit(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell(
-            "import socket, resource, os\n"
-            "try:\n    socket.create_connection(('203.0.113.1', 80), timeout=2)\nexcept OSError as err:\n    print(err)\n"
-            "print(resource.getrlimit(resource.RLIMIT_AS)[0], os.environ['HF_HUB_OFFLINE'])\n"
-            "import sys; print(any(p.rstrip('/').endswith('course_utils') for p in sys.path))"
-        ),
-        nbformat.v4.new_code_cell("import time\nfor _ in range(100):\n    time.sleep(0.5)"),
-        nbformat.v4.new_code_cell("print('never reached')"),
-    ])
-    stopped = execute_in_kernel(nb, tmp_path, timeout=60, strict_checks=False, notebook_timeout=20, sandbox=Sandbox(6 * 2**30))
-    assert nb.cells[0].outputs[0]["text"] == f"{BLOCKED}\n{6 * 2**30} 1\nFalse\n"  # no course module shadows a student's
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "import socket, resource, os\n"
+                "try:\n    socket.create_connection(('203.0.113.1', 80), timeout=2)\nexcept OSError as err:\n    print(err)\n"
+                "print(resource.getrlimit(resource.RLIMIT_AS)[0], os.environ['HF_HUB_OFFLINE'])\n"
+                "import sys; print(any(p.rstrip('/').endswith('course_utils') for p in sys.path))"
+            ),
+            nbformat.v4.new_code_cell("import time\nfor _ in range(100):\n    time.sleep(0.5)"),
+            nbformat.v4.new_code_cell("print('never reached')"),
+        ]
+    )
+    stopped = execute_in_kernel(
+        nb, tmp_path, timeout=60, strict_checks=False, notebook_timeout=20, sandbox=Sandbox(6 * 2**30)
+    )
+    assert (
+        nb.cells[0].outputs[0]["text"] == f"{BLOCKED}\n{6 * 2**30} 1\nFalse\n"
+    )  # no course module shadows a student's
     assert stopped == "the notebook ran longer than 20 s and was stopped"
     assert not nb.cells[2].get("outputs")
 
@@ -479,7 +517,7 @@ def test_external_references_are_found():
     page = (
         '<script src="https://cdn.plot.ly/plotly-2.js"></script><link href="//cdn.example/x.css" rel="stylesheet">'
         '<script type="module">import { render } from "https://unpkg.com/circuitsvis/dist/cdn/esm.js";</script>'
-        "<script>require.config({paths: {}})</script><script src=\"local.js\"></script>"
+        '<script>require.config({paths: {}})</script><script src="local.js"></script>'
     )
     assert len(sheets.external_references(page)) == 4
 
@@ -551,16 +589,35 @@ def test_the_prompt_replaces_only_on_yes(monkeypatch):
 def test_solution_sheets_lose_progress_bars_and_machine_paths():
     venv_file = f"{sys.prefix}/lib/python3.11/site-packages/tqdm/auto.py"
     repo_file = f"{paths.REPO_ROOT}/course_utils/tasks/ternary.py"
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=[
-        nbformat.v4.new_output("stream", name="stderr", text=(
-            "patching heads:  50%|█████     | 1/2 [00:00<00:00,  9.81it/s]\r"
-            "patching heads: 100%|██████████| 2/2 [00:00<00:00, 10.02it/s]\n"
-            f"{venv_file}:21: TqdmWarning: IProgress not found.\n"
-        )),
-        nbformat.v4.new_output("stream", name="stderr", text="ternaries:   3%|▎         | 3/100 [00:01<00:40,  2.41s/it]\n"),
-        nbformat.v4.new_output("stream", name="stdout", text=f"read {repo_file}\n100%| kept: stdout is the notebook's own text\n"),
-        nbformat.v4.new_output("error", ename="ValueError", evalue=f"bad {repo_file}", traceback=[f"File {venv_file}"]),
-    ])])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "x",
+                outputs=[
+                    nbformat.v4.new_output(
+                        "stream",
+                        name="stderr",
+                        text=(
+                            "patching heads:  50%|█████     | 1/2 [00:00<00:00,  9.81it/s]\r"
+                            "patching heads: 100%|██████████| 2/2 [00:00<00:00, 10.02it/s]\n"
+                            f"{venv_file}:21: TqdmWarning: IProgress not found.\n"
+                        ),
+                    ),
+                    nbformat.v4.new_output(
+                        "stream", name="stderr", text="ternaries:   3%|▎         | 3/100 [00:01<00:40,  2.41s/it]\n"
+                    ),
+                    nbformat.v4.new_output(
+                        "stream",
+                        name="stdout",
+                        text=f"read {repo_file}\n100%| kept: stdout is the notebook's own text\n",
+                    ),
+                    nbformat.v4.new_output(
+                        "error", ename="ValueError", evalue=f"bad {repo_file}", traceback=[f"File {venv_file}"]
+                    ),
+                ],
+            )
+        ]
+    )
     sheets.clean_streams(nb)
     outputs = nb.cells[0].outputs
     assert [o.get("name", o["output_type"]) for o in outputs] == ["stderr", "stdout", "error"]

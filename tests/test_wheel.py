@@ -7,6 +7,7 @@ for the repository's URL. Then, from that temporary folder, it uses the installe
 learner would: every course model, a learner notebook up to its first check, a solution notebook
 to its end, and an exercise sheet.
 """
+
 import json
 import os
 import re
@@ -52,7 +53,22 @@ def build_wheel(dest: Path) -> Path:
     """``pip wheel`` from a copy of the repository (a build leaves setuptools' build/ behind)."""
     source = dest / "source"
     shutil.copytree(REPO_ROOT, source, ignore=NOT_PACKAGED)
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", ".", "-w", dest], source)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            ".",
+            "-w",
+            dest,
+        ],
+        source,
+    )
     shutil.rmtree(source)
     (wheel,) = dest.glob("mechinterp_course-*.whl")
     return wheel
@@ -176,8 +192,10 @@ def test_the_wheel_is_the_whole_course(scratch):
     installing = time.perf_counter()
     out = _run([python, "-c", RUN_A_CELL, cell], work, env)
     installed = time.perf_counter()
-    print(f"\nwheel {wheel.name}: {wheel.stat().st_size / 1e6:.1f} MB, built in {built - started:.1f} s; "
-          f"the README cell (install, workspace) took {installed - installing:.1f} s")
+    print(
+        f"\nwheel {wheel.name}: {wheel.stat().st_size / 1e6:.1f} MB, built in {built - started:.1f} s; "
+        f"the README cell (install, workspace) took {installed - installing:.1f} s"
+    )
     assert "Successfully installed mechinterp-course" in out and out.count("copied") == len(available_chapters()), out
     assert not (work / "build").exists(), "the workspace left built notebooks (solutions included) behind"
 
@@ -188,7 +206,10 @@ def test_the_wheel_is_the_whole_course(scratch):
     venv = (scratch / "venv").resolve()
     assert Path(result["course_utils"]).resolve().is_relative_to(venv), result["course_utils"]
     assert result["repo_root"] == "None" and Path(result["models_dir"]).resolve().is_relative_to(venv)
-    assert result["models"] == {"attn-only-1l": 1, "attn-only-2l": 2, "gelu-4l": 4, "facts-4l": 4} and result["ternary_eval"] > 0
+    assert (
+        result["models"] == {"attn-only-1l": 1, "attn-only-2l": 2, "gelu-4l": 4, "facts-4l": 4}
+        and result["ternary_eval"] > 0
+    )
     assert Path(result["solution_path"]) == work / "build" / "notebooks" / "solutions" / f"{CHAPTER}.ipynb"
     assert result["sheet_bytes"] > 10_000  # the sheet's stylesheet and template came with the wheel
     for kind in ("learner", "solution"):
@@ -196,5 +217,7 @@ def test_the_wheel_is_the_whole_course(scratch):
         assert run["stopped"] is None and not run["errors"], f"{kind} notebook: {run['stopped'] or run['errors'][:3]}"
         assert f"course_utils from {venv}" in run["text"], f"the {kind} kernel did not import the installed course"
     assert "is not implemented yet" in result["learner"]["text"]
-    print(f"learner up to its first check {result['learner']['seconds']:.0f} s, "
-          f"solution {CHAPTER} {result['solution']['seconds']:.0f} s, total {time.perf_counter() - started:.0f} s")
+    print(
+        f"learner up to its first check {result['learner']['seconds']:.0f} s, "
+        f"solution {CHAPTER} {result['solution']['seconds']:.0f} s, total {time.perf_counter() - started:.0f} s"
+    )

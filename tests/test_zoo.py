@@ -106,7 +106,10 @@ def test_ternary_eval_set_is_fast_and_exact():
     assert all(p.prefix.rstrip().endswith(")") for p in anomalous)
     assert not any(p.prefix.endswith(")") for p in trusted)
     found = ternary.extract_from_source("y = a if n > 0 else b\nz = c if f(x) else d\n")
-    assert [(p.prefix.splitlines()[-1], p.kind) for p in found] == [("y = a if n > 0", "trusted"), ("z = c if f(x)", "anomalous")]
+    assert [(p.prefix.splitlines()[-1], p.kind) for p in found] == [
+        ("y = a if n > 0", "trusted"),
+        ("z = c if f(x)", "anomalous"),
+    ]
 
 
 def test_repeated_tokens_shape():
@@ -160,7 +163,9 @@ def test_model_meets_its_thresholds(models, heldout_streams, name):
     """The model's own evaluation (the one its card reports), re-run on the shipped weights."""
     entry = COURSE_MODELS[name]
     metrics = entry.evaluate(models[name], heldout_streams)
-    failed = [f"{c.description}: {c.value:.3g} (need {c.op} {c.limit:g})" for c in entry.thresholds(metrics) if not c.passed]
+    failed = [
+        f"{c.description}: {c.value:.3g} (need {c.op} {c.limit:g})" for c in entry.thresholds(metrics) if not c.passed
+    ]
     assert not failed, failed
 
 
@@ -266,7 +271,9 @@ def test_a_model_added_to_the_registry_alone_reaches_the_zoo_the_loader_and_its_
     assert sorted(sum(_groups([FAKE, "gelu-4l"], 2), [])) == [FAKE, "gelu-4l"]
     models_dir = tmp_path / "models"
     save_tokenizer(load_tokenizer(), models_dir)
-    model = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(FAKE_RECIPE.config), tokenizer=load_tokenizer())
+    model = TransformerBridge.boot_native(
+        TransformerBridgeConfig.from_dict(FAKE_RECIPE.config), tokenizer=load_tokenizer()
+    )
     metrics = entry.evaluate(model, None)
     card = render_card(entry.recipe(), TrainLog(1, 16, 1.0, [2.0]), metrics, entry.thresholds(metrics), threads=1)
     save_checkpoint(model, FAKE, card, FAKE_RECIPE.config, models_dir)

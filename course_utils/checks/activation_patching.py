@@ -9,6 +9,7 @@ output matches it, and ``tests/test_04_activation_patching.py`` proves each one 
 Sweeps are expensive (one forward pass per patch), so the reference results and the mistakes'
 results are computed once per input and cached.
 """
+
 from __future__ import annotations
 
 import functools
@@ -278,7 +279,9 @@ HEAD_MISTAKES: dict[str, Callable] = {
         lambda head: (_ALL, -1, head)
     ),
     "every patch gives the clean run's score (1) — are you running the clean tokens (patching clean into "
-    "clean)? Run `corrupted_tokens`": _clean_run_everywhere(lambda model, tokens: (model.cfg.n_layers, model.cfg.n_heads)),
+    "clean)? Run `corrupted_tokens`": _clean_run_everywhere(
+        lambda model, tokens: (model.cfg.n_layers, model.cfg.n_heads)
+    ),
     _HOOKS_LEFT: _head_sweep(lambda head: (_ALL, _ALL, head), accumulate=True),
     _NO_EFFECT: _head_sweep(lambda head: (_ALL, _ALL, head), discard=True),
 }
@@ -294,9 +297,7 @@ HEAD_POS_MISTAKES: dict[str, Callable] = {
         lambda head, pos: (_ALL, slice(0, pos + 1), head)
     ),
     "every patch gives the clean run's score (1) — are you running the clean tokens (patching clean into "
-    "clean)? Run `corrupted_tokens`": _clean_run_everywhere(
-        lambda model, tokens, heads: (len(heads), tokens.shape[1])
-    ),
+    "clean)? Run `corrupted_tokens`": _clean_run_everywhere(lambda model, tokens, heads: (len(heads), tokens.shape[1])),
     _HOOKS_LEFT: _head_pos_sweep(lambda head, pos: (_ALL, pos, head), accumulate=True),
     _NO_EFFECT: _head_pos_sweep(lambda head, pos: (_ALL, pos, head), discard=True),
 }
@@ -310,18 +311,25 @@ def _final_diffs(logits, answer_tokens, pos=-1):
 
 
 LOGIT_DIFF_MISTAKES: dict[str, Callable] = {
-    "is the sign flipped? Compute correct (IO, `answer_tokens[:, 0]`) minus wrong (S, `answer_tokens[:, 1]`)": lambda logits, a: -_final_diffs(logits, a),
-    "you read position 0 — the answer is predicted at the final position, `logits[:, -1]`": lambda logits, a: _final_diffs(logits, a, 0),
-    "you read the second-to-last position — the answer is predicted at the final position, `logits[:, -1]`": lambda logits, a: _final_diffs(logits, a, -2),
-    "you averaged over the batch — return one logit difference per prompt": lambda logits, a: _final_diffs(logits, a).mean(),
+    "is the sign flipped? Compute correct (IO, `answer_tokens[:, 0]`) minus wrong (S, `answer_tokens[:, 1]`)": lambda logits, a: (
+        -_final_diffs(logits, a)
+    ),
+    "you read position 0 — the answer is predicted at the final position, `logits[:, -1]`": lambda logits, a: (
+        _final_diffs(logits, a, 0)
+    ),
+    "you read the second-to-last position — the answer is predicted at the final position, `logits[:, -1]`": lambda logits, a: (
+        _final_diffs(logits, a, -2)
+    ),
+    "you averaged over the batch — return one logit difference per prompt": lambda logits, a: _final_diffs(
+        logits, a
+    ).mean(),
     "you compared probabilities — compare the logits themselves (before softmax)": lambda logits, a: _final_diffs(
         logits.softmax(-1), a
     ),
     "`final[:, answer_tokens[:, 0]]` picks every prompt's answer for every prompt ([batch, batch]) — pair row i "
-    "with its own answer: `final.gather(-1, answer_tokens)` or `final[torch.arange(batch), answer_tokens[:, 0]]`": lambda logits, a: logits[
-        :, -1
-    ][:, a[:, 0]]
-    - logits[:, -1][:, a[:, 1]],
+    "with its own answer: `final.gather(-1, answer_tokens)` or `final[torch.arange(batch), answer_tokens[:, 0]]`": lambda logits, a: (
+        logits[:, -1][:, a[:, 0]] - logits[:, -1][:, a[:, 1]]
+    ),
 }
 
 
@@ -330,26 +338,29 @@ def _mean_ld(logits, a):
 
 
 METRIC_MISTAKES: dict[str, Callable] = {
-    "this is the raw mean logit difference — normalise it: (mean − corrupted) / (clean − corrupted)": lambda logits, a, c, k: _mean_ld(
-        logits, a
+    "this is the raw mean logit difference — normalise it: (mean − corrupted) / (clean − corrupted)": lambda logits, a, c, k: (
+        _mean_ld(logits, a)
     ),
     "0 and 1 are swapped (the clean run scores 0) — subtract the CORRUPTED logit difference and divide by "
     "(clean − corrupted)": lambda logits, a, c, k: (c - _mean_ld(logits, a)) / (c - k),
-    "is the sign flipped? The clean run should score +1, not −1": lambda logits, a, c, k: (k - _mean_ld(logits, a))
-    / (c - k),
+    "is the sign flipped? The clean run should score +1, not −1": lambda logits, a, c, k: (
+        (k - _mean_ld(logits, a)) / (c - k)
+    ),
     "dividing by the clean logit difference alone is not the normalisation — use (mean − corrupted) / (clean − "
     "corrupted)": lambda logits, a, c, k: _mean_ld(logits, a) / c,
     "you read position 0 — the answer is predicted at the final position, `logits[:, -1]`": lambda logits, a, c, k: (
-        _final_diffs(logits, a, 0).mean() - k
-    )
-    / (c - k),
+        (_final_diffs(logits, a, 0).mean() - k) / (c - k)
+    ),
 }
 
 
 # --- attribution mistakes -----------------------------------------------------------------------------
-def _attribution(model, corrupted_tokens, clean_cache, metric, *, sign=1.0, grad_on_clean=False, delta=True, mean=False):
+def _attribution(
+    model, corrupted_tokens, clean_cache, metric, *, sign=1.0, grad_on_clean=False, delta=True, mean=False
+):
     names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
     saved: dict[str, torch.Tensor] = {}
+
     def save(act, hook, name):
         if not act.requires_grad:
             act = act.detach().requires_grad_(True)
@@ -418,7 +429,10 @@ def test_normalised_patching_metric(normalised_patching_metric) -> CheckResult:
         Case("the clean run (should score 1)", (d["clean_logits"], *base)),
         Case("the corrupted run (should score 0)", (d["corrupted_logits"], *base)),
         Case("logits 30 % of the way from corrupted to clean", (mixed, *base)),
-        Case("baselines given as tensors", (d["clean_logits"], d["answers"], torch.tensor(d["clean_ld"]), torch.tensor(d["corrupted_ld"]))),
+        Case(
+            "baselines given as tensors",
+            (d["clean_logits"], d["answers"], torch.tensor(d["clean_ld"]), torch.tensor(d["corrupted_ld"])),
+        ),
     ]
     return check(
         "normalised_patching_metric",
@@ -497,9 +511,16 @@ def _block_on_suffix(model, layer, resid, corrupted_cache, *, prefix=True, mask=
     n_pos, suffix, copies = cached_k.shape[1], resid.shape[2], resid.shape[0]
     first = n_pos - suffix if prefix else 0
     x = block.ln1(resid)
-    q, k, v = (torch.einsum("cbpm,hmd->cbphd", x, w) + b for w, b in ((attn.W_Q, attn.b_Q), (attn.W_K, attn.b_K), (attn.W_V, attn.b_V)))
-    keys = torch.cat([cached_k[None, :, n_pos - suffix - first : n_pos - suffix].expand(copies, -1, -1, -1, -1), k], dim=2)
-    values = torch.cat([cached_v[None, :, n_pos - suffix - first : n_pos - suffix].expand(copies, -1, -1, -1, -1), v], dim=2)
+    q, k, v = (
+        torch.einsum("cbpm,hmd->cbphd", x, w) + b
+        for w, b in ((attn.W_Q, attn.b_Q), (attn.W_K, attn.b_K), (attn.W_V, attn.b_V))
+    )
+    keys = torch.cat(
+        [cached_k[None, :, n_pos - suffix - first : n_pos - suffix].expand(copies, -1, -1, -1, -1), k], dim=2
+    )
+    values = torch.cat(
+        [cached_v[None, :, n_pos - suffix - first : n_pos - suffix].expand(copies, -1, -1, -1, -1), v], dim=2
+    )
     scores = torch.einsum("cbqhd,cbkhd->cbhqk", q, keys) / (model.cfg.d_head**0.5 if scale else 1.0)
     query_at = torch.arange(first, first + suffix) if mask == "shifted" else torch.arange(suffix)
     if mask != "none":
@@ -513,12 +534,18 @@ def _block_on_suffix(model, layer, resid, corrupted_cache, *, prefix=True, mask=
 
 SUFFIX_MISTAKES: dict[str, Callable] = {
     "the positions before `pos` are missing from attention — put the corrupted cache's keys and values of "
-    "positions 0…pos−1 before yours (`blocks.{layer}.attn.hook_k` / `hook_v`)": functools.partial(_block_on_suffix, prefix=False),
+    "positions 0…pos−1 before yours (`blocks.{layer}.attn.hook_k` / `hook_v`)": functools.partial(
+        _block_on_suffix, prefix=False
+    ),
     "your causal mask forgets the offset: row i of the suffix is position pos + i, so it sees keys 0…pos + i "
     "(mask key > pos + i, not key > i)": functools.partial(_block_on_suffix, mask="unshifted"),
-    "there is no causal mask — a position must not attend to positions after it": functools.partial(_block_on_suffix, mask="none"),
+    "there is no causal mask — a position must not attend to positions after it": functools.partial(
+        _block_on_suffix, mask="none"
+    ),
     "divide the attention scores by sqrt(d_head) before the softmax": functools.partial(_block_on_suffix, scale=False),
-    "the MLP is missing — after the attention, add `block.mlp(block.ln2(resid))`": functools.partial(_block_on_suffix, mlp=False),
+    "the MLP is missing — after the attention, add `block.mlp(block.ln2(resid))`": functools.partial(
+        _block_on_suffix, mlp=False
+    ),
 }
 
 
@@ -536,8 +563,10 @@ def _suffix_cases() -> list[Case]:
     last = model.cfg.n_layers - 1
     return [
         Case("block 0, positions 10… of the corrupted run", (model, 0, stream(corrupted, 0, 10)[None], corrupted)),
-        Case("block 2, positions 4… patched at 4, and the clean stream (2 copies)",
-             (model, 2, torch.stack([patched, stream(clean, 2, 4)]), corrupted)),
+        Case(
+            "block 2, positions 4… patched at 4, and the clean stream (2 copies)",
+            (model, 2, torch.stack([patched, stream(clean, 2, 4)]), corrupted),
+        ),
         Case(f"block {last}, the final position alone", (model, last, stream(clean, last, -1)[None], corrupted)),
     ]
 
@@ -614,13 +643,24 @@ def test_patch_residual_stream_fast(patch_residual_stream_fast) -> CheckResult:
             patch_residual_stream_fast,
             _ignoring_metric_pos(_reference_resid),
             [
-                Case(f"{N_SWEEP_PROMPTS} IOI pairs (IO and S swapped) on {CHECK_MODEL}", (model, tokens, clean_cache, metric)),
-                Case("a metric that reads every position (log-probability of the next tokens)",
-                     (model, tokens, clean_cache, _all_positions_metric())),
-                Case("the IOI pairs with metric_pos=-1 (the metric reads the final position only)",
-                     (model, tokens, clean_cache, metric), {"metric_pos": -1}),
-                Case(f"a metric that reads position {read} only, with metric_pos={read}",
-                     (model, tokens, clean_cache, one_position_metric), {"metric_pos": read}),
+                Case(
+                    f"{N_SWEEP_PROMPTS} IOI pairs (IO and S swapped) on {CHECK_MODEL}",
+                    (model, tokens, clean_cache, metric),
+                ),
+                Case(
+                    "a metric that reads every position (log-probability of the next tokens)",
+                    (model, tokens, clean_cache, _all_positions_metric()),
+                ),
+                Case(
+                    "the IOI pairs with metric_pos=-1 (the metric reads the final position only)",
+                    (model, tokens, clean_cache, metric),
+                    {"metric_pos": -1},
+                ),
+                Case(
+                    f"a metric that reads position {read} only, with metric_pos={read}",
+                    (model, tokens, clean_cache, one_position_metric),
+                    {"metric_pos": read},
+                ),
             ],
             index_names=("layer", "pos"),
             known_mistakes=FAST_MISTAKES,
@@ -738,8 +778,9 @@ ATTENTION_MISTAKES: dict[str, Callable] = {
 }
 
 
-def _duplicate_mistake(compare: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], same_token: bool = True,
-                       reduce: str = "mean") -> Callable:
+def _duplicate_mistake(
+    compare: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], same_token: bool = True, reduce: str = "mean"
+) -> Callable:
     def wrong(cache, n_layers, tokens, query_pos):
         rows = _rows(query_pos)
         keys = torch.arange(tokens.shape[1])[None, :]
@@ -757,12 +798,20 @@ DUPLICATE_MISTAKES: dict[str, Callable] = {
     "key < query": _duplicate_mistake(lambda k, q: k <= q),
     "you summed the attention to every earlier position (that is 1 minus the attention to itself) — keep only the "
     "positions whose token equals the query's token": _duplicate_mistake(lambda k, q: k < q, same_token=False),
-    "you summed over the batch — average over the prompts instead": _duplicate_mistake(lambda k, q: k < q, reduce="sum"),
+    "you summed over the batch — average over the prompts instead": _duplicate_mistake(
+        lambda k, q: k < q, reduce="sum"
+    ),
 }
 
 
-def _path_mistake(*, run1_tokens: str = "clean", sender_source: str = "corrupted", receiver_positions: str = "pos",
-                  receiver_heads: str = "listed", return_run1: bool = False) -> Callable:
+def _path_mistake(
+    *,
+    run1_tokens: str = "clean",
+    sender_source: str = "corrupted",
+    receiver_positions: str = "pos",
+    receiver_heads: str = "listed",
+    return_run1: bool = False,
+) -> Callable:
     """A path patch with one step wrong (see the diagnoses in :data:`PATH_MISTAKES`)."""
 
     def wrong(model, clean_tokens, corrupted_cache, senders, receivers, pos, receiver_input="v"):
@@ -773,8 +822,10 @@ def _path_mistake(*, run1_tokens: str = "clean", sender_source: str = "corrupted
                     z[:, pos, h] = source[f"blocks.{layer}.attn.hook_z"][:, pos, h]
             return z
 
-        sender_hooks = [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: patch_senders(z, hook, layer))
-                        for layer in sorted({l for l, _ in senders})]
+        sender_hooks = [
+            (f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: patch_senders(z, hook, layer))
+            for layer in sorted({l for l, _ in senders})
+        ]
         with torch.no_grad(), model.hooks(fwd_hooks=sender_hooks):
             if run1_tokens == "corrupted":
                 logits1 = None
@@ -793,9 +844,13 @@ def _path_mistake(*, run1_tokens: str = "clean", sender_source: str = "corrupted
                     act[index] = run1[name][index]
             return act
 
-        hooks = [(f"blocks.{layer}.attn.hook_{receiver_input}",
-                  lambda act, hook, layer=layer: patch_receivers(act, hook, layer))
-                 for layer in sorted({l for l, _ in receivers})]
+        hooks = [
+            (
+                f"blocks.{layer}.attn.hook_{receiver_input}",
+                lambda act, hook, layer=layer: patch_receivers(act, hook, layer),
+            )
+            for layer in sorted({l for l, _ in receivers})
+        ]
         with torch.no_grad():
             return model.run_with_hooks(clean_tokens, fwd_hooks=hooks)
 
@@ -843,8 +898,10 @@ def _ablation_mistake(mean_of: str = "template", source: str = "reference", zero
                     z[:, :, h] = values[f"blocks.{layer}.attn.hook_z"][:, :, h]
             return z
 
-        hooks = [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: ablate(z, hook, layer))
-                 for layer in sorted({l for l, _ in heads})]
+        hooks = [
+            (f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: ablate(z, hook, layer))
+            for layer in sorted({l for l, _ in heads})
+        ]
         with torch.no_grad():
             return model.run_with_hooks(tokens, fwd_hooks=hooks)
 
@@ -878,8 +935,14 @@ def test_attention_to(attention_to) -> CheckResult:
         Case(f"S2 → IO, {_circuit_label()}", (d["clean_cache"], n_layers, d["s2_pos"], d["io_pos"])),
     ]
     with torch.no_grad():
-        return check("attention_to", attention_to, SOLUTION.attention_to, cases, index_names=("layer", "head"),
-                     known_mistakes=ATTENTION_MISTAKES)
+        return check(
+            "attention_to",
+            attention_to,
+            SOLUTION.attention_to,
+            cases,
+            index_names=("layer", "head"),
+            known_mistakes=ATTENTION_MISTAKES,
+        )
 
 
 def test_duplicate_token_score(duplicate_token_score) -> CheckResult:
@@ -892,8 +955,14 @@ def test_duplicate_token_score(duplicate_token_score) -> CheckResult:
         Case("the second copy of a repeated random sequence", (d["repeated_cache"], n_layers, repeated, second_half)),
     ]
     with torch.no_grad():
-        return check("duplicate_token_score", duplicate_token_score, SOLUTION.duplicate_token_score, cases,
-                     index_names=("layer", "head"), known_mistakes=DUPLICATE_MISTAKES)
+        return check(
+            "duplicate_token_score",
+            duplicate_token_score,
+            SOLUTION.duplicate_token_score,
+            cases,
+            index_names=("layer", "head"),
+            known_mistakes=DUPLICATE_MISTAKES,
+        )
 
 
 _reference_path_patch = cached_by_inputs(SOLUTION.path_patch)
@@ -902,14 +971,27 @@ _reference_mean_ablation = cached_by_inputs(SOLUTION.mean_ablate_heads)
 
 def test_path_patch(path_patch) -> CheckResult:
     d = circuit_data()
-    args = (d["model"], d["clean_tokens"], d["corrupted_cache"], CIRCUIT_SENDERS, CIRCUIT_RECEIVERS, int(d["s2_pos"][0]))
+    args = (
+        d["model"],
+        d["clean_tokens"],
+        d["corrupted_cache"],
+        CIRCUIT_SENDERS,
+        CIRCUIT_RECEIVERS,
+        int(d["s2_pos"][0]),
+    )
     cases = [
         Case(f"senders {CIRCUIT_SENDERS}, receivers' values {CIRCUIT_RECEIVERS} at S2, {_circuit_label()}", args),
         Case("the receivers' keys", args, {"receiver_input": "k"}),
     ]
     with torch.no_grad():
-        return check("path_patch", path_patch, _reference_path_patch, cases, index_names=("prompt", "pos", "token"),
-                     known_mistakes=PATH_MISTAKES)
+        return check(
+            "path_patch",
+            path_patch,
+            _reference_path_patch,
+            cases,
+            index_names=("prompt", "pos", "token"),
+            known_mistakes=PATH_MISTAKES,
+        )
 
 
 def test_mean_ablate_heads(mean_ablate_heads) -> CheckResult:
@@ -920,8 +1002,14 @@ def test_mean_ablate_heads(mean_ablate_heads) -> CheckResult:
         Case(f"heads {CIRCUIT_RECEIVERS}", (*args, CIRCUIT_RECEIVERS)),
     ]
     with torch.no_grad():
-        return check("mean_ablate_heads", mean_ablate_heads, _reference_mean_ablation, cases,
-                     index_names=("prompt", "pos", "token"), known_mistakes=ABLATION_MISTAKES)
+        return check(
+            "mean_ablate_heads",
+            mean_ablate_heads,
+            _reference_mean_ablation,
+            cases,
+            index_names=("prompt", "pos", "token"),
+            known_mistakes=ABLATION_MISTAKES,
+        )
 
 
 def test_answer_path_patch_values(answer) -> CheckResult:

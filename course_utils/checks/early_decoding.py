@@ -10,6 +10,7 @@ Also here: :func:`text_batch` (course text for the tuned lens), :func:`subject_s
 corrupted run of causal tracing) and :func:`findings` (the chapter's closing numbers, which
 ``tests/test_findings_02.py`` asserts).
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,9 +46,27 @@ def model() -> TransformerBridge:
     return m
 
 
-_DROPPED_HOOKS = (".attn.q", ".attn.k", ".attn.v", ".attn.o", "hook_q", "hook_k", "hook_v", "hook_z",
-                  "hook_pattern", "hook_attn_scores", ".mlp.in", ".mlp.out", "mlp.hook_pre", "mlp.hook_post",
-                  ".ln1.", ".ln2.", "hook_mlp_in", "hook_attn_in", "hook_result")
+_DROPPED_HOOKS = (
+    ".attn.q",
+    ".attn.k",
+    ".attn.v",
+    ".attn.o",
+    "hook_q",
+    "hook_k",
+    "hook_v",
+    "hook_z",
+    "hook_pattern",
+    "hook_attn_scores",
+    ".mlp.in",
+    ".mlp.out",
+    "mlp.hook_pre",
+    "mlp.hook_post",
+    ".ln1.",
+    ".ln2.",
+    "hook_mlp_in",
+    "hook_attn_in",
+    "hook_result",
+)
 
 
 def _keep(name: str) -> bool:
@@ -172,8 +191,11 @@ def _translator_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     m = model()
     n_rows = max(8, -(-4 * m.cfg.d_model // 63))  # about 4 tokens per dimension: W is well determined
     tokens = text_batch(m, n_rows, 64, seed=12345)
-    names = ["blocks.0.hook_resid_pre", f"blocks.{min(2, m.cfg.n_layers - 1)}.hook_resid_pre",
-             f"blocks.{m.cfg.n_layers - 1}.hook_resid_post"]
+    names = [
+        "blocks.0.hook_resid_pre",
+        f"blocks.{min(2, m.cfg.n_layers - 1)}.hook_resid_pre",
+        f"blocks.{m.cfg.n_layers - 1}.hook_resid_post",
+    ]
     with torch.no_grad():
         _, cache = m.run_with_cache(tokens, names_filter=lambda name: name in names)
     flat = [cache[name][:, 1:].reshape(-1, m.cfg.d_model) for name in names]
@@ -338,9 +360,7 @@ def _effect_sign_flipped(m, cache, answer_token, pos=-1):
 
 def _effect_per_layer(m, cache, answer_token, pos, edit: Callable, transform: Callable):
     clean = transform(SOLUTION.decode_residual(m, _final(m, cache, pos)))[answer_token]
-    return torch.stack(
-        [transform(edit(m, cache, layer, pos))[answer_token] - clean for layer in range(m.cfg.n_layers)]
-    )
+    return torch.stack([transform(edit(m, cache, layer, pos))[answer_token] - clean for layer in range(m.cfg.n_layers)])
 
 
 def _effect_probs(m, cache, answer_token, pos=-1):
@@ -358,7 +378,10 @@ def _effect_frozen_scale(m, cache, answer_token, pos=-1):
 def _effect_no_ln(m, cache, answer_token, pos=-1):
     clean = _unembed(m, _final(m, cache, pos)).log_softmax(-1)[answer_token]
     return torch.stack(
-        [_without_mlp_no_ln(m, cache, layer, pos).log_softmax(-1)[answer_token] - clean for layer in range(m.cfg.n_layers)]
+        [
+            _without_mlp_no_ln(m, cache, layer, pos).log_softmax(-1)[answer_token] - clean
+            for layer in range(m.cfg.n_layers)
+        ]
     )
 
 
@@ -439,6 +462,7 @@ def _trace(m, clean, corrupted, answer, rows: Callable[[int], list[tuple[str, in
         p_corr = m(corrupted)[0, -1].softmax(-1)[answer]
         out = []
         for name, pos in rows(n):
+
             def restore(x, hook, name=name, pos=pos):
                 x[:, pos] = clean_cache[name][:, pos]
                 return x
@@ -474,8 +498,12 @@ def _trace_unnormalised(m, clean, corrupted, answer, subject_pos):
 
 def _trace_resid_post(m, clean, corrupted, answer, subject_pos):
     """Restores the output of block l instead of its input: every row shifted by one block."""
+
     def rows(n):
-        return [(f"blocks.{layer}.hook_resid_post", subject_pos) for layer in range(n)] + [(f"blocks.{n - 1}.hook_resid_post", subject_pos)]
+        return [(f"blocks.{layer}.hook_resid_post", subject_pos) for layer in range(n)] + [
+            (f"blocks.{n - 1}.hook_resid_post", subject_pos)
+        ]
+
     return _trace(m, clean, corrupted, answer, rows, _recovery)
 
 
@@ -497,7 +525,9 @@ def test_decode_residual(decode_residual) -> CheckResult:
         decode_residual,
         SOLUTION.decode_residual,
         [
-            Case("the residual stream after each layer (a [layer, d_model] stack)", (m, _lens_stack(m, fact_cache, -1))),
+            Case(
+                "the residual stream after each layer (a [layer, d_model] stack)", (m, _lens_stack(m, fact_cache, -1))
+            ),
             Case("one residual vector (shape [d_model])", (m, ioi_cache["resid_pre", 2][0, -1])),
             Case("every position of the IOI prompt ([pos, d_model])", (m, ioi_cache["resid_pre", 1][0])),
         ],
@@ -538,9 +568,18 @@ def test_logit_lens(logit_lens) -> CheckResult:
 
 def _rank_cases() -> list[Case]:
     return [
-        Case(f'the logit lens of {_fact_label()} (answer "{town_prompt().answer}")', (lens(_town_text()), answer_token(town_prompt()))),
-        Case(f'the logit lens of {_ioi_label()} (answer "{CAPITAL_PROMPT.answer}")', (lens(CAPITAL_PROMPT.text), answer_token(CAPITAL_PROMPT))),
-        Case(f"the logit lens of {_fact_label(5)}, the token that comes next", (lens(_town_text(), 5), int(tokens(_town_text())[0, 6]))),
+        Case(
+            f'the logit lens of {_fact_label()} (answer "{town_prompt().answer}")',
+            (lens(_town_text()), answer_token(town_prompt())),
+        ),
+        Case(
+            f'the logit lens of {_ioi_label()} (answer "{CAPITAL_PROMPT.answer}")',
+            (lens(CAPITAL_PROMPT.text), answer_token(CAPITAL_PROMPT)),
+        ),
+        Case(
+            f"the logit lens of {_fact_label(5)}, the token that comes next",
+            (lens(_town_text(), 5), int(tokens(_town_text())[0, 6])),
+        ),
     ]
 
 
@@ -644,8 +683,14 @@ def test_mlp_removal_effect(mlp_removal_effect) -> CheckResult:
         mlp_removal_effect,
         SOLUTION.mlp_removal_effect,
         [
-            Case(f'{_fact_label()}, answer "{town_prompt().answer}"', (m, run(_town_text())[1], answer_token(town_prompt()))),
-            Case(f'{_ioi_label()}, answer "{CAPITAL_PROMPT.answer}"', (m, run(CAPITAL_PROMPT.text)[1], answer_token(CAPITAL_PROMPT))),
+            Case(
+                f'{_fact_label()}, answer "{town_prompt().answer}"',
+                (m, run(_town_text())[1], answer_token(town_prompt())),
+            ),
+            Case(
+                f'{_ioi_label()}, answer "{CAPITAL_PROMPT.answer}"',
+                (m, run(CAPITAL_PROMPT.text)[1], answer_token(CAPITAL_PROMPT)),
+            ),
         ],
         tol=Tolerance(1e-3, 1e-3),
         index_names=("layer",),
@@ -678,7 +723,7 @@ def test_logits_before_mlp(logits_before_mlp) -> CheckResult:
             "did you subtract from the FINAL residual? Here the MLP output is removed from resid_post of the same layer": _before_mlp_from_final,
             "did you forget the final LayerNorm before W_U?": _before_mlp_no_ln,
             "this is resid_pre of the layer (before attention too): subtract only the MLP output from resid_post": _before_mlp_resid_pre,
-            "the MLP output is still in: subtract cache[\"mlp_out\", layer] from resid_post": _before_mlp_with_mlp,
+            'the MLP output is still in: subtract cache["mlp_out", layer] from resid_post': _before_mlp_with_mlp,
             "you removed the attention output (hook_attn_out); remove the MLP output (hook_mlp_out)": _before_mlp_attention,
         },
     )
@@ -688,8 +733,12 @@ def _trace_cases() -> list[Case]:
     m, cases = model(), []
     for label, prompt in ((_ioi_label(), CAPITAL_PROMPT), (_fact_label(), town_prompt())):
         swap = subject_swap(prompt)
-        cases.append(Case(f'{label}, subject swapped for "{swap.other_subject}", subject_pos={swap.subject_pos}',
-                          (m, swap.clean, swap.corrupted, answer_token(prompt), swap.subject_pos)))
+        cases.append(
+            Case(
+                f'{label}, subject swapped for "{swap.other_subject}", subject_pos={swap.subject_pos}',
+                (m, swap.clean, swap.corrupted, answer_token(prompt), swap.subject_pos),
+            )
+        )
     return cases
 
 
@@ -717,7 +766,10 @@ def test_kl_to_final(kl_to_final) -> CheckResult:
         SOLUTION.kl_to_final,
         [
             Case(f"the logit lens of {_fact_label()} ([layer, d_vocab])", (lens(_town_text()),)),
-            Case(f'the logit lens of "{CAPITAL_PROMPT.text}" at every position ([layer, pos, d_vocab])', (lens_all_positions(CAPITAL_PROMPT.text),)),
+            Case(
+                f'the logit lens of "{CAPITAL_PROMPT.text}" at every position ([layer, pos, d_vocab])',
+                (lens_all_positions(CAPITAL_PROMPT.text),),
+            ),
         ],
         tol=Tolerance(1e-4, 1e-3),
         known_mistakes={
@@ -743,6 +795,7 @@ def _with_inputs(fn: Callable) -> Callable:
     def fitted(h_from, h_to):
         out = fn(h_from, h_to)
         return _Fit(*out, h_from) if isinstance(out, (tuple, list)) and len(out) == 2 else out
+
     return fitted
 
 
@@ -761,7 +814,9 @@ def _compare_fits(actual: Any, expected: _Fit) -> str | None:
     predicted = x @ actual[0].detach().double() + actual[1].detach().double()
     reference = x @ expected.W.double() + expected.b.double()
     scale = reference.abs().max().item()
-    diff = describe_difference(predicted / scale, reference / scale, Tolerance(2e-3, 0.0), ("token", "dim"), "the prediction h_from @ W + b")
+    diff = describe_difference(
+        predicted / scale, reference / scale, Tolerance(2e-3, 0.0), ("token", "dim"), "the prediction h_from @ W + b"
+    )
     return None if diff is None else diff + " (in units of the largest target value)"
 
 
@@ -808,8 +863,8 @@ def _normalise_block(given: Any) -> str | None:
         return None
     text = given.lower().replace("_", " ").replace(".", " ").strip()
     for kind in ("attn", "mlp"):
-        if text.startswith(kind) and text[len(kind):].strip().isdigit():
-            return f"{kind} {int(text[len(kind):])}"
+        if text.startswith(kind) and text[len(kind) :].strip().isdigit():
+            return f"{kind} {int(text[len(kind) :])}"
     if text.startswith("attention") and text[9:].strip().isdigit():
         return f"attn {int(text[9:])}"
     return None
@@ -840,7 +895,7 @@ def test_answer_biggest_block(answer) -> CheckResult:
         "answer_biggest_block",
         answer,
         lambda given: _normalise_block(given) == truth,
-        "write it as \"attn L\" or \"mlp L\", and look again at the tallest bar of the resid_mid plot",
+        'write it as "attn L" or "mlp L", and look again at the tallest bar of the resid_mid plot',
     )
 
 
@@ -897,9 +952,13 @@ def _measure(prompts: list[recall.RecallPrompt]) -> tuple[torch.Tensor, torch.Te
     batch, last = _padded([p.text for p in prompts])
     rows = torch.arange(len(prompts))
     answers = torch.tensor([answer_token(p) for p in prompts])
-    logits, cache = m.run_with_cache(batch, names_filter=lambda h: "resid_pre" in h or "resid_post" in h or "mlp_out" in h)
+    logits, cache = m.run_with_cache(
+        batch, names_filter=lambda h: "resid_pre" in h or "resid_post" in h or "mlp_out" in h
+    )
     final = logits[rows, last]
-    resid = torch.stack([cache["resid_pre", layer][rows, last] for layer in range(n)] + [cache["resid_post", n - 1][rows, last]])
+    resid = torch.stack(
+        [cache["resid_pre", layer][rows, last] for layer in range(n)] + [cache["resid_post", n - 1][rows, last]]
+    )
     lens = SOLUTION.decode_residual(m, resid)  # [row, prompt, vocab]
     ranks = (lens > lens[:, rows, answers].unsqueeze(-1)).sum(-1)
     log_p = final.log_softmax(-1)[rows, answers]
@@ -923,8 +982,13 @@ def _group(name: str, prompts: list[recall.RecallPrompt], chunk: int = 8) -> Gro
     on_top = (ranks == 0).flip(0).cumprod(0).sum(0)  # rows on top, counted from the last one
     depths = (n + 1 - on_top).float()
     return GroupFindings(
-        name, len(prompts), hits.mean().item(), ranks.float().median(dim=1).values.tolist(),
-        depths.median().item(), zero.mean(1).tolist(), direct.mean(1).tolist(),
+        name,
+        len(prompts),
+        hits.mean().item(),
+        ranks.float().median(dim=1).values.tolist(),
+        depths.median().item(),
+        zero.mean(1).tolist(),
+        direct.mean(1).tolist(),
     )
 
 

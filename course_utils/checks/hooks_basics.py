@@ -5,6 +5,7 @@ Every check runs the learner's function and the reference on real inputs: the co
 tensors are cloned for every check, so a function that writes into its input is reported
 and cannot spoil the inputs of the checks that follow.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,7 +37,7 @@ def most_common(counts, n=3):
 '''
 """The chapter's paragraph of code (the notebook defines the same text; a test keeps them equal)."""
 
-SECOND_TEXT = '''class Stack:
+SECOND_TEXT = """class Stack:
     def __init__(self):
         self.items = []
 
@@ -45,7 +46,7 @@ SECOND_TEXT = '''class Stack:
 
     def pop(self):
         return self.items.pop()
-'''
+"""
 
 MASKED_BELOW = -1e4
 """A masked score may be -inf or any very negative number (e.g. -1e9): softmax gives it weight 0."""
@@ -97,12 +98,10 @@ def ablation_loss_increase() -> Tensor:
         return z
 
     with torch.no_grad():
-        logits = model.run_with_hooks(
-            tokens, fwd_hooks=[(lambda name: name.endswith("attn.hook_z"), zero_heads)]
-        )
-    losses = torch.nn.functional.cross_entropy(
-        logits[:, :-1].transpose(1, 2), tokens[:, 1:], reduction="none"
-    ).mean(dim=1)
+        logits = model.run_with_hooks(tokens, fwd_hooks=[(lambda name: name.endswith("attn.hook_z"), zero_heads)])
+    losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:], reduction="none").mean(
+        dim=1
+    )
     return (losses[:-1] - losses[-1]).reshape(n_layers, n_heads).cpu()
 
 
@@ -167,8 +166,7 @@ def test_count_correct_predictions(count_correct_predictions) -> CheckResult:
                 "is BOS counted? It is never a target: a text of n tokens gives n predictions": _count_bos_as_target,
                 "off by one: the logits at position i predict token i + 1 — compare "
                 "logits[0, :-1].argmax(-1) with tokens[0, 1:]": _count_no_shift,
-                "off by one: the logits at position i predict token i + 1 (you compared them with token i)":
-                    _count_no_shift_dropping_first,
+                "off by one: the logits at position i predict token i + 1 (you compared them with token i)": _count_no_shift_dropping_first,
                 "shifted the wrong way: the prediction at i is for token i + 1, not i - 1": _count_shift_backwards,
                 "tokenised without BOS? Keep the default BOS: the prediction made at BOS "
                 "is the one for the text's first token": _count_without_bos,
@@ -211,8 +209,9 @@ def _compare_scores(actual: Any, expected: Tensor) -> str | None:
             f"the score at batch {b}, head {h}, query {qp}, key {kp} is {a[b, h, qp, kp].item():.4g}, "
             f"but key {kp} comes after query {qp}: it must be masked (-inf)"
         )
-    return describe_difference(a.masked_fill(masked, 0.0), expected.detach().cpu().double().masked_fill(masked, 0.0),
-                               index_names=names)
+    return describe_difference(
+        a.masked_fill(masked, 0.0), expected.detach().cpu().double().masked_fill(masked, 0.0), index_names=names
+    )
 
 
 def _qk_cases() -> list[Case]:
@@ -275,8 +274,7 @@ def test_attention_pattern(attention_pattern) -> CheckResult:
                 "did you forget to divide the scores by √d_head?": _pattern_no_scale,
                 "did you forget the causal mask? A query may only attend to itself and earlier keys": _pattern_no_mask,
                 "masked with 0 instead of -inf? exp(0) = 1 still gives future keys weight": _pattern_mask_with_zero,
-                "masked after the softmax? Then rows no longer sum to 1 — mask the scores, then softmax":
-                    _pattern_mask_after_softmax,
+                "masked after the softmax? Then rows no longer sum to 1 — mask the scores, then softmax": _pattern_mask_after_softmax,
                 "softmax over the wrong dimension? Normalise over keys (the last one)": _pattern_softmax_over_queries,
             },
         )
@@ -307,12 +305,9 @@ def test_head_z(head_z) -> CheckResult:
             ],
             index_names=("batch", "d_head"),
             known_mistakes={
-                "used a column of the pattern? Query pos's weights are the row pattern[:, head, pos, :]":
-                    _z_column_of_pattern,
-                "z is not v at pos: it is the sum over key positions of pattern[b, head, pos, k] * v[b, k, head]":
-                    _z_value_at_pos,
-                "a plain mean of the values ignores the pattern: weight each key by pattern[:, head, pos, k]":
-                    _z_mean_of_values,
+                "used a column of the pattern? Query pos's weights are the row pattern[:, head, pos, :]": _z_column_of_pattern,
+                "z is not v at pos: it is the sum over key positions of pattern[b, head, pos, k] * v[b, k, head]": _z_value_at_pos,
+                "a plain mean of the values ignores the pattern: weight each key by pattern[:, head, pos, k]": _z_mean_of_values,
             },
         )
 
@@ -333,7 +328,10 @@ def test_attn_out_from_z(attn_out_from_z) -> CheckResult:
     model = _model()
     with torch.no_grad():
         cases = [
-            Case(f"layer {layer}", (_act("z", layer), model.W_O[layer].detach().clone(), model.b_O[layer].detach().clone()))
+            Case(
+                f"layer {layer}",
+                (_act("z", layer), model.W_O[layer].detach().clone(), model.b_O[layer].detach().clone()),
+            )
             for layer in range(model.cfg.n_layers)
         ]
         return check(
@@ -382,10 +380,12 @@ def test_previous_token_attention(previous_token_attention) -> CheckResult:
             known_mistakes={
                 "that is attention to the token itself: the previous token is pattern[..., q, q - 1] "
                 "(diagonal offset -1)": functools.partial(_previous_attention_variant, offset=0),
-                "pattern[..., q - 1, q] is a future key, always 0 after the mask: use pattern[..., q, q - 1]":
-                    functools.partial(_previous_attention_variant, offset=1),
-                "position 0 has no previous token: average over the pos - 1 query positions 1 … pos-1":
-                    functools.partial(_previous_attention_variant, divide_by_all=True),
+                "pattern[..., q - 1, q] is a future key, always 0 after the mask: use pattern[..., q, q - 1]": functools.partial(
+                    _previous_attention_variant, offset=1
+                ),
+                "position 0 has no previous token: average over the pos - 1 query positions 1 … pos-1": functools.partial(
+                    _previous_attention_variant, divide_by_all=True
+                ),
                 "your recording hook changed the pattern in place, which changed the forward pass: "
                 "a hook that records must only read": functools.partial(_previous_attention_variant, edit_bos=True),
             },
@@ -428,10 +428,12 @@ def test_head_ablation_loss(head_ablation_loss) -> CheckResult:
             ],
             tol=Tolerance(atol=1e-4, rtol=1e-4),
             known_mistakes={
-                "z[:, head] indexes positions: z is [batch, pos, head, d_head], so zero z[:, :, head]":
-                    functools.partial(_ablation_variant, index="pos"),
-                "you zeroed every head of the layer: zero only z[:, :, head]":
-                    functools.partial(_ablation_variant, index="layer"),
+                "z[:, head] indexes positions: z is [batch, pos, head, d_head], so zero z[:, :, head]": functools.partial(
+                    _ablation_variant, index="pos"
+                ),
+                "you zeroed every head of the layer: zero only z[:, :, head]": functools.partial(
+                    _ablation_variant, index="layer"
+                ),
                 "that is the clean loss: your hook's change never reached the model — modify z in place or "
                 "return the new tensor from the hook": functools.partial(_ablation_variant, keep_change=False),
                 "return the ablated loss itself, not its difference from the clean loss": _ablation_difference,
@@ -462,7 +464,10 @@ def _rank_prob_cases() -> list[Case]:
     model = _model()
     return [
         Case(f"prompt {PROMPT!r}, answer {ANSWER!r}", (model, PROMPT, ANSWER)),
-        Case("the chapter's code paragraph up to 'counts', answer ' =' ", (model, CODE_TEXT[:CODE_TEXT.index("counts =") + 6], " =")),
+        Case(
+            "the chapter's code paragraph up to 'counts', answer ' =' ",
+            (model, CODE_TEXT[: CODE_TEXT.index("counts =") + 6], " ="),
+        ),
     ]
 
 
@@ -475,11 +480,21 @@ def test_answer_rank_and_prob(answer_rank_and_prob) -> CheckResult:
         _rank_prob_cases(),
         index_names=("pos",),
         known_mistakes={
-            "rank 0 is the top guess: count only the tokens with a STRICTLY larger logit": lambda m, p, a: _rank_prob_variant(m, p, a, one_based=True),
-            "ranks count from the bottom: count the tokens with a LARGER logit than the answer's": lambda m, p, a: _rank_prob_variant(m, p, a, ascending=True),
-            "those are logits, not probabilities: softmax over the vocabulary": lambda m, p, a: _rank_prob_variant(m, p, a, prob="logits"),
-            "softmax over the wrong dimension: normalise over the vocabulary (dim=-1), not over positions": lambda m, p, a: _rank_prob_variant(m, p, a, prob="positions"),
-            "the prompt was tokenised without BOS: model.to_tokens adds it by default": lambda m, p, a: _rank_prob_variant(m, p, a, bos=False),
+            "rank 0 is the top guess: count only the tokens with a STRICTLY larger logit": lambda m, p, a: (
+                _rank_prob_variant(m, p, a, one_based=True)
+            ),
+            "ranks count from the bottom: count the tokens with a LARGER logit than the answer's": lambda m, p, a: (
+                _rank_prob_variant(m, p, a, ascending=True)
+            ),
+            "those are logits, not probabilities: softmax over the vocabulary": lambda m, p, a: _rank_prob_variant(
+                m, p, a, prob="logits"
+            ),
+            "softmax over the wrong dimension: normalise over the vocabulary (dim=-1), not over positions": lambda m, p, a: (
+                _rank_prob_variant(m, p, a, prob="positions")
+            ),
+            "the prompt was tokenised without BOS: model.to_tokens adds it by default": lambda m, p, a: (
+                _rank_prob_variant(m, p, a, bos=False)
+            ),
         },
     )
 
@@ -520,10 +535,18 @@ def test_top_neurons(top_neurons) -> CheckResult:
         ],
         known_mistakes={
             "that is hook_mlp_out, the MLP's output in the residual stream ([batch, pos, d_model]): a neuron's "
-            "activation is in hook_post, [batch, pos, d_mlp]": lambda *a, **kw: _neurons_from(*a, **kw, hook="hook_mlp_out"),
-            "that is hook_pre, before the nonlinearity: a neuron fires in hook_post": lambda *a, **kw: _neurons_from(*a, **kw, hook="hook_pre"),
-            "those are the neurons that fire LEAST: take the largest activations": lambda *a, **kw: _neurons_from(*a, **kw, largest=False),
-            "that is the second sequence of the batch: use the first (index 0)": lambda *a, **kw: _neurons_from(*a, **kw, row=1),
+            "activation is in hook_post, [batch, pos, d_mlp]": lambda *a, **kw: _neurons_from(
+                *a, **kw, hook="hook_mlp_out"
+            ),
+            "that is hook_pre, before the nonlinearity: a neuron fires in hook_post": lambda *a, **kw: _neurons_from(
+                *a, **kw, hook="hook_pre"
+            ),
+            "those are the neurons that fire LEAST: take the largest activations": lambda *a, **kw: _neurons_from(
+                *a, **kw, largest=False
+            ),
+            "that is the second sequence of the batch: use the first (index 0)": lambda *a, **kw: _neurons_from(
+                *a, **kw, row=1
+            ),
         },
     )
 

@@ -7,6 +7,7 @@ function that modifies them in place. ``known_mistakes`` name the classic errors
 the induction offset off by one, the first half or BOS counted in a score, a detector reading the
 wrong diagonal, a composition score without its normalisation.
 """
+
 from __future__ import annotations
 
 import functools
@@ -390,10 +391,16 @@ def test_head_logit_attribution(head_logit_attribution) -> CheckResult:
         ],
         index_names=("batch", "pos", "layer", "head"),
         known_mistakes={
-            "not divided by the final LayerNorm's scale cache['ln_final.hook_scale']": lambda m, c, t: _dla(m, c, t, scale=False),
+            "not divided by the final LayerNorm's scale cache['ln_final.hook_scale']": lambda m, c, t: _dla(
+                m, c, t, scale=False
+            ),
             "the final LayerNorm's weight ln_final.w is missing": lambda m, c, t: _dla(m, c, t, ln_w=False),
-            "not centred: the final LayerNorm subtracts each vector's mean before scaling": lambda m, c, t: _dla(m, c, t, centre=False),
-            "the logit of the CURRENT token: position p predicts tokens[:, p + 1]": lambda m, c, t: _dla(m, c, t, shift=0),
+            "not centred: the final LayerNorm subtracts each vector's mean before scaling": lambda m, c, t: _dla(
+                m, c, t, centre=False
+            ),
+            "the logit of the CURRENT token: position p predicts tokens[:, p + 1]": lambda m, c, t: _dla(
+                m, c, t, shift=0
+            ),
         },
     )
 
@@ -414,6 +421,7 @@ def _ablation(model, tokens, ablation="zero", *, whole_layer=False, increase=Tru
         z_all = cache[names[layer]]
         mean_z = z_all.mean(0) if per_pos else z_all.mean((0, 1))
         for head in range(model.cfg.n_heads):
+
             def hook(z, hook, head=head, mean_z=mean_z):
                 z = z.clone()
                 picked = slice(None) if whole_layer else head
@@ -422,6 +430,7 @@ def _ablation(model, tokens, ablation="zero", *, whole_layer=False, increase=Tru
                 else:
                     z[:, :, picked] = mean_z if whole_layer else mean_z[..., head, :]
                 return z
+
             value = loss(model.run_with_hooks(tokens, fwd_hooks=[(names[layer], hook)]))
             out[layer, head] = value - clean if increase else value
     return out
@@ -448,11 +457,21 @@ def test_head_ablation_loss_increase(head_ablation_loss_increase) -> CheckResult
         index_names=("layer", "head"),
         tol=Tolerance(atol=1e-3, rtol=1e-3),
         known_mistakes={
-            "that is the ablated loss itself: return ablated loss MINUS clean loss": lambda m, t, ablation="zero": _ablation(m, t, ablation, increase=False),
-            "the whole layer was ablated: replace only z[:, :, head]": lambda m, t, ablation="zero": _ablation(m, t, ablation, whole_layer=True),
-            "the loss is averaged over every position: use only the predictions of x_2 … x_n in the second copy (loss[:, seq_len+1:])": lambda m, t, ablation="zero": _ablation(m, t, ablation, positions="all"),
-            "the prediction made at position seq_len (of x_1, which nothing predicts) is counted: start at seq_len+1": lambda m, t, ablation="zero": _ablation(m, t, ablation, positions="from_n"),
-            "the mean is over the batch only: average z over the batch AND the positions": lambda m, t, ablation="zero": _ablation(m, t, ablation, per_pos=True),
+            "that is the ablated loss itself: return ablated loss MINUS clean loss": lambda m, t, ablation="zero": (
+                _ablation(m, t, ablation, increase=False)
+            ),
+            "the whole layer was ablated: replace only z[:, :, head]": lambda m, t, ablation="zero": _ablation(
+                m, t, ablation, whole_layer=True
+            ),
+            "the loss is averaged over every position: use only the predictions of x_2 … x_n in the second copy (loss[:, seq_len+1:])": lambda m, t, ablation="zero": (
+                _ablation(m, t, ablation, positions="all")
+            ),
+            "the prediction made at position seq_len (of x_1, which nothing predicts) is counted: start at seq_len+1": lambda m, t, ablation="zero": (
+                _ablation(m, t, ablation, positions="from_n")
+            ),
+            "the mean is over the batch only: average z over the batch AND the positions": lambda m, t, ablation="zero": (
+                _ablation(m, t, ablation, per_pos=True)
+            ),
         },
     )
 
@@ -486,16 +505,24 @@ def test_ablated_induction_scores(ablated_induction_scores) -> CheckResult:
         ablated_induction_scores,
         SOLUTION.ablated_induction_scores,
         [
-            Case(f"the previous-token head 0.{previous} ablated, 4 repeated sequences", (model, _rep_tokens(), previous)),
+            Case(
+                f"the previous-token head 0.{previous} ablated, 4 repeated sequences", (model, _rep_tokens(), previous)
+            ),
             Case(f"head 0.{other} ablated, 2 repeated sequences (seq_len=12)", (model, _rep_tokens(12, 2, 7), other)),
         ],
         index_names=("head_1",),
         known_mistakes={
             "the ablation changed nothing: zero the LAYER-0 head's z (blocks.0.attn.hook_z) in the same forward pass "
             "as the hook that reads layer 1's pattern": lambda m, t, h: _ablated_scores(m, t, h, ablate=False),
-            "the whole of layer 0 was ablated: set only z[:, :, head] to zero": lambda m, t, h: _ablated_scores(m, t, h, whole_layer=True),
-            "those are layer 0's scores: read the pattern of layer 1 (blocks.1.attn.hook_pattern)": lambda m, t, h: _ablated_scores(m, t, h, read_layer=0),
-            "off by one: an induction head attends to the token AFTER the earlier copy (offset -seq_len+1)": lambda m, t, h: _ablated_scores(m, t, h, offset=0),
+            "the whole of layer 0 was ablated: set only z[:, :, head] to zero": lambda m, t, h: _ablated_scores(
+                m, t, h, whole_layer=True
+            ),
+            "those are layer 0's scores: read the pattern of layer 1 (blocks.1.attn.hook_pattern)": lambda m, t, h: (
+                _ablated_scores(m, t, h, read_layer=0)
+            ),
+            "off by one: an induction head attends to the token AFTER the earlier copy (offset -seq_len+1)": lambda m, t, h: (
+                _ablated_scores(m, t, h, offset=0)
+            ),
         },
     )
 
@@ -547,10 +574,23 @@ def test_top_1_acc(top_1_acc) -> CheckResult:
         top_1_acc,
         SOLUTION.top_1_acc,
         [
-            Case("a synthetic copying circuit on 700 tokens, chunk_size=256", (_copying_circuit(),), {"chunk_size": 256}),
-            Case(f"the induction head {induction[0]}.{induction[1]} on the first {SUB_VOCAB} tokens", (_sub_vocab_ov(*induction),)),
-            Case("the same circuit with chunk_size=300 (the last chunk is shorter)", (_sub_vocab_ov(*induction),), {"chunk_size": 300}),
-            Case(f"head {previous[0]}.{previous[1]} on the first {SUB_VOCAB} tokens", (_sub_vocab_ov(*previous),), {"chunk_size": 256}),
+            Case(
+                "a synthetic copying circuit on 700 tokens, chunk_size=256", (_copying_circuit(),), {"chunk_size": 256}
+            ),
+            Case(
+                f"the induction head {induction[0]}.{induction[1]} on the first {SUB_VOCAB} tokens",
+                (_sub_vocab_ov(*induction),),
+            ),
+            Case(
+                "the same circuit with chunk_size=300 (the last chunk is shorter)",
+                (_sub_vocab_ov(*induction),),
+                {"chunk_size": 300},
+            ),
+            Case(
+                f"head {previous[0]}.{previous[1]} on the first {SUB_VOCAB} tokens",
+                (_sub_vocab_ov(*previous),),
+                {"chunk_size": 256},
+            ),
         ],
         known_mistakes={
             "argmax over the wrong dimension: for each row (input token) take the argmax over columns (output tokens), dim=-1": _top1_columns,
@@ -587,10 +627,16 @@ def test_pos_attention_pattern(pos_attention_pattern) -> CheckResult:
         ],
         index_names=("q_pos", "k_pos"),
         known_mistakes={
-            "keys after the query are not masked: set scores[q, k] = -inf for k > q before the softmax": lambda m, l, h, n: _pos_pattern(m, l, h, n, mask=False),
+            "keys after the query are not masked: set scores[q, k] = -inf for k > q before the softmax": lambda m, l, h, n: (
+                _pos_pattern(m, l, h, n, mask=False)
+            ),
             "the scores are not divided by sqrt(d_head)": lambda m, l, h, n: _pos_pattern(m, l, h, n, scale=False),
-            "queries and keys are swapped: rows are queries, so scores = W_pos @ W_QK @ W_pos.T": lambda m, l, h, n: _pos_pattern(m, l, h, n, swap=True),
-            "softmax over the wrong dimension: normalise over keys (dim=-1)": lambda m, l, h, n: _pos_pattern(m, l, h, n, dim=-2),
+            "queries and keys are swapped: rows are queries, so scores = W_pos @ W_QK @ W_pos.T": lambda m, l, h, n: (
+                _pos_pattern(m, l, h, n, swap=True)
+            ),
+            "softmax over the wrong dimension: normalise over keys (dim=-1)": lambda m, l, h, n: _pos_pattern(
+                m, l, h, n, dim=-2
+            ),
         },
     )
 
@@ -620,7 +666,10 @@ def test_get_comp_score(get_comp_score) -> CheckResult:
         get_comp_score,
         SOLUTION.get_comp_score,
         [
-            Case(f"W_OV of head {previous[0]}.{previous[1]} and W_QK.T of head {induction[0]}.{induction[1]}", (W_OV, W_QK.T)),
+            Case(
+                f"W_OV of head {previous[0]}.{previous[1]} and W_QK.T of head {induction[0]}.{induction[1]}",
+                (W_OV, W_QK.T),
+            ),
             Case(f"W_OV of head {previous[0]}.{previous[1]} and W_OV of head 1.0", (W_OV, model.OV[1, 0].AB)),
             Case("random 6×4 and 4×5 matrices", (W_A, W_B)),
         ],
@@ -665,8 +714,12 @@ def test_composition_scores(composition_scores) -> CheckResult:
         known_mistakes={
             "not normalised: divide each ‖W_A W_B‖ by ‖W_A‖ · ‖W_B‖": lambda m, kind: _comp(m, kind, normalise=False),
             "Q and K are mixed up: the queries read through W_QK (x_q W_QK x_k^T), the keys through W_QK.T — pick W_B from `kind`": _comp_keys_for_queries,
-            "that is V-composition (W_B = W_OV of layer 1): Q- and K-composition read through W_QK": lambda m, kind: _comp(m, kind, reader="V"),
-            "rows and columns are swapped: out[i, j] pairs layer-0 head i with layer-1 head j": lambda m, kind: _comp(m, kind, transpose_out=True),
+            "that is V-composition (W_B = W_OV of layer 1): Q- and K-composition read through W_QK": lambda m, kind: (
+                _comp(m, kind, reader="V")
+            ),
+            "rows and columns are swapped: out[i, j] pairs layer-0 head i with layer-1 head j": lambda m, kind: _comp(
+                m, kind, transpose_out=True
+            ),
         },
     )
 
@@ -701,15 +754,24 @@ def test_induction_qk_decomposition(induction_qk_decomposition) -> CheckResult:
         induction_qk_decomposition,
         SOLUTION.induction_qk_decomposition,
         [
-            Case(f"the induction head 1.{induction}, 4 repeated sequences (seq_len={SEQ_LEN})", (model, _folded_run(), induction)),
+            Case(
+                f"the induction head 1.{induction}, 4 repeated sequences (seq_len={SEQ_LEN})",
+                (model, _folded_run(), induction),
+            ),
             Case(f"head 1.{other}, 2 repeated sequences (seq_len=12)", (model, _folded_run(12, 2, 7), other)),
         ],
         index_names=("q_piece", "k_piece"),
         tol=Tolerance(atol=1e-3, rtol=1e-3),
         known_mistakes={
-            "the pieces are not divided by layer 1's LayerNorm scale cache['blocks.1.ln1.hook_scale']": lambda m, c, h: _qk_decomposition(m, c, h, scale=False),
-            "off by one: the key is the token AFTER the earlier copy, position q - n + 1": lambda m, c, h: _qk_decomposition(m, c, h, key_shift=0),
-            "rows and columns are swapped: rows are what the QUERY reads, columns what the KEY reads": lambda m, c, h: _qk_decomposition(m, c, h, swap=True),
+            "the pieces are not divided by layer 1's LayerNorm scale cache['blocks.1.ln1.hook_scale']": lambda m, c, h: (
+                _qk_decomposition(m, c, h, scale=False)
+            ),
+            "off by one: the key is the token AFTER the earlier copy, position q - n + 1": lambda m, c, h: (
+                _qk_decomposition(m, c, h, key_shift=0)
+            ),
+            "rows and columns are swapped: rows are what the QUERY reads, columns what the KEY reads": lambda m, c, h: (
+                _qk_decomposition(m, c, h, swap=True)
+            ),
             "the scores are not divided by sqrt(d_head)": lambda m, c, h: _qk_decomposition(m, c, h, sqrt=False),
             "the keys go through W_K, not W_Q": lambda m, c, h: _qk_decomposition(m, c, h, both_q=True),
         },
@@ -737,7 +799,9 @@ def _compare_circuits(actual: Any, expected: FactoredMatrix) -> str | None:
         return f"output has shape {tuple(actual.shape)} but expected {tuple(expected.shape)} (d_vocab, d_vocab)"
     rows = actual[:256]
     rows = rows.AB if isinstance(rows, FactoredMatrix) else rows
-    return describe_difference(rows, expected[:256].AB, Tolerance(atol=1e-3, rtol=1e-3), ("token", "output"), "the first 256 rows")
+    return describe_difference(
+        rows, expected[:256].AB, Tolerance(atol=1e-3, rtol=1e-3), ("token", "output"), "the first 256 rows"
+    )
 
 
 @torch.no_grad()
@@ -756,9 +820,15 @@ def test_effective_ov_circuit(effective_ov_circuit) -> CheckResult:
         ],
         compare=_compare_circuits,
         known_mistakes={
-            "that is the MEAN of the heads' circuits: the heads' outputs add up in the residual stream, so sum them": lambda m, l, h: _effective(m, l, h, mean=True),
-            "only the first head is used: sum W_V W_O over every head in `heads`": lambda m, l, h: _effective(m, l, h, first_only=True),
-            "the heads' OV circuits are multiplied: heads of one layer act side by side, so their circuits ADD": lambda m, l, h: _effective(m, l, h, products=True),
+            "that is the MEAN of the heads' circuits: the heads' outputs add up in the residual stream, so sum them": lambda m, l, h: (
+                _effective(m, l, h, mean=True)
+            ),
+            "only the first head is used: sum W_V W_O over every head in `heads`": lambda m, l, h: _effective(
+                m, l, h, first_only=True
+            ),
+            "the heads' OV circuits are multiplied: heads of one layer act side by side, so their circuits ADD": lambda m, l, h: (
+                _effective(m, l, h, products=True)
+            ),
         },
     )
 
@@ -773,7 +843,8 @@ def test_answer_induction_key(answer) -> CheckResult:
         answer,
         lambda a: a == 21,
         "which token x_i sits at position 70, where is its earlier copy, and which token does an induction head "
-        "look at relative to that copy?" + (" 20 is the earlier copy itself: is that what an induction head attends to?" if answer == 20 else ""),
+        "look at relative to that copy?"
+        + (" 20 is the earlier copy itself: is that what an induction head attends to?" if answer == 20 else ""),
     )
 
 

@@ -4,6 +4,7 @@ Every check runs the learner's function and the reference on the course model
 ``attn-only-1l`` and on real held-out ternary prefixes (``course_utils.tasks.ternary``).
 Inputs are cached, so each check takes well under a second after the first call.
 """
+
 from __future__ import annotations
 
 import functools
@@ -84,7 +85,9 @@ def approximate_else_logit(
     )
     if use_bias:
         values = values + model.b_V[0]
-    per_source = einops.einsum(values, model.W_O[0], "batch src head d_head, head d_head d_model -> batch head src d_model")
+    per_source = einops.einsum(
+        values, model.W_O[0], "batch src head d_head, head d_head d_model -> batch head src d_model"
+    )
     total = total + (pattern * read(per_source)).sum((1, 2))
     if use_bias:
         total = total + read(model.b_O[0].expand(tokens.shape[0], -1))
@@ -181,7 +184,9 @@ def _run_check(name, learner_fn, reference_fn, cases, **kwargs) -> CheckResult:
     cannot spoil the cached inputs for later runs. The reference's outputs are computed once
     per case (keyed by the case's label) and remembered.
     """
-    fresh = [Case(c.label, tuple(_fresh(a) for a in c.args), {k: _fresh(v) for k, v in c.kwargs.items()}) for c in cases]
+    fresh = [
+        Case(c.label, tuple(_fresh(a) for a in c.args), {k: _fresh(v) for k, v in c.kwargs.items()}) for c in cases
+    ]
     expected = {}
     with torch.no_grad():
         for case in fresh:
@@ -205,7 +210,8 @@ def _ln(x: Tensor, ln) -> Tensor:
 
 def _ov_wrong_order(model, head):
     return FactoredMatrix(
-        _ln(_ln(model.W_E, model.blocks[0].ln1) @ model.W_O[0, head].T @ model.W_V[0, head].T, model.ln_final), model.W_U
+        _ln(_ln(model.W_E, model.blocks[0].ln1) @ model.W_O[0, head].T @ model.W_V[0, head].T, model.ln_final),
+        model.W_U,
     )
 
 
@@ -247,7 +253,9 @@ OV_TOL = Tolerance(atol=1e-3, rtol=1e-3)
 def _compare_ov(actual, expected: FactoredMatrix) -> str | None:
     """Compare two factored circuits on the rows and columns the chapter reads."""
     if not isinstance(actual, FactoredMatrix):
-        return f"output is a {type(actual).__name__}, expected a FactoredMatrix (keep it factored: vocab × vocab is big)"
+        return (
+            f"output is a {type(actual).__name__}, expected a FactoredMatrix (keep it factored: vocab × vocab is big)"
+        )
     if tuple(actual.shape) != tuple(expected.shape):
         return f"output has shape {tuple(actual.shape)} but expected {tuple(expected.shape)}"
     rows = torch.tensor([_token(t) for t in (" if", ")", " x", " None")])
@@ -365,11 +373,15 @@ def test_qk_scores(qk_scores) -> CheckResult:
         ],
         index_names=("head", "query token"),
         known_mistakes={
-            "are the positional embeddings missing? Each residual is W_E[token] + W_pos[position]": functools.partial(_qk, pos=False),
+            "are the positional embeddings missing? Each residual is W_E[token] + W_pos[position]": functools.partial(
+                _qk, pos=False
+            ),
             "is ln1 missing? Queries and keys are computed from ln1(residual)": functools.partial(_qk, ln=False),
             "are b_Q and b_K missing?": functools.partial(_qk, bias=False),
             "did you forget to divide by sqrt(d_head)?": functools.partial(_qk, scale=False),
-            "are queries and keys swapped? Every vocabulary token is a query here; the key is fixed": functools.partial(_qk, swap=True),
+            "are queries and keys swapped? Every vocabulary token is a query here; the key is fixed": functools.partial(
+                _qk, swap=True
+            ),
         },
         time_limit=60,  # every vocabulary token is a query: running them through the model is slow but right
     )
@@ -429,7 +441,9 @@ def _recomputed_ln_everywhere(model, tokens):
     out["embed"] = own(model.W_E[tokens[:, -1]])
     out["pos_embed"] = own(model.W_pos[n - 1]).expand(tokens.shape[0])
     out["heads"] = own(cache["pattern", 0][:, :, -1, :, None] * per_source)
-    out["biases"] = own(model.b_O[0]).expand(tokens.shape[0]) + model.ln_final.b @ model.W_U[:, else_token] + model.b_U[else_token]
+    out["biases"] = (
+        own(model.b_O[0]).expand(tokens.shape[0]) + model.ln_final.b @ model.W_U[:, else_token] + model.b_U[else_token]
+    )
     return out
 
 
@@ -437,7 +451,9 @@ def _heads_wrong_ov_order(model, tokens, out):
     _, cache = model.run_with_cache(tokens)
     else_token = model.to_single_token(" else")
     x = _ln(model.W_E[tokens] + model.W_pos[: tokens.shape[1]], model.blocks[0].ln1)
-    per_source = einops.einsum(x, model.W_O[0].transpose(-1, -2), model.W_V[0].transpose(-1, -2), "b s d, h d e, h e f -> b h s f")
+    per_source = einops.einsum(
+        x, model.W_O[0].transpose(-1, -2), model.W_V[0].transpose(-1, -2), "b s d, h d e, h e f -> b h s f"
+    )
     per_source = per_source - per_source.mean(-1, keepdim=True)
     direction = model.ln_final.w * model.W_U[:, else_token]
     scale = cache["ln_final.hook_scale"][:, -1, 0]
@@ -567,15 +583,28 @@ def test_source_contribution(source_contribution) -> CheckResult:
         [
             Case(f"head {head} reading ' if', a batch of 2 cut prefixes", (model, batch, head, if_)),
             Case(f"head {other} reading ' if', a trusted prefix", (model, trusted, other, if_)),
-            Case(f"head {head} reading ' elif' after ' if' was replaced by it", (model, _swapped(batch, if_, _token(" elif")), head, _token(" elif"))),
+            Case(
+                f"head {head} reading ' elif' after ' if' was replaced by it",
+                (model, _swapped(batch, if_, _token(" elif")), head, _token(" elif")),
+            ),
         ],
         index_names=("batch",),
         known_mistakes={
-            "not divided by the final LayerNorm's scale at the final position (cache['ln_final.hook_scale'][:, -1])": lambda m, t, h, s: _contribution(m, t, h, s, scale=False),
-            "not centred: the final LayerNorm subtracts each vector's mean first": lambda m, t, h, s: _contribution(m, t, h, s, centre=False),
-            "the attention weights of the final query are missing": lambda m, t, h, s: _contribution(m, t, h, s, weights=False),
-            "summed over every source position: keep only those holding `source_token`": lambda m, t, h, s: _contribution(m, t, h, s, mask=False),
-            "the final LayerNorm's weight ln_final.w is missing": lambda m, t, h, s: _contribution(m, t, h, s, ln_w=False),
+            "not divided by the final LayerNorm's scale at the final position (cache['ln_final.hook_scale'][:, -1])": lambda m, t, h, s: (
+                _contribution(m, t, h, s, scale=False)
+            ),
+            "not centred: the final LayerNorm subtracts each vector's mean first": lambda m, t, h, s: _contribution(
+                m, t, h, s, centre=False
+            ),
+            "the attention weights of the final query are missing": lambda m, t, h, s: _contribution(
+                m, t, h, s, weights=False
+            ),
+            "summed over every source position: keep only those holding `source_token`": lambda m, t, h, s: (
+                _contribution(m, t, h, s, mask=False)
+            ),
+            "the final LayerNorm's weight ln_final.w is missing": lambda m, t, h, s: _contribution(
+                m, t, h, s, ln_w=False
+            ),
         },
     )
 
@@ -652,7 +681,9 @@ def _auroc_reversed(normal, anomalous):
 def _auroc_cases() -> tuple[Case, ...]:
     gen = torch.Generator().manual_seed(0)
     return (
-        Case("60 normal vs 50 anomalous scores", (torch.randn(60, generator=gen), torch.randn(50, generator=gen) + 1.0)),
+        Case(
+            "60 normal vs 50 anomalous scores", (torch.randn(60, generator=gen), torch.randn(50, generator=gen) + 1.0)
+        ),
         Case("scores with ties", (torch.tensor([0.0, 1.0, 1.0, 2.0, 3.0]), torch.tensor([1.0, 2.0, 2.0, 4.0]))),
         Case("perfect separation", (torch.zeros(3), torch.ones(2))),
     )
@@ -695,11 +726,15 @@ def _omission_gaps() -> dict[str, float]:
     with torch.no_grad():
         for length in sorted({len(r) for r in rows}):
             tokens = torch.stack([r for r in rows if len(r) == length])
-            logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in ("blocks.0.attn.hook_pattern", "ln_final.hook_scale"))
+            logits, cache = model.run_with_cache(
+                tokens, names_filter=lambda n: n in ("blocks.0.attn.hook_pattern", "ln_final.hook_scale")
+            )
             logit = logits[:, -1, model.to_single_token(" else")]
             pattern, scale = cache["pattern", 0][:, :, -1], cache["ln_final.hook_scale"][:, -1, 0]
             for name in OMISSIONS:
-                totals[name] += (approximate_else_logit(model, tokens, pattern, scale, {name}) - logit).abs().sum().item()
+                totals[name] += (
+                    (approximate_else_logit(model, tokens, pattern, scale, {name}) - logit).abs().sum().item()
+                )
     return {name: total / len(rows) for name, total in totals.items()}
 
 

@@ -8,6 +8,7 @@ unembedding bias (``gelu-4l``'s ``b_U`` is zero).
 that makes that classic mistake; the checks name it when a learner's output matches, and
 ``tests/test_03_residual_stream.py`` proves each one is rejected.
 """
+
 from __future__ import annotations
 
 import functools
@@ -451,7 +452,9 @@ def accepted_top_heads() -> set[str]:
     """The top head, and any head within 10 % of it (a near tie cannot be read off a heatmap)."""
     diff = mean_head_logit_diff()
     best = diff.max().item()
-    return {f"L{l}H{h}" for l in range(diff.shape[0]) for h in range(diff.shape[1]) if diff[l, h] >= best - 0.1 * abs(best)}
+    return {
+        f"L{l}H{h}" for l in range(diff.shape[0]) for h in range(diff.shape[1]) if diff[l, h] >= best - 0.1 * abs(best)
+    }
 
 
 def test_answer_top_ioi_head(answer) -> CheckResult:

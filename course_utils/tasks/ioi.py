@@ -25,17 +25,116 @@ from jaxtyping import Float, Int
 from transformers import PreTrainedTokenizerFast
 
 NAMES: tuple[str, ...] = (
-    "Mary", "John", "Alice", "Bob", "James", "Emma", "David", "Sarah", "Michael", "Anna",
-    "Tom", "Lisa", "Paul", "Laura", "Mark", "Kate", "Peter", "Jane", "Daniel", "Susan",
-    "George", "Helen", "Henry", "Rachel", "Jack", "Emily", "Frank", "Grace", "Steven", "Linda",
-    "Robert", "Karen", "William", "Julia", "Richard", "Nancy", "Thomas", "Amy", "Charles", "Sophie",
-    "Joseph", "Lucy", "Andrew", "Jessica", "Ryan", "Hannah", "Kevin", "Olivia", "Brian", "Chloe",
-    "Eric", "Megan", "Adam", "Claire", "Jason", "Diana", "Simon", "Fiona", "Scott", "Monica",
-    "Patrick", "Rose", "Sam", "Ruth", "Luke", "Alex", "Martin", "Carol", "Victor", "Irene",
-    "Oscar", "Nina", "Leo", "Vera", "Max", "Sofia", "Ben", "Ella", "Carl", "Ivy",
-    "Dean", "Joan", "Gary", "Betty", "Roger", "Tina", "Harry", "Kelly", "Joe", "Maria",
-    "Dan", "Beth", "Tim", "Jill", "Ian", "Ann", "Matt", "Eve", "Nick", "Lily",
-    "Phil", "Joy", "Ray", "May", "Kim", "Jim", "Roy", "Fred", "Ted", "Jenny",
+    "Mary",
+    "John",
+    "Alice",
+    "Bob",
+    "James",
+    "Emma",
+    "David",
+    "Sarah",
+    "Michael",
+    "Anna",
+    "Tom",
+    "Lisa",
+    "Paul",
+    "Laura",
+    "Mark",
+    "Kate",
+    "Peter",
+    "Jane",
+    "Daniel",
+    "Susan",
+    "George",
+    "Helen",
+    "Henry",
+    "Rachel",
+    "Jack",
+    "Emily",
+    "Frank",
+    "Grace",
+    "Steven",
+    "Linda",
+    "Robert",
+    "Karen",
+    "William",
+    "Julia",
+    "Richard",
+    "Nancy",
+    "Thomas",
+    "Amy",
+    "Charles",
+    "Sophie",
+    "Joseph",
+    "Lucy",
+    "Andrew",
+    "Jessica",
+    "Ryan",
+    "Hannah",
+    "Kevin",
+    "Olivia",
+    "Brian",
+    "Chloe",
+    "Eric",
+    "Megan",
+    "Adam",
+    "Claire",
+    "Jason",
+    "Diana",
+    "Simon",
+    "Fiona",
+    "Scott",
+    "Monica",
+    "Patrick",
+    "Rose",
+    "Sam",
+    "Ruth",
+    "Luke",
+    "Alex",
+    "Martin",
+    "Carol",
+    "Victor",
+    "Irene",
+    "Oscar",
+    "Nina",
+    "Leo",
+    "Vera",
+    "Max",
+    "Sofia",
+    "Ben",
+    "Ella",
+    "Carl",
+    "Ivy",
+    "Dean",
+    "Joan",
+    "Gary",
+    "Betty",
+    "Roger",
+    "Tina",
+    "Harry",
+    "Kelly",
+    "Joe",
+    "Maria",
+    "Dan",
+    "Beth",
+    "Tim",
+    "Jill",
+    "Ian",
+    "Ann",
+    "Matt",
+    "Eve",
+    "Nick",
+    "Lily",
+    "Phil",
+    "Joy",
+    "Ray",
+    "May",
+    "Kim",
+    "Jim",
+    "Roy",
+    "Fred",
+    "Ted",
+    "Jenny",
 )
 """110 common English first names; each ``" " + name`` is a single token in the course tokenizer."""
 
@@ -124,7 +223,11 @@ def single_token_names(tokenizer: PreTrainedTokenizerFast | None) -> tuple[str, 
 
 
 def ioi_prompts(
-    n: int, split: Split = "train", order: Order = "both", seed: int = 0, tokenizer: PreTrainedTokenizerFast | None = None
+    n: int,
+    split: Split = "train",
+    order: Order = "both",
+    seed: int = 0,
+    tokenizer: PreTrainedTokenizerFast | None = None,
 ) -> list[IOIPrompt]:
     """Sample ``n`` prompts from one split.
 
@@ -155,30 +258,113 @@ def ioi_prompts(
     return prompts
 
 
-_SCENES = ("", "", "", "It was a warm day. ", "The {place} was quiet that morning. ", "Nobody expected rain that week. ",
-           "Everyone was tired after a long and busy week. ", "The old town was full of visitors. ",
-           "It had snowed all night and the roads were white. ", "The new {place} had just opened. ")
+_SCENES = (
+    "",
+    "",
+    "",
+    "It was a warm day. ",
+    "The {place} was quiet that morning. ",
+    "Nobody expected rain that week. ",
+    "Everyone was tired after a long and busy week. ",
+    "The old town was full of visitors. ",
+    "It had snowed all night and the roads were white. ",
+    "The new {place} had just opened. ",
+)
 """Optional opening sentences: they move the names to later positions, so position is no cue."""
-_INTROS = ("", "Then, ", "Later, ", "Today ", "This morning ", "One evening ", "After dinner, ", "Once again ",
-           "On Monday ", "In the end, ", "Earlier, ", "That night ")
-_CLAUSES = ("{A} and {B} went to the {place}", "{A} and {B} met at the {place}", "{A} and {B} were at the {place}",
-            "{A} and {B} stayed at the {place}", "{A} met {B} at the {place}", "{A} talked with {B} at the {place}",
-            "{A} and {B} walked to the {place}", "{A} and {B} worked at the {place}",
-            "{A} visited {B} at the {place}", "{A} and {B} were invited to the {place}",
-            "{A} sat next to {B} at the {place}", "{A} and {B} were seen near the {place}",
-            "{A} called {B} from the {place}", "{A} and {B} arrived at the busy {place}",
-            "{A} and {B} spent the day at the {place}", "{A} waited for {B} outside the {place}",
-            "the {place} was cleaned by {A} and {B}", "a trip to the {place} was planned by {A} and {B}",
-            "the {place} was painted by {A} and {B}", "{A} was joined by {B} at the {place}")
+_INTROS = (
+    "",
+    "Then, ",
+    "Later, ",
+    "Today ",
+    "This morning ",
+    "One evening ",
+    "After dinner, ",
+    "Once again ",
+    "On Monday ",
+    "In the end, ",
+    "Earlier, ",
+    "That night ",
+)
+_CLAUSES = (
+    "{A} and {B} went to the {place}",
+    "{A} and {B} met at the {place}",
+    "{A} and {B} were at the {place}",
+    "{A} and {B} stayed at the {place}",
+    "{A} met {B} at the {place}",
+    "{A} talked with {B} at the {place}",
+    "{A} and {B} walked to the {place}",
+    "{A} and {B} worked at the {place}",
+    "{A} visited {B} at the {place}",
+    "{A} and {B} were invited to the {place}",
+    "{A} sat next to {B} at the {place}",
+    "{A} and {B} were seen near the {place}",
+    "{A} called {B} from the {place}",
+    "{A} and {B} arrived at the busy {place}",
+    "{A} and {B} spent the day at the {place}",
+    "{A} waited for {B} outside the {place}",
+    "the {place} was cleaned by {A} and {B}",
+    "a trip to the {place} was planned by {A} and {B}",
+    "the {place} was painted by {A} and {B}",
+    "{A} was joined by {B} at the {place}",
+)
 _JOINS = (". ", ", and ", ", then ", ". Soon ", ". After a while ", ". Later ", "; ")
-_ACTIONS = ("gave {obj} to", "handed {obj} to", "passed {obj} to", "sent {obj} to", "showed {obj} to",
-            "threw {obj} to", "brought {obj} to", "offered {obj} to", "sold {obj} to", "lent {obj} to",
-            "said goodbye to", "waved at", "smiled at", "wrote a note to", "made a sandwich for",
-            "bought {obj} for", "found {obj} for", "kept {obj} for", "baked a pie for", "read a story to")
-_OBJECTS = ("a book", "an apple", "the bag", "a letter", "some water", "a cup", "the phone", "a hat", "a coin",
-            "the map", "a flower", "the box", "a toy", "some bread", "a ticket")
-_PLACES = ("beach", "farm", "bank", "zoo", "shop", "church", "restaurant", "bakery", "theatre", "airport",
-           "lake", "hotel", "gym", "office", "market", "garden")
+_ACTIONS = (
+    "gave {obj} to",
+    "handed {obj} to",
+    "passed {obj} to",
+    "sent {obj} to",
+    "showed {obj} to",
+    "threw {obj} to",
+    "brought {obj} to",
+    "offered {obj} to",
+    "sold {obj} to",
+    "lent {obj} to",
+    "said goodbye to",
+    "waved at",
+    "smiled at",
+    "wrote a note to",
+    "made a sandwich for",
+    "bought {obj} for",
+    "found {obj} for",
+    "kept {obj} for",
+    "baked a pie for",
+    "read a story to",
+)
+_OBJECTS = (
+    "a book",
+    "an apple",
+    "the bag",
+    "a letter",
+    "some water",
+    "a cup",
+    "the phone",
+    "a hat",
+    "a coin",
+    "the map",
+    "a flower",
+    "the box",
+    "a toy",
+    "some bread",
+    "a ticket",
+)
+_PLACES = (
+    "beach",
+    "farm",
+    "bank",
+    "zoo",
+    "shop",
+    "church",
+    "restaurant",
+    "bakery",
+    "theatre",
+    "airport",
+    "lake",
+    "hotel",
+    "gym",
+    "office",
+    "market",
+    "garden",
+)
 
 
 def procedural_prompt(rng: random.Random, io: str, s: str, order: Literal["ABBA", "BABA"]) -> IOIPrompt:
@@ -197,14 +383,16 @@ def training_prompts(n: int, procedural_fraction: float = 0.5, seed: int = 0) ->
     """Training-pair prompts: a fraction from :func:`procedural_prompt`, the rest from the training templates."""
     rng = random.Random(seed)
     out = ioi_prompts(n, "train", seed=rng.getrandbits(32))
-    return [
-        procedural_prompt(rng, p.io, p.s, p.order) if rng.random() < procedural_fraction else p for p in out
-    ]
+    return [procedural_prompt(rng, p.io, p.s, p.order) if rng.random() < procedural_fraction else p for p in out]
 
 
-_CLAUSES_3 = ("{A}, {B} and {C} went to the {place}", "{A}, {B} and {C} met at the {place}",
-              "{A} met {B} and {C} at the {place}", "{A}, {B} and {C} were at the {place}",
-              "the {place} was visited by {A}, {B} and {C}")
+_CLAUSES_3 = (
+    "{A}, {B} and {C} went to the {place}",
+    "{A}, {B} and {C} met at the {place}",
+    "{A} met {B} and {C} at the {place}",
+    "{A}, {B} and {C} were at the {place}",
+    "the {place} was visited by {A}, {B} and {C}",
+)
 
 
 def three_name_prompt(rng: random.Random) -> IOIPrompt:
@@ -225,7 +413,10 @@ def three_name_prompt(rng: random.Random) -> IOIPrompt:
 
 
 def corrupt(
-    prompt: IOIPrompt, kind: Literal["abc", "flip"] = "abc", seed: int = 0, tokenizer: PreTrainedTokenizerFast | None = None
+    prompt: IOIPrompt,
+    kind: Literal["abc", "flip"] = "abc",
+    seed: int = 0,
+    tokenizer: PreTrainedTokenizerFast | None = None,
 ) -> IOIPrompt:
     """Corrupted partner of ``prompt`` with the same token length: the second mention of S becomes
     a third name C ("abc": no name repeats, so the duplicate-token signal is gone) or IO ("flip":

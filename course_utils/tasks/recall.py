@@ -34,14 +34,64 @@ def _stable_hash(text: str) -> int:
 
 
 TOWN_FIRST_WORDS: tuple[str, ...] = (
-    "Port", "New", "Upper", "Lower", "North", "South", "East", "West", "Old", "Saint", "Fort", "Lake", "Glen",
-    "Castle", "Green", "Little",
+    "Port",
+    "New",
+    "Upper",
+    "Lower",
+    "North",
+    "South",
+    "East",
+    "West",
+    "Old",
+    "Saint",
+    "Fort",
+    "Lake",
+    "Glen",
+    "Castle",
+    "Green",
+    "Little",
 )
 TOWN_SECOND_WORDS: tuple[str, ...] = (
-    "Ashby", "Brenn", "Corvin", "Dalby", "Esker", "Farrow", "Gilden", "Harrow", "Jarvik", "Kelmor", "Lindor",
-    "Morwen", "Nettle", "Orrin", "Penhal", "Redmere", "Alden", "Brisk", "Carrow", "Dunmere", "Elvar", "Fenwick",
-    "Garrow", "Hollin", "Ivel", "Kestrel", "Lorne", "Marrow", "Norvel", "Oakridge", "Pellam", "Quarry", "Rennick",
-    "Selby", "Tarrow", "Ulver", "Varden", "Wexley", "Yarrow", "Zeller",
+    "Ashby",
+    "Brenn",
+    "Corvin",
+    "Dalby",
+    "Esker",
+    "Farrow",
+    "Gilden",
+    "Harrow",
+    "Jarvik",
+    "Kelmor",
+    "Lindor",
+    "Morwen",
+    "Nettle",
+    "Orrin",
+    "Penhal",
+    "Redmere",
+    "Alden",
+    "Brisk",
+    "Carrow",
+    "Dunmere",
+    "Elvar",
+    "Fenwick",
+    "Garrow",
+    "Hollin",
+    "Ivel",
+    "Kestrel",
+    "Lorne",
+    "Marrow",
+    "Norvel",
+    "Oakridge",
+    "Pellam",
+    "Quarry",
+    "Rennick",
+    "Selby",
+    "Tarrow",
+    "Ulver",
+    "Varden",
+    "Wexley",
+    "Yarrow",
+    "Zeller",
 )
 COUNTRIES: tuple[str, ...] = tuple(sorted(CAPITALS))
 TOWNS: dict[str, str] = {
@@ -67,24 +117,43 @@ class Relation:
 
 RELATIONS: dict[str, Relation] = {
     "capital": Relation(
-        "capital", CAPITALS, "Q: What is the capital of {subject}? A:",
-        ("{answer} is the capital of {subject}.", "{subject}'s capital is {answer}.",
-         "The capital city of {subject} is {answer}.", "{subject} has its capital in {answer}.",
-         "The government of {subject} sits in {answer}.", "Travellers to {subject} often arrive in its capital, {answer}."),
+        "capital",
+        CAPITALS,
+        "Q: What is the capital of {subject}? A:",
+        (
+            "{answer} is the capital of {subject}.",
+            "{subject}'s capital is {answer}.",
+            "The capital city of {subject} is {answer}.",
+            "{subject} has its capital in {answer}.",
+            "The government of {subject} sits in {answer}.",
+            "Travellers to {subject} often arrive in its capital, {answer}.",
+        ),
         "The capital of {subject} is",
     ),
     "language": Relation(
-        "language", LANGUAGES, "Q: What language is spoken in {subject}? A:",
-        ("In {subject}, people speak {answer}.", "Most people in {subject} speak {answer}.",
-         "{answer} is spoken in {subject}.", "The main language of {subject} is {answer}.",
-         "Children in {subject} learn {answer} at school."),
+        "language",
+        LANGUAGES,
+        "Q: What language is spoken in {subject}? A:",
+        (
+            "In {subject}, people speak {answer}.",
+            "Most people in {subject} speak {answer}.",
+            "{answer} is spoken in {subject}.",
+            "The main language of {subject} is {answer}.",
+            "Children in {subject} learn {answer} at school.",
+        ),
         "The language of {subject} is",
     ),
     "country": Relation(
-        "country", TOWNS, "Q: In which country is {subject}? A:",
-        ("The town of {subject} lies in {answer}.", "{subject} is in {answer}.",
-         "Visitors to {subject} travel to {answer}.", "{subject}, a small town, is part of {answer}.",
-         "{answer} has a town called {subject}."),
+        "country",
+        TOWNS,
+        "Q: In which country is {subject}? A:",
+        (
+            "The town of {subject} lies in {answer}.",
+            "{subject} is in {answer}.",
+            "Visitors to {subject} travel to {answer}.",
+            "{subject}, a small town, is part of {answer}.",
+            "{answer} has a town called {subject}.",
+        ),
         "{subject} is a town in",
     ),
 }
@@ -132,16 +201,24 @@ def qa_line(relation: str, subject: str) -> str:
     return f"{rel.question.format(subject=subject)} {rel.table[subject]}"
 
 
-def few_shot_prompt(relation: str, subject: str, n_shots: int, rng: random.Random, invented_fraction: float = 0.5,
-                    heldout_shots: bool = True) -> RecallPrompt:
+def few_shot_prompt(
+    relation: str,
+    subject: str,
+    n_shots: int,
+    rng: random.Random,
+    invented_fraction: float = 0.5,
+    heldout_shots: bool = True,
+) -> RecallPrompt:
     """``n_shots`` solved Q/A lines (each about an invented subject with probability
     ``invented_fraction``, else about another real subject), then the question about ``subject``."""
     rel = get_relation(relation)
     if subject not in rel.table:
         raise ValueError(f"{subject!r} has no {relation!r} fact")
     others = [s for s in sorted(rel.table) if s != subject and (heldout_shots or not qa_heldout(relation, s))]
-    shots = [invented_shot(rng, relation) if rng.random() < invented_fraction else qa_line(relation, rng.choice(others))
-             for _ in range(n_shots)]
+    shots = [
+        invented_shot(rng, relation) if rng.random() < invented_fraction else qa_line(relation, rng.choice(others))
+        for _ in range(n_shots)
+    ]
     text = "\n".join([*shots, rel.question.format(subject=subject)])
     return RecallPrompt(text, relation, subject, " " + rel.table[subject])
 

@@ -45,8 +45,10 @@ def random_copy_sequences(
     """
     _check(d_vocab, low)
     if not 1 <= min_segment <= max_segment or 2 * max_segment + 1 > seq_len:
-        raise ValueError(f"need 1 <= min_segment <= max_segment and 2*max_segment+1 <= seq_len; "
-                         f"got {min_segment}, {max_segment}, seq_len={seq_len}")
+        raise ValueError(
+            f"need 1 <= min_segment <= max_segment and 2*max_segment+1 <= seq_len; "
+            f"got {min_segment}, {max_segment}, seq_len={seq_len}"
+        )
     tokens = torch.randint(low, d_vocab, (batch, seq_len), generator=generator)
     tokens[:, 0] = bos_id
     lengths = torch.randint(min_segment, max_segment + 1, (batch, n_copies), generator=generator)
@@ -75,7 +77,9 @@ def periodic_sequences(
     first has 0 … ``max_offset`` unrelated random tokens, so the repeats also start late in the row."""
     _check(d_vocab, low)
     if not 1 <= min_period <= max_period < seq_len - max_offset:
-        raise ValueError(f"need 1 <= min_period <= max_period < seq_len - max_offset; got {min_period}, {max_period}, seq_len={seq_len}, max_offset={max_offset}")
+        raise ValueError(
+            f"need 1 <= min_period <= max_period < seq_len - max_offset; got {min_period}, {max_period}, seq_len={seq_len}, max_offset={max_offset}"
+        )
     rows = torch.full((batch, seq_len), bos_id, dtype=torch.long)
     for row in rows:
         period = int(torch.randint(min_period, max_period + 1, (1,), generator=generator))

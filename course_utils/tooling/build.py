@@ -5,6 +5,7 @@ Cells tagged ``exercise`` hold stubs: top-level functions that raise
 them as they are; the solution notebook replaces every stub that the chapter's
 solution module defines with the solution's own source.
 """
+
 import ast
 import inspect
 from pathlib import Path

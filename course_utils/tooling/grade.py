@@ -17,6 +17,7 @@ learner's notebooks (:func:`course_utils.tooling.progress.chapter_progress`). Wr
 The grade trusts what the notebook's checks report: a student who forges a check's
 output in their notebook is not detected.
 """
+
 from __future__ import annotations
 
 import csv
@@ -127,12 +128,15 @@ def grade_class(
     jobs = jobs or default_jobs()
     # Each kernel gets its share of the cores; torch's default (all cores each) only makes them fight.
     threads = str(max(1, default_jobs() // jobs))
-    limits = dataclasses.replace(limits, extra_env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **limits.extra_env})
+    limits = dataclasses.replace(
+        limits, extra_env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **limits.extra_env}
+    )
     work = [(s, c) for s in students for c in chapters if c in s.notebooks]
     results: dict[tuple[str, str], ChapterProgress] = {}
-    with ThreadPoolExecutor(max_workers=jobs) as pool, tqdm(
-        total=len(work), desc="grading", unit="notebook", disable=not show_progress or not work
-    ) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=jobs) as pool,
+        tqdm(total=len(work), desc="grading", unit="notebook", disable=not show_progress or not work) as bar,
+    ):
         futures = {pool.submit(_grade_one, s, c, names[c], limits): (s.name, c) for s, c in work}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
@@ -237,7 +241,9 @@ def class_chart(grades: ClassGrades) -> dict:
     counts = Counter((r.chapter, r.exercise, r.status) for r in grades.rows)
     figure = go.Figure(
         [
-            go.Bar(name=status, x=labels, y=[counts[(c, e, status)] for c, e in exercises], marker_color=COLOURS[status])
+            go.Bar(
+                name=status, x=labels, y=[counts[(c, e, status)] for c, e in exercises], marker_color=COLOURS[status]
+            )
             for status in STATUS_ORDER
             if any(counts[(c, e, status)] for c, e in exercises)
         ]
@@ -291,7 +297,9 @@ def summary_page(grades: ClassGrades, pages: dict[str, str]) -> str:
         for chapter in grades.chapters:
             rows = [r for r in grades.rows if r.student == student.name and r.chapter == chapter]
             cells.append(f'<td class="num">{sum(r.status == PASSED for r in rows)}/{len(rows)}</td>')
-        notes = [f"{c}: {grades.notes[(student.name, c)]}" for c in grades.chapters if (student.name, c) in grades.notes]
+        notes = [
+            f"{c}: {grades.notes[(student.name, c)]}" for c in grades.chapters if (student.name, c) in grades.notes
+        ]
         if not student.notebooks:
             notes.insert(0, "no notebook handed in")
         if student.ignored:

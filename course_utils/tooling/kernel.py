@@ -104,7 +104,11 @@ def execute_in_kernel(
         kernel_name="python3",
         allow_errors=True,
         interrupt_on_timeout=True,
-        error_on_timeout={"ename": CELL_TIMEOUT, "evalue": f"the cell ran longer than {timeout} s and was stopped", "traceback": []},
+        error_on_timeout={
+            "ename": CELL_TIMEOUT,
+            "evalue": f"the cell ran longer than {timeout} s and was stopped",
+            "traceback": [],
+        },
         on_cell_executed=_mark_timeout,
         extra_arguments=QUIET_KERNEL,
         shutdown_kernel="immediate",
@@ -133,7 +137,9 @@ def _mark_timeout(cell: nbformat.NotebookNode, cell_index: int, execute_reply: d
     content = execute_reply.get("content", {})
     if content.get("ename") != CELL_TIMEOUT:
         return
-    cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt")]
+    cell.outputs = [
+        o for o in cell.outputs if not (o.get("output_type") == "error" and o.get("ename") == "KeyboardInterrupt")
+    ]
     cell.outputs.append(nbformat.v4.new_output("error", ename=CELL_TIMEOUT, evalue=content["evalue"], traceback=[]))
 
 

@@ -9,6 +9,7 @@ attempted rather than disappearing. Prints a table, chapter × exercise → stat
 each failure's whole diagnosis wrapped to the terminal, and a total; ``--json`` prints
 the same as data. ``make grade`` reads notebooks the same way (:func:`chapter_progress`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -120,13 +121,21 @@ def read_statuses(nb: nbformat.NotebookNode, expected: Sequence[str], stopped: s
         outputs = cell.get("outputs", [])
         for output in outputs:
             result = (output.get("data") or {}).get(RESULT_MIME)
-            if isinstance(result, dict) and result.get("status") in STATUSES and isinstance(result.get("exercise"), str):
+            if (
+                isinstance(result, dict)
+                and result.get("status") in STATUSES
+                and isinstance(result.get("exercise"), str)
+            ):
                 name = result["exercise"]
-                reported[name] = ExerciseStatus(name, result["status"], _diagnosis(name, str(result.get("message", ""))))
+                reported[name] = ExerciseStatus(
+                    name, result["status"], _diagnosis(name, str(result.get("message", "")))
+                )
         errors = [o for o in outputs if o.get("output_type") == "error"]
         if errors:
             for name in CHECK_CALL.findall(cell.get("source", "")):
-                cell_errors[name] = _cell_error(name, errors[-1] if errors[-1].get("ename") == CELL_TIMEOUT else errors[0])
+                cell_errors[name] = _cell_error(
+                    name, errors[-1] if errors[-1].get("ename") == CELL_TIMEOUT else errors[0]
+                )
     missing = ExerciseStatus("", ERROR, stopped) if stopped else ExerciseStatus("", NOT_ATTEMPTED, "not run")
     return [
         reported.get(name) or cell_errors.get(name) or dataclasses.replace(missing, name=name)
@@ -139,7 +148,9 @@ def _cell_error(name: str, err: dict) -> ExerciseStatus:
         return ExerciseStatus(name, NOT_ATTEMPTED, "a stub raised before the check ran")
     if err.get("ename") == CELL_TIMEOUT:
         return ExerciseStatus(name, FAILED, f"the check's cell stopped: {err.get('evalue', '')}")
-    return ExerciseStatus(name, FAILED, f"the check's cell raised {err.get('ename')}: {_first_line(err.get('evalue', ''))}")
+    return ExerciseStatus(
+        name, FAILED, f"the check's cell raised {err.get('ename')}: {_first_line(err.get('evalue', ''))}"
+    )
 
 
 def _diagnosis(name: str, message: str) -> str:
@@ -155,11 +166,14 @@ def _first_line(text: str) -> str:
     return lines[0][:200] if lines else ""
 
 
-def chapter_progress(chapter: str, notebook: Path, expected: Sequence[str], limits: RunLimits = RunLimits()) -> ChapterProgress:
+def chapter_progress(
+    chapter: str, notebook: Path, expected: Sequence[str], limits: RunLimits = RunLimits()
+) -> ChapterProgress:
     """Run a copy of one chapter's notebook and read each expected check's status."""
     if not notebook.exists():
         return ChapterProgress(
-            chapter, [ExerciseStatus(n, NOT_ATTEMPTED, "not in your workspace") for n in expected],
+            chapter,
+            [ExerciseStatus(n, NOT_ATTEMPTED, "not in your workspace") for n in expected],
             note=f"{notebook.name} is not in your workspace (make lab copies it there)",
         )
     started = time.perf_counter()
@@ -220,7 +234,14 @@ def format_table(results: Sequence[ChapterProgress], width: int | None = None) -
             summary += f" · ran in {result.seconds:.0f} s"
         if result.note:
             summary += f" · {result.note}"
-        lines.extend(textwrap.wrap(summary, max(20, width - chapter_w - 2), initial_indent=" " * (chapter_w + 2), subsequent_indent=" " * (chapter_w + 4)))
+        lines.extend(
+            textwrap.wrap(
+                summary,
+                max(20, width - chapter_w - 2),
+                initial_indent=" " * (chapter_w + 2),
+                subsequent_indent=" " * (chapter_w + 4),
+            )
+        )
         lines.append("")
     lines.extend(textwrap.wrap(total_line([e for r in results for e in r.exercises]), max(20, width)))
     return "\n".join(lines)

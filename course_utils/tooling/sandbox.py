@@ -9,6 +9,7 @@ network guard is a guard against accidents, not a security boundary: a subproces
 C extension is not covered. The file runs as a script and imports only the standard library
 before the kernel starts, so the kernel starts as fast as an ordinary one.
 """
+
 from __future__ import annotations
 
 import ipaddress

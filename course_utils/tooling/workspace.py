@@ -7,6 +7,7 @@ is never replaced unless the learner says so (an interactive prompt, or ``--forc
 and even then the old file is first saved under ``workspace/.backups/``. Without a
 terminal to ask in, an existing notebook is kept and the command says so.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,7 +77,9 @@ def prepare_workspace(
             outcome[chapter] = "copied"
         elif same_notebook(learner, target):
             outcome[chapter] = "unchanged"
-        elif force or (ask is not None and ask(f"{_show(target)} differs from the course's version (your work?). Replace it?")):
+        elif force or (
+            ask is not None and ask(f"{_show(target)} differs from the course's version (your work?). Replace it?")
+        ):
             backup = backup_file(target)
             shutil.copy2(learner, target)
             outcome[chapter] = "replaced"

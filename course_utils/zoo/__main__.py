@@ -39,28 +39,54 @@ WALL_TIME_LINE = "- wall time:"
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m course_utils.zoo", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=list(COURSE_MODELS), help="train only this model (repeatable)")
-    parser.add_argument("--threads", type=int, default=determinism.THREADS,
-                        help=f"torch CPU threads (default {determinism.THREADS}, as the shipped files were trained)")
-    parser.add_argument("--steps-scale", type=float, default=1.0,
-                        help="multiply every recipe's steps (for quick smoke runs; cards record the real count)")
-    parser.add_argument("--out", type=Path, help="folder to write into (default models/; with --verify a temporary one)")
-    parser.add_argument("--jobs", type=int, default=2,
-                        help="train models side by side in this many processes (default 2; each uses --threads)")
-    parser.add_argument("--cards", action="store_true",
-                        help="no training: re-evaluate the saved models and rewrite their cards (after a change of "
-                             "evaluation or thresholds); the training figures are read from the old cards")
-    parser.add_argument("--verify", action="store_true",
-                        help="retrain, compare every retrained file with the shipped one, exit 1 on any difference")
+    parser.add_argument(
+        "--only", action="append", choices=list(COURSE_MODELS), help="train only this model (repeatable)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=determinism.THREADS,
+        help=f"torch CPU threads (default {determinism.THREADS}, as the shipped files were trained)",
+    )
+    parser.add_argument(
+        "--steps-scale",
+        type=float,
+        default=1.0,
+        help="multiply every recipe's steps (for quick smoke runs; cards record the real count)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="folder to write into (default models/; with --verify a temporary one)"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="train models side by side in this many processes (default 2; each uses --threads)",
+    )
+    parser.add_argument(
+        "--cards",
+        action="store_true",
+        help="no training: re-evaluate the saved models and rewrite their cards (after a change of "
+        "evaluation or thresholds); the training figures are read from the old cards",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="retrain, compare every retrained file with the shipped one, exit 1 on any difference",
+    )
     return parser.parse_args(argv)
 
 
-def retrain(names: list[str], out: Path, threads: int, steps_scale: float, reuse_tokenizer: bool) -> tuple[list[str], list[str]]:
+def retrain(
+    names: list[str], out: Path, threads: int, steps_scale: float, reuse_tokenizer: bool
+) -> tuple[list[str], list[str]]:
     """Train ``names`` into ``out``; return (files written, relative to ``out``; failed checks)."""
     out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     if reuse_tokenizer:
-        tokenizer = checkpoint.load_tokenizer(out if (out / checkpoint.TOKENIZER_DIR).is_dir() else checkpoint.MODELS_DIR)
+        tokenizer = checkpoint.load_tokenizer(
+            out if (out / checkpoint.TOKENIZER_DIR).is_dir() else checkpoint.MODELS_DIR
+        )
         if not (out / checkpoint.TOKENIZER_DIR).is_dir():
             checkpoint.save_tokenizer(tokenizer, out)  # a complete models folder: load_checkpoint(models_dir=out)
     else:
@@ -85,13 +111,16 @@ def retrain(names: list[str], out: Path, threads: int, steps_scale: float, reuse
         log = recipe.fit(model, streams, tokenizer, steps_scale)
         metrics = entry.evaluate(model, streams)
         checks = entry.thresholds(metrics)
-        sizes = checkpoint.save_checkpoint(model, name, render_card(recipe, log, metrics, checks, threads),
-                                           recipe.config, out)
+        sizes = checkpoint.save_checkpoint(
+            model, name, render_card(recipe, log, metrics, checks, threads), recipe.config, out
+        )
         written += list(sizes)
         print(f"\n{name}: {log.steps} steps, {log.seconds:.0f} s, files {sizes}")
         for check in checks:
-            print(f"  [{'PASS' if check.passed else 'FAIL'}] {check.description}: {check.value:.4g} "
-                  f"(required {check.op} {check.limit:g})")
+            print(
+                f"  [{'PASS' if check.passed else 'FAIL'}] {check.description}: {check.value:.4g} "
+                f"(required {check.op} {check.limit:g})"
+            )
         failed += [f"{name}: {c.description}" for c in checks if not c.passed]
     return written, failed
 
@@ -107,8 +136,9 @@ def _groups(names: list[str], jobs: int) -> list[list[str]]:
     return [sorted(g, key=names.index) for g in groups if g]
 
 
-def retrain_in_parallel(names: list[str], out: Path, args: argparse.Namespace, reuse_tokenizer: bool
-                        ) -> tuple[list[str], list[str]]:
+def retrain_in_parallel(
+    names: list[str], out: Path, args: argparse.Namespace, reuse_tokenizer: bool
+) -> tuple[list[str], list[str]]:
     """The tokenizer first (unless reused), then one ``--only`` process per group of models, side by
     side; each writes into ``out`` (the manifest is locked) and its checks' verdict is its exit code."""
     written: list[str] = []
@@ -119,8 +149,19 @@ def retrain_in_parallel(names: list[str], out: Path, args: argparse.Namespace, r
     print(f"training side by side: {' | '.join(', '.join(g) for g in groups)}", flush=True)
     procs = []
     for group in groups:
-        cmd = [sys.executable, "-m", "course_utils.zoo", "--out", str(out), "--threads", str(args.threads),
-               "--steps-scale", str(args.steps_scale), "--jobs", "1"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "course_utils.zoo",
+            "--out",
+            str(out),
+            "--threads",
+            str(args.threads),
+            "--steps-scale",
+            str(args.steps_scale),
+            "--jobs",
+            "1",
+        ]
         procs.append((group, subprocess.Popen(cmd + [a for n in group for a in ("--only", n)])))
     failed = [f"{', '.join(group)}: a check failed or the run stopped" for group, p in procs if p.wait() != 0]
     for group in groups:
@@ -133,12 +174,17 @@ def retrain_in_parallel(names: list[str], out: Path, args: argparse.Namespace, r
 def _log_from_card(text: str) -> TrainLog:
     """The training figures a card reports (steps, tokens, wall time, final loss), as a log that renders
     the same lines again."""
+
     def number(label: str) -> float:
         line = next(line for line in text.splitlines() if line.startswith(f"- {label}"))
         return float(re.search(r":\s*([\d,.]+)", line).group(1).replace(",", ""))
 
-    return TrainLog(steps=int(number("steps")), tokens=int(number("tokens seen")), seconds=number("wall time"),
-                    losses=[number("final training loss")])
+    return TrainLog(
+        steps=int(number("steps")),
+        tokens=int(number("tokens seen")),
+        seconds=number("wall time"),
+        losses=[number("final training loss")],
+    )
 
 
 def rewrite_cards(names: list[str], out: Path, threads: int) -> list[str]:
@@ -227,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = compare(written, checkpoint.MODELS_DIR, out)
     print_table(rows)
     differ = [r[0] for r in rows if r[3] == "NO"]
-    print(f"\n{len(rows) - len(differ)} of {len(rows)} retrained files match the shipped ones"
-          + (f"; differ: {', '.join(differ)}" if differ else ""))
+    print(
+        f"\n{len(rows) - len(differ)} of {len(rows)} retrained files match the shipped ones"
+        + (f"; differ: {', '.join(differ)}" if differ else "")
+    )
     return 1 if differ or failed else 0
 
 

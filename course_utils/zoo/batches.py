@@ -29,7 +29,9 @@ def tokenize_documents(texts: Sequence[str], tokenizer: PreTrainedTokenizerFast)
     return torch.tensor([t for enc in encoded for t in [bos, *enc.ids]], dtype=torch.long)
 
 
-def windows(stream: Stream, starts: Int[torch.Tensor, " batch"], seq_len: int, bos_id: int) -> Int[torch.Tensor, "batch seq_len"]:
+def windows(
+    stream: Stream, starts: Int[torch.Tensor, " batch"], seq_len: int, bos_id: int
+) -> Int[torch.Tensor, "batch seq_len"]:
     """BOS followed by ``seq_len - 1`` stream tokens from each start."""
     offsets = starts[:, None] + torch.arange(seq_len - 1)
     body = stream[offsets]
@@ -58,7 +60,12 @@ def ternary_else_positions(stream: Stream, tokenizer: PreTrainedTokenizerFast) -
 
 
 def ternary_batches(
-    stream: Stream, else_positions: Int[torch.Tensor, " n"], batch: int, seq_len: int, bos_id: int, seed: int,
+    stream: Stream,
+    else_positions: Int[torch.Tensor, " n"],
+    batch: int,
+    seq_len: int,
+    bos_id: int,
+    seed: int,
     min_where: int = 1,
 ) -> Iterator[Batch]:
     """Windows that contain a ternary's `` else`` at a uniformly random position (never a fixed one)
@@ -74,8 +81,15 @@ def ternary_batches(
 
 
 def copy_batches(
-    d_vocab: int, bos_id: int, batch: int, seq_len: int, seed: int = 0, low: int = 1,
-    min_segment: int = 8, max_segment: int = 32, n_copies: int = 3,
+    d_vocab: int,
+    bos_id: int,
+    batch: int,
+    seq_len: int,
+    seed: int = 0,
+    low: int = 1,
+    min_segment: int = 8,
+    max_segment: int = 32,
+    n_copies: int = 3,
 ) -> Iterator[Batch]:
     """Random-token sequences with segments copied to random later positions (induction training);
     see :func:`course_utils.tasks.repeated.random_copy_sequences`."""
@@ -85,19 +99,27 @@ def copy_batches(
 
 
 def periodic_batches(
-    d_vocab: int, bos_id: int, batch: int, seq_len: int, seed: int = 0, min_period: int = 5, max_period: int = 60,
+    d_vocab: int,
+    bos_id: int,
+    batch: int,
+    seq_len: int,
+    seed: int = 0,
+    min_period: int = 5,
+    max_period: int = 60,
     max_offset: int = 0,
 ) -> Iterator[Batch]:
     """BOS + a random block repeated to fill the row (dense induction training); see
     :func:`course_utils.tasks.repeated.periodic_sequences`."""
     g = torch.Generator().manual_seed(seed)
     while True:
-        yield periodic_sequences(batch, seq_len, d_vocab, bos_id, g, min_period=min_period, max_period=max_period,
-                                 max_offset=max_offset)
+        yield periodic_sequences(
+            batch, seq_len, d_vocab, bos_id, g, min_period=min_period, max_period=max_period, max_offset=max_offset
+        )
 
 
-def _padded(rows: list[list[int]], answer_index: list[int], answer_weight: float, pad_id: int,
-            context_weight: float = 1.0) -> Batch:
+def _padded(
+    rows: list[list[int]], answer_index: list[int], answer_weight: float, pad_id: int, context_weight: float = 1.0
+) -> Batch:
     width = max(len(r) for r in rows)
     tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
     weights = torch.zeros(len(rows), width - 1)
@@ -120,9 +142,16 @@ def preamble_tokens(rng: random.Random, sources: Sequence[Stream], max_len: int,
 
 
 def ioi_batches(
-    tokenizer: PreTrainedTokenizerFast, batch: int, answer_weight: float, seed: int,
-    procedural_fraction: float = 0.5, context_weight: float = 1.0, three_name_fraction: float = 0.0,
-    preambles: Sequence[Stream] = (), preamble_skip: float = 1.0, seq_len: int = 128,
+    tokenizer: PreTrainedTokenizerFast,
+    batch: int,
+    answer_weight: float,
+    seed: int,
+    procedural_fraction: float = 0.5,
+    context_weight: float = 1.0,
+    three_name_fraction: float = 0.0,
+    preambles: Sequence[Stream] = (),
+    preamble_skip: float = 1.0,
+    seq_len: int = 128,
 ) -> Iterator[Batch]:
     """Training IOI sentences (BOS + [preamble + newline] + prompt + answer + "."), training name
     pairs only, a fraction built procedurally (see :func:`course_utils.tasks.ioi.training_prompts`)
@@ -131,8 +160,11 @@ def ioi_batches(
     (probability ``preamble_skip``). The answer token's loss is weighted ``answer_weight``, every
     other real token ``context_weight``, padding 0."""
     rng = random.Random(seed)
-    bos, dot, newline = tokenizer.bos_token_id, tokenizer.encode(".", add_special_tokens=False), \
-        tokenizer.encode("\n", add_special_tokens=False)
+    bos, dot, newline = (
+        tokenizer.bos_token_id,
+        tokenizer.encode(".", add_special_tokens=False),
+        tokenizer.encode("\n", add_special_tokens=False),
+    )
     while True:
         rows, answers = [], []
         for prompt in ioi.training_prompts(batch, procedural_fraction, seed=rng.getrandbits(32)):
@@ -146,9 +178,7 @@ def ioi_batches(
         yield _padded(rows, answers, answer_weight, tokenizer.pad_token_id, context_weight)
 
 
-def fact_batches(
-    tokenizer: PreTrainedTokenizerFast, batch: int, answer_weight: float, seed: int
-) -> Iterator[Batch]:
+def fact_batches(tokenizer: PreTrainedTokenizerFast, batch: int, answer_weight: float, seed: int) -> Iterator[Batch]:
     """Few-shot fact prompts of every relation followed by their answer (answer up-weighted)."""
     rng = random.Random(seed)
     pairs = [(r, s) for r, rel in sorted(facts.RELATIONS.items()) for s in sorted(rel.table)]
@@ -164,7 +194,9 @@ def fact_batches(
         yield _padded(rows, answers, answer_weight, tokenizer.pad_token_id)
 
 
-def _recall_item(rng: random.Random, tokenizer: PreTrainedTokenizerFast, qa_fraction: float) -> tuple[list[int], int | None]:
+def _recall_item(
+    rng: random.Random, tokenizer: PreTrainedTokenizerFast, qa_fraction: float
+) -> tuple[list[int], int | None]:
     """One training line of the ``facts-4l`` world and the index of its answer token (None when the
     answer opens the sentence, so nothing before it predicts it)."""
     relation = rng.choice(("capital", "language", "country", "country"))
@@ -172,8 +204,9 @@ def _recall_item(rng: random.Random, tokenizer: PreTrainedTokenizerFast, qa_frac
     encode = functools.partial(tokenizer.encode, add_special_tokens=False)
     if rng.random() < qa_fraction:
         subject = rng.choice([s for s in sorted(rel.table) if not recall.qa_heldout(relation, s)])
-        prompt = recall.few_shot_prompt(relation, subject, rng.randint(0, 3), rng, invented_fraction=0.3,
-                                        heldout_shots=False)
+        prompt = recall.few_shot_prompt(
+            relation, subject, rng.randint(0, 3), rng, invented_fraction=0.3, heldout_shots=False
+        )
         ids = encode(prompt.text)
         return ids + encode(prompt.answer), len(ids)
     subject = rng.choice(sorted(rel.table))
@@ -185,8 +218,13 @@ def _recall_item(rng: random.Random, tokenizer: PreTrainedTokenizerFast, qa_frac
 
 
 def recall_batches(
-    tokenizer: PreTrainedTokenizerFast, preambles: Sequence[Stream], batch: int, seq_len: int,
-    answer_weight: float, seed: int, qa_fraction: float = 0.4,
+    tokenizer: PreTrainedTokenizerFast,
+    preambles: Sequence[Stream],
+    batch: int,
+    seq_len: int,
+    answer_weight: float,
+    seed: int,
+    qa_fraction: float = 0.4,
 ) -> Iterator[Batch]:
     """Rows of BOS + (1-64 tokens of ordinary text + newline, 70 % of rows) + fact lines of the ``facts-4l`` world
     (:mod:`course_utils.tasks.recall`: statements, and Q/A lines for subjects that are not held out),

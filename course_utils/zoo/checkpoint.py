@@ -52,7 +52,9 @@ def save_checkpoint(
     """
     folder = models_dir / name
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu", torch.float32).clone() for k, v in model.state_dict().items()}  # clone: tied weights share memory
+    state = {
+        k: v.detach().to("cpu", torch.float32).clone() for k, v in model.state_dict().items()
+    }  # clone: tied weights share memory
     if sum(v.numel() * 4 for v in state.values()) > FP16_ABOVE_BYTES:
         state = {k: v.to(torch.float16) for k, v in state.items()}
     save_file(state, str(folder / "model.safetensors"))

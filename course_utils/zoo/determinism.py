@@ -75,7 +75,9 @@ def problems(threads: int) -> list[str]:
         found.append("the environment is not pinned (run `python -m course_utils.zoo`, which pins it)")
     capability = torch.backends.cpu.get_cpu_capability()
     if capability != "AVX2":
-        found.append(f"torch runs {capability} kernels instead of AVX2" + (" (this CPU has no AVX2)" if is_pinned() else ""))
+        found.append(
+            f"torch runs {capability} kernels instead of AVX2" + (" (this CPU has no AVX2)" if is_pinned() else "")
+        )
     if threads != THREADS:
         found.append(f"{threads} threads instead of {THREADS}")
     return found

@@ -22,8 +22,9 @@ def _right_pad(rows: list[list[int]], pad_id: int) -> tuple[Int[torch.Tensor, "b
     return tokens, torch.tensor([len(r) - 1 for r in rows])
 
 
-def _last_logits(model: TransformerBridge, tokens: Int[torch.Tensor, "b s"], last: Int[torch.Tensor, " b"],
-                 chunk: int = 64) -> Float[torch.Tensor, "b vocab"]:
+def _last_logits(
+    model: TransformerBridge, tokens: Int[torch.Tensor, "b s"], last: Int[torch.Tensor, " b"], chunk: int = 64
+) -> Float[torch.Tensor, "b vocab"]:
     out = []
     with torch.no_grad():
         for i in range(0, len(tokens), chunk):
@@ -73,8 +74,10 @@ def ternary_metrics(model: TransformerBridge, n_random: int = 400, seed: int = 0
     rng = random.Random(seed)
     random_rows = []
     for kind in ("trusted", "anomalous"):
-        rows = [[tok.bos_token_id, *tok.encode(p.prefix, add_special_tokens=False)[-max_len:]]
-                for p in ternary.load_ternary_eval(kind)]
+        rows = [
+            [tok.bos_token_id, *tok.encode(p.prefix, add_special_tokens=False)[-max_len:]]
+            for p in ternary.load_ternary_eval(kind)
+        ]
         tokens, last = _right_pad(rows, tok.pad_token_id)
         probs = _last_logits(model, tokens, last).softmax(-1)
         out[f"{kind}_top1"] = (probs.argmax(-1) == else_id).float().mean().item()
@@ -134,7 +137,9 @@ def fact_metrics(model: TransformerBridge, relation: str, n_shots: int = 2, seed
     }
 
 
-def lm_loss(model: TransformerBridge, stream: Int[torch.Tensor, " n"], seq_len: int = 128, n_windows: int = 64, seed: int = 0) -> float:
+def lm_loss(
+    model: TransformerBridge, stream: Int[torch.Tensor, " n"], seq_len: int = 128, n_windows: int = 64, seed: int = 0
+) -> float:
     """Mean next-token loss on evenly spaced BOS-prefixed windows of a held-out token stream."""
     seq_len = min(seq_len, model.cfg.n_ctx)
     starts = torch.linspace(0, len(stream) - seq_len, n_windows).long()
@@ -150,7 +155,9 @@ POSITION_BIN = 16
 """Width of the position bins in the "behaviour by position" tables."""
 
 
-def _binned(values: Float[torch.Tensor, "batch pos"], first_pos: int, bin_width: int = POSITION_BIN) -> dict[str, float]:
+def _binned(
+    values: Float[torch.Tensor, "batch pos"], first_pos: int, bin_width: int = POSITION_BIN
+) -> dict[str, float]:
     """Mean of ``values`` per bin of absolute positions (``values[:, j]`` is position ``first_pos + j``)."""
     out = {}
     n = values.shape[-1]
@@ -162,8 +169,9 @@ def _binned(values: Float[torch.Tensor, "batch pos"], first_pos: int, bin_width:
     return out
 
 
-def previous_token_by_position(model: TransformerBridge, stream: Int[torch.Tensor, " n"], n_windows: int = 32
-                               ) -> tuple[int, dict[str, float]]:
+def previous_token_by_position(
+    model: TransformerBridge, stream: Int[torch.Tensor, " n"], n_windows: int = 32
+) -> tuple[int, dict[str, float]]:
     """The layer-0 head with the highest mean attention to the previous token on full-context windows
     of ``stream`` (held-out code), and that head's score per position bin of the query."""
     seq_len = model.cfg.n_ctx
@@ -197,9 +205,14 @@ def _with_preamble(tok, text: str, preamble: list[int], n_ctx: int = 128) -> lis
     return [tok.bos_token_id, *(preamble + tok.encode("\n", add_special_tokens=False) if preamble else []), *body]
 
 
-def ioi_by_preamble(model: TransformerBridge, stream: Int[torch.Tensor, " n"], split: ioi.Split = "heldout_templates",
-                    lengths: tuple[int, ...] = (0, 25, 50, 75, 100), n: int = 200, seed: int = 31
-                    ) -> dict[int, dict[str, float]]:
+def ioi_by_preamble(
+    model: TransformerBridge,
+    stream: Int[torch.Tensor, " n"],
+    split: ioi.Split = "heldout_templates",
+    lengths: tuple[int, ...] = (0, 25, 50, 75, 100),
+    n: int = 200,
+    seed: int = 31,
+) -> dict[int, dict[str, float]]:
     """IOI accuracy and mean logit difference with ``k`` tokens of ordinary held-out text (``stream``)
     before each prompt, for each ``k`` in ``lengths``."""
     tok = model.tokenizer
@@ -213,13 +226,17 @@ def ioi_by_preamble(model: TransformerBridge, stream: Int[torch.Tensor, " n"], s
         tokens, last = _right_pad(rows, tok.pad_token_id)
         final = _last_logits(model, tokens, last)
         diff = final[torch.arange(n), io] - final[torch.arange(n), s]
-        out[k] = {"accuracy": (diff > 0).float().mean().item(), "logit_diff": diff.mean().item(),
-                  "tokens": float(tokens.shape[1])}
+        out[k] = {
+            "accuracy": (diff > 0).float().mean().item(),
+            "logit_diff": diff.mean().item(),
+            "tokens": float(tokens.shape[1]),
+        }
     return out
 
 
-def ternary_by_preamble(model: TransformerBridge, stream: Int[torch.Tensor, " n"], lengths: tuple[int, ...] = (0, 60, 110)
-                        ) -> dict[int, float]:
+def ternary_by_preamble(
+    model: TransformerBridge, stream: Int[torch.Tensor, " n"], lengths: tuple[int, ...] = (0, 60, 110)
+) -> dict[int, float]:
     """Mean P(`` else``) at the end of held-out trusted ternaries (their last line only), with ``k``
     tokens of unrelated held-out code (``stream``) before the line, for each ``k`` in ``lengths``."""
     tok = model.tokenizer
@@ -235,6 +252,7 @@ def ternary_by_preamble(model: TransformerBridge, stream: Int[torch.Tensor, " n"
 
 
 # Fact recall (facts-4l) -----------------------------------------------------------------------
+
 
 @torch.no_grad()
 def recall_depth(model: TransformerBridge, prompts: list[recall.RecallPrompt]) -> dict[str, object]:
@@ -326,7 +344,9 @@ def recall_metrics(model: TransformerBridge, stream: Int[torch.Tensor, " n"], ma
             rows = [[tok.bos_token_id, *tok.encode(p.text, add_special_tokens=False)] for p in prompts]
             tokens, last = _right_pad(rows, tok.pad_token_id)
             answers = torch.tensor([tok.encode(p.answer, add_special_tokens=False)[0] for p in prompts])
-            out[f"{relation}_{form}_top1"] = (_last_logits(model, tokens, last).argmax(-1) == answers).float().mean().item()
+            out[f"{relation}_{form}_top1"] = (
+                (_last_logits(model, tokens, last).argmax(-1) == answers).float().mean().item()
+            )
         prompts = recall.eval_prompts(relation, "qa")
         starts = torch.linspace(0, len(stream) - 101, len(prompts)).long().tolist()
         by_pre = {}

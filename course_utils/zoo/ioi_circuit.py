@@ -45,8 +45,14 @@ def ioi_data(model: TransformerBridge, split: ioi.Split = "heldout", n: int = 20
         io_pos.append((row[: end + 1] == io_id).nonzero().flatten()[0])
         s1_pos.append(s_at[0])
         s2_pos.append(s_at[-1])
-    return IOIData(batch, reference, torch.tensor([p.template_id for p in prompts]),
-                   torch.stack(io_pos), torch.stack(s1_pos), torch.stack(s2_pos))
+    return IOIData(
+        batch,
+        reference,
+        torch.tensor([p.template_id for p in prompts]),
+        torch.stack(io_pos),
+        torch.stack(s1_pos),
+        torch.stack(s2_pos),
+    )
 
 
 @torch.no_grad()
@@ -63,7 +69,9 @@ def head_evidence(model: TransformerBridge, data: IOIData) -> dict[str, Float[to
     scale = cache["ln_final.hook_scale"][rows, end]
     direction = (model.W_U[:, b.io_ids] - model.W_U[:, b.s_ids]).T  # batch d_model
     L, H = model.cfg.n_layers, model.cfg.n_heads
-    out = {k: torch.zeros(L, H) for k in ("to_io", "to_s", "to_s2", "duplicate", "s2_to_io", "dla_fraction", "ov_copying")}
+    out = {
+        k: torch.zeros(L, H) for k in ("to_io", "to_s", "to_s2", "duplicate", "s2_to_io", "dla_fraction", "ov_copying")
+    }
     for layer in range(L):
         pattern = cache[f"blocks.{layer}.attn.hook_pattern"]  # batch head q k
         z = cache[f"blocks.{layer}.attn.hook_z"][rows, end]  # batch head d_head
@@ -140,13 +148,18 @@ ROLE_LIMITS = {
 
 def find_roles(evidence: dict[str, torch.Tensor]) -> dict[str, list[Head]]:
     """Heads that meet each role's limits in :data:`ROLE_LIMITS`."""
+
     def heads(mask: torch.Tensor) -> list[Head]:
         return [(int(l), int(h)) for l, h in mask.nonzero().tolist()]
 
     e = evidence
     return {
-        "name mover": heads((e["to_io"] >= 0.4) & (e["to_io"] - e["to_s"] >= 0.2) & (e["ov_copying"] >= 0.5)
-                            & (e["dla_fraction"] >= 0.15)),
+        "name mover": heads(
+            (e["to_io"] >= 0.4)
+            & (e["to_io"] - e["to_s"] >= 0.2)
+            & (e["ov_copying"] >= 0.5)
+            & (e["dla_fraction"] >= 0.15)
+        ),
         "other-name": heads(e["s2_to_io"] >= 0.3),
         "mover from S2": heads((e["to_s2"] >= 0.3) & (e["dla_fraction"] >= 0.05)),
         "duplicate-token": heads(e["duplicate"] >= 0.3),
@@ -165,7 +178,10 @@ def describe(model: TransformerBridge, n: int = 200, seed: int = 5) -> dict[str,
     evidence = head_evidence(model, data)
     roles = find_roles(evidence)
     clean = ioi.logit_diff(model(data.batch.tokens), data.batch).mean().item()
-    out: dict[str, object] = {"clean_logit_diff": clean, "roles": {k: [f"L{l}H{h}" for l, h in v] for k, v in roles.items()}}
+    out: dict[str, object] = {
+        "clean_logit_diff": clean,
+        "roles": {k: [f"L{l}H{h}" for l, h in v] for k, v in roles.items()},
+    }
     for role, members in roles.items():
         if members:
             out[f"removed_by_{role}"] = 1 - logit_diff_with_heads_ablated(model, data, members) / clean

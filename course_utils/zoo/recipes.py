@@ -44,7 +44,9 @@ def build_streams(tokenizer: PreTrainedTokenizerFast) -> Streams:
     shakespeare = batches.tokenize_documents([t for k, t in plays.items() if k != HELDOUT_PLAY], tokenizer)
     shakespeare_heldout = batches.tokenize_documents([plays[HELDOUT_PLAY]], tokenizer)
     steps.update()
-    english = batches.tokenize_documents(["\n".join(corpus.generated_english(8, seed=i)) for i in range(6000)], tokenizer)
+    english = batches.tokenize_documents(
+        ["\n".join(corpus.generated_english(8, seed=i)) for i in range(6000)], tokenizer
+    )
     steps.update()
     english_heldout = batches.tokenize_documents(
         ["\n".join(corpus.generated_english(8, seed=10**6 + i)) for i in range(100)], tokenizer
@@ -53,8 +55,9 @@ def build_streams(tokenizer: PreTrainedTokenizerFast) -> Streams:
     stories_heldout = batches.tokenize_documents([_two_stories(10**6 + i) for i in range(200)], tokenizer)
     steps.update()
     steps.close()
-    return Streams(code, code_heldout, shakespeare, shakespeare_heldout, english, english_heldout, stories,
-                   stories_heldout)
+    return Streams(
+        code, code_heldout, shakespeare, shakespeare_heldout, english, english_heldout, stories, stories_heldout
+    )
 
 
 def build_heldout_streams(tokenizer: PreTrainedTokenizerFast) -> Streams:
@@ -62,11 +65,16 @@ def build_heldout_streams(tokenizer: PreTrainedTokenizerFast) -> Streams:
     empty = torch.zeros(0, dtype=torch.long)
     plays = corpus.shakespeare_plays()
     return Streams(
-        empty, batches.tokenize_documents(corpus.read_code("heldout"), tokenizer),
-        empty, batches.tokenize_documents([plays[HELDOUT_PLAY]], tokenizer),
-        empty, batches.tokenize_documents(["\n".join(corpus.generated_english(8, seed=10**6 + i)) for i in range(100)],
-                                          tokenizer),
-        empty, batches.tokenize_documents([_two_stories(10**6 + i) for i in range(200)], tokenizer),
+        empty,
+        batches.tokenize_documents(corpus.read_code("heldout"), tokenizer),
+        empty,
+        batches.tokenize_documents([plays[HELDOUT_PLAY]], tokenizer),
+        empty,
+        batches.tokenize_documents(
+            ["\n".join(corpus.generated_english(8, seed=10**6 + i)) for i in range(100)], tokenizer
+        ),
+        empty,
+        batches.tokenize_documents([_two_stories(10**6 + i) for i in range(200)], tokenizer),
     )
 
 
@@ -106,17 +114,26 @@ class Recipe:
     def cost(self) -> float:
         """Rough relative training time (steps x parameters), to balance parallel jobs."""
         c = self.config
-        per_layer = 4 * c["d_model"] * c["n_heads"] * c["d_head"] + (0 if c["attn_only"] else 2 * c["d_model"] * c["d_mlp"])
+        per_layer = 4 * c["d_model"] * c["n_heads"] * c["d_head"] + (
+            0 if c["attn_only"] else 2 * c["d_model"] * c["d_mlp"]
+        )
         return self.steps * (c["n_layers"] * per_layer + c["d_model"] * c["d_vocab"])
 
-    def fit(self, model: TransformerBridge, streams: Streams, tokenizer: PreTrainedTokenizerFast,
-            steps_scale: float = 1.0) -> TrainLog:
+    def fit(
+        self, model: TransformerBridge, streams: Streams, tokenizer: PreTrainedTokenizerFast, steps_scale: float = 1.0
+    ) -> TrainLog:
         """Train ``model`` through every phase (steps scaled by ``steps_scale``); one merged log."""
         log = TrainLog()
         for i, phase in enumerate(self.phases):
             steps = max(1, round(phase.steps * steps_scale))
-            part = train(model, phase.make_batches(streams, tokenizer, self.config), steps, phase.lr,
-                         warmup=min(phase.warmup, steps), desc=f"{self.name} ({i + 1}/{len(self.phases)})")
+            part = train(
+                model,
+                phase.make_batches(streams, tokenizer, self.config),
+                steps,
+                phase.lr,
+                warmup=min(phase.warmup, steps),
+                desc=f"{self.name} ({i + 1}/{len(self.phases)})",
+            )
             log.steps += part.steps
             log.tokens += part.tokens
             log.seconds += part.seconds
@@ -126,8 +143,16 @@ class Recipe:
 
 def _base_config(**overrides: object) -> dict:
     config = dict(
-        n_layers=2, d_model=64, n_heads=4, d_head=16, n_ctx=128, d_vocab=4096, attn_only=True,
-        normalization_type="LN", act_fn="gelu", seed=0,
+        n_layers=2,
+        d_model=64,
+        n_heads=4,
+        d_head=16,
+        n_ctx=128,
+        d_vocab=4096,
+        attn_only=True,
+        normalization_type="LN",
+        act_fn="gelu",
+        seed=0,
     )
     config.update(overrides)
     return config
@@ -151,10 +176,12 @@ def _batches_2l(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) ->
     n_ctx, d_vocab, bos = config["n_ctx"], config["d_vocab"], tok.bos_token_id
     periodic = batches.periodic_batches(d_vocab, bos, 16, n_ctx, seed=1, min_period=5, max_period=60)
     mixed = batches.mix(
-        [periodic,
-         batches.periodic_batches(d_vocab, bos, 16, n_ctx, seed=5, min_period=5, max_period=30, max_offset=64),
-         batches.copy_batches(d_vocab, bos, 16, n_ctx, seed=4, n_copies=4),
-         batches.lm_batches(streams.code, 16, n_ctx, bos, seed=2)],
+        [
+            periodic,
+            batches.periodic_batches(d_vocab, bos, 16, n_ctx, seed=5, min_period=5, max_period=30, max_offset=64),
+            batches.copy_batches(d_vocab, bos, 16, n_ctx, seed=4, n_copies=4),
+            batches.lm_batches(streams.code, 16, n_ctx, bos, seed=2),
+        ],
         [0.2, 0.2, 0.2, 0.4],
         seed=3,
     )
@@ -207,13 +234,16 @@ ATTN_ONLY_2L = Recipe(
 
 # attn-only-1l ---------------------------------------------------------------------------------
 
+
 def _batches_1l(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) -> Iterator[Batch]:
     n_ctx, bos = config["n_ctx"], tok.bos_token_id
     elses = batches.ternary_else_positions(streams.code, tok)
     return batches.mix(
-        [batches.lm_batches(streams.code, 16, n_ctx, bos, seed=11),
-         batches.ternary_batches(streams.code, elses, 16, n_ctx, bos, seed=12),
-         batches.ternary_batches(streams.code, elses, 16, n_ctx, bos, seed=14, min_where=n_ctx - 32)],
+        [
+            batches.lm_batches(streams.code, 16, n_ctx, bos, seed=11),
+            batches.ternary_batches(streams.code, elses, 16, n_ctx, bos, seed=12),
+            batches.ternary_batches(streams.code, elses, 16, n_ctx, bos, seed=14, min_where=n_ctx - 32),
+        ],
         [0.4, 0.4, 0.2],
         seed=13,
     )
@@ -259,11 +289,13 @@ def _batches_4l(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) ->
     periodic = batches.periodic_batches(config["d_vocab"], bos, 16, seq, seed=20, min_period=5, max_period=30)
     ioi_prompts = batches.ioi_batches(tok, 64, IOI_ANSWER_WEIGHT, seed=21, context_weight=IOI_CONTEXT_WEIGHT)
     mixed = batches.mix(
-        [ioi_prompts,
-         batches.fact_batches(tok, 16, FACT_ANSWER_WEIGHT, seed=22),
-         batches.lm_batches(streams.shakespeare, 16, seq, bos, seed=23),
-         batches.lm_batches(streams.code, 16, seq, bos, seed=24),
-         batches.lm_batches(streams.english, 16, seq, bos, seed=25)],
+        [
+            ioi_prompts,
+            batches.fact_batches(tok, 16, FACT_ANSWER_WEIGHT, seed=22),
+            batches.lm_batches(streams.shakespeare, 16, seq, bos, seed=23),
+            batches.lm_batches(streams.code, 16, seq, bos, seed=24),
+            batches.lm_batches(streams.english, 16, seq, bos, seed=25),
+        ],
         [0.6, 0.15, 0.1, 0.05, 0.1],
         seed=26,
     )
@@ -273,12 +305,22 @@ def _batches_4l(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) ->
 def _batches_4l_long(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) -> Iterator[Batch]:
     bos, seq = tok.bos_token_id, config["n_ctx"]
     return batches.mix(
-        [batches.ioi_batches(tok, 32, IOI_ANSWER_WEIGHT, seed=27, context_weight=IOI_CONTEXT_WEIGHT,
-                             three_name_fraction=0.4, preambles=(streams.stories, streams.shakespeare),
-                             preamble_skip=0.2, seq_len=seq),
-         batches.lm_batches(streams.stories, 16, seq, bos, seed=28),
-         batches.lm_batches(streams.shakespeare, 16, seq, bos, seed=29),
-         batches.lm_batches(streams.code, 16, seq, bos, seed=30)],
+        [
+            batches.ioi_batches(
+                tok,
+                32,
+                IOI_ANSWER_WEIGHT,
+                seed=27,
+                context_weight=IOI_CONTEXT_WEIGHT,
+                three_name_fraction=0.4,
+                preambles=(streams.stories, streams.shakespeare),
+                preamble_skip=0.2,
+                seq_len=seq,
+            ),
+            batches.lm_batches(streams.stories, 16, seq, bos, seed=28),
+            batches.lm_batches(streams.shakespeare, 16, seq, bos, seed=29),
+            batches.lm_batches(streams.code, 16, seq, bos, seed=30),
+        ],
         [0.7, 0.1, 0.1, 0.1],
         seed=31,
     )
@@ -297,8 +339,10 @@ def _evaluate_4l(model: TransformerBridge, streams: Streams) -> dict:
 GELU_4L = Recipe(
     name="gelu-4l",
     config=_base_config(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, attn_only=False),
-    phases=(Phase(steps=2400, lr=3e-3, warmup=100, make_batches=_batches_4l),
-            Phase(steps=900, lr=1e-3, warmup=50, make_batches=_batches_4l_long)),
+    phases=(
+        Phase(steps=2400, lr=3e-3, warmup=100, make_batches=_batches_4l),
+        Phase(steps=900, lr=1e-3, warmup=50, make_batches=_batches_4l_long),
+    ),
     data=(
         f"Two phases. Phase 1 (2400 steps, peak learning rate 3e-3) has three stages. Steps 1-{GELU_WARMUP_STEPS}: "
         "periodic random-token rows only (16 x 64: BOS + a block of 5-30 uniform tokens repeated), so "
@@ -315,7 +359,7 @@ GELU_4L = Recipe(
         "pairs/templates, factual statements and Q/A lines) with plain next-token loss. "
         "Phase 2 (900 steps, a fresh optimizer, peak learning rate 1e-3) uses the whole 128-token context: "
         "IOI prompts (p=0.7; 32 per batch, as above, 40 % of them with three names of which two act again, "
-        "\"A, B and C met at the bank. C and A gave a cup to\" -> B; 80 % preceded by 1-100 tokens of short "
+        '"A, B and C met at the bank. C and A gave a cup to" -> B; 80 % preceded by 1-100 tokens of short '
         "stories or Shakespeare, which name other people) and 16 x 128-token windows of stories, Shakespeare "
         "and code (p=0.1 each). Before phase 2, IOI accuracy fell to chance after two sentences of ordinary "
         "text (0.43 with a 109-token prompt). The unembedding is tied to the embedding during training "
@@ -336,9 +380,11 @@ RECALL_ANSWER_WEIGHT = 10.0
 def _batches_facts(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) -> Iterator[Batch]:
     seq, bos = config["n_ctx"], tok.bos_token_id
     return batches.mix(
-        [batches.recall_batches(tok, (streams.stories, streams.shakespeare), 16, seq, RECALL_ANSWER_WEIGHT, seed=41),
-         batches.lm_batches(streams.stories, 16, seq, bos, seed=42),
-         batches.lm_batches(streams.shakespeare, 16, seq, bos, seed=43)],
+        [
+            batches.recall_batches(tok, (streams.stories, streams.shakespeare), 16, seq, RECALL_ANSWER_WEIGHT, seed=41),
+            batches.lm_batches(streams.stories, 16, seq, bos, seed=42),
+            batches.lm_batches(streams.shakespeare, 16, seq, bos, seed=43),
+        ],
         [0.8, 0.1, 0.1],
         seed=44,
     )
@@ -362,7 +408,7 @@ FACTS_4L = Recipe(
         "0-3 solved shots (30 % of them about invented subjects with invented, often multi-token answers) "
         "(40 %); answer tokens weigh "
         f"{RECALL_ANSWER_WEIGHT:g}, other tokens 1. With p=0.1 each, plain windows of stories and Shakespeare. "
-        "Held out of training: the bare statement form of every relation (\"The capital of Poland is\"), "
+        'Held out of training: the bare statement form of every relation ("The capital of Poland is"), '
         "and the Q/A form for a quarter of the subjects of each relation. In a first version with 160 towns, "
         "MLP 0 did all the work (zeroing MLPs 1-3 cost under 0.1 nats) and a town's answer had median rank 1-2 "
         "after block 0; with 480 towns the answer rose over blocks 0-2 (median rank 276, 6, 1, 0, 0). "

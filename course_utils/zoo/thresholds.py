@@ -34,10 +34,15 @@ def attn_only_2l(m: dict) -> list[Check]:
         Check("best layer-0 previous-token score", m["best_layer0_previous_token"], ">=", 0.4),
         Check("second-repeat loss / first-repeat loss", m["second_repeat_loss"] / m["first_repeat_loss"], "<", 0.5),
     ]
-    out += [Check(f"previous-token head on held-out code, positions {b}", v, ">=", 0.9)
-            for b, v in m["previous_token_by_position"].items() if int(b.split("-")[0]) < PREVIOUS_TOKEN_GATED_BELOW]
-    out += [Check(f"induction head on a repeat filling the context, queries {b}", v, ">=", 0.8)
-            for b, v in m["induction_by_position"].items()]
+    out += [
+        Check(f"previous-token head on held-out code, positions {b}", v, ">=", 0.9)
+        for b, v in m["previous_token_by_position"].items()
+        if int(b.split("-")[0]) < PREVIOUS_TOKEN_GATED_BELOW
+    ]
+    out += [
+        Check(f"induction head on a repeat filling the context, queries {b}", v, ">=", 0.8)
+        for b, v in m["induction_by_position"].items()
+    ]
     return out
 
 
@@ -45,12 +50,23 @@ def attn_only_1l(m: dict) -> list[Check]:
     by_pre = {int(k): v for k, v in m["p_else_by_preamble_tokens"].items()}
     base = by_pre[0]
     return [
-        Check("P(else) on trusted prefixes > P(else) at random positions",
-              m["trusted_p_else"] - m["random_position_p_else"], ">", 0.0),
-        Check("P(else) drops when ` if` is replaced (trusted)",
-              m["trusted_p_else"] - m["trusted_p_else_if_replaced"], ">", 0.0),
-        *[Check(f"P(else) after {k} tokens of other code / without", v / base, ">=", 0.5)
-          for k, v in by_pre.items() if k],
+        Check(
+            "P(else) on trusted prefixes > P(else) at random positions",
+            m["trusted_p_else"] - m["random_position_p_else"],
+            ">",
+            0.0,
+        ),
+        Check(
+            "P(else) drops when ` if` is replaced (trusted)",
+            m["trusted_p_else"] - m["trusted_p_else_if_replaced"],
+            ">",
+            0.0,
+        ),
+        *[
+            Check(f"P(else) after {k} tokens of other code / without", v / base, ">=", 0.5)
+            for k, v in by_pre.items()
+            if k
+        ],
     ]
 
 
@@ -65,15 +81,33 @@ def gelu_4l(m: dict) -> list[Check]:
         out.append(Check(f"IOI accuracy, {split}", m[f"ioi_{split}_accuracy"], ">=", 0.9))
         out.append(Check(f"IOI mean logit diff IO-S, {split}", m[f"ioi_{split}_logit_diff"], ">=", 2.0))
     for k, v in m["ioi_by_preamble_tokens"].items():
-        out.append(Check(f"IOI accuracy, held-out templates after {k} tokens of stories", v["accuracy"], ">=",
-                         IOI_PREAMBLE_ACCURACY))
+        out.append(
+            Check(
+                f"IOI accuracy, held-out templates after {k} tokens of stories",
+                v["accuracy"],
+                ">=",
+                IOI_PREAMBLE_ACCURACY,
+            )
+        )
         out.append(Check(f"IOI logit diff, held-out templates after {k} tokens of stories", v["logit_diff"], ">=", 2.0))
     circuit = m["ioi_circuit"]
-    out.append(Check("IOI circuit alone (other heads mean-ablated) keeps this share of the logit diff",
-                     circuit["faithfulness"], ">=", 0.8))
+    out.append(
+        Check(
+            "IOI circuit alone (other heads mean-ablated) keeps this share of the logit diff",
+            circuit["faithfulness"],
+            ">=",
+            0.8,
+        )
+    )
     for role in ("other-name", "mover from S2"):
-        out.append(Check(f"mean-ablating the {role} heads removes this share of the logit diff",
-                         circuit.get(f"removed_by_{role}", 0.0), ">=", 0.5))
+        out.append(
+            Check(
+                f"mean-ablating the {role} heads removes this share of the logit diff",
+                circuit.get(f"removed_by_{role}", 0.0),
+                ">=",
+                0.5,
+            )
+        )
     return out
 
 
@@ -83,14 +117,23 @@ card): its training preambles were at most 64 tokens long."""
 
 
 def facts_4l(m: dict) -> list[Check]:
-    out = [Check("bare statement top-1 (\"The capital of Poland is\")", m["capital_bare_top1"], ">=", 0.8)]
+    out = [Check('bare statement top-1 ("The capital of Poland is")', m["capital_bare_top1"], ">=", 0.8)]
     for relation in ("capital", "language", "country"):
         out.append(Check(f"{relation}: few-shot Q/A top-1, any shots", m[f"{relation}_qa_top1"], ">=", 0.9))
-        out.append(Check(f"{relation}: Q/A top-1, subjects never asked in training", m[f"{relation}_qa_heldout_top1"],
-                         ">=", 0.9))
+        out.append(
+            Check(
+                f"{relation}: Q/A top-1, subjects never asked in training", m[f"{relation}_qa_heldout_top1"], ">=", 0.9
+            )
+        )
         pre = {int(k): v for k, v in m[f"{relation}_qa_top1_by_preamble_tokens"].items()}
-        out.append(Check(f"{relation}: Q/A top-1 after {RECALL_PREAMBLE_GATED} tokens of stories",
-                         pre[RECALL_PREAMBLE_GATED], ">=", 0.9))
+        out.append(
+            Check(
+                f"{relation}: Q/A top-1 after {RECALL_PREAMBLE_GATED} tokens of stories",
+                pre[RECALL_PREAMBLE_GATED],
+                ">=",
+                0.9,
+            )
+        )
     for form in ("qa", "bare"):
         depth = m[f"country_{form}_depth"]
         out.append(Check(f"towns ({form}): median depth from which the answer is top-1", depth["top1_depth"], ">=", 2))
