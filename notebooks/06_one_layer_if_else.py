@@ -69,9 +69,8 @@ torch.set_grad_enabled(False)  # we only read the model in this chapter
 _ = seed_everything(0)
 
 # %% tags=["parameters"]
-HUB_MODEL_NAME = (
-    "hub:attn-only-1l"  # the hub's own one-layer model: other weights and tokenizer, so every number changes
-)
+# The hub's own one-layer model has other weights and another tokenizer, so every number changes.
+HUB_MODEL_NAME = "hub:attn-only-1l"
 MODEL_NAME = "attn-only-1l"  # offline course model; online (or after `make download`): MODEL_NAME = HUB_MODEL_NAME
 
 # %%
