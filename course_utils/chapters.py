@@ -15,6 +15,7 @@ import ast
 import functools
 import importlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -66,6 +67,11 @@ class Chapter:
     def checks(self) -> ModuleType:
         """The learner checks, ``course_utils.checks.<slug>``."""
         return importlib.import_module(self.checks_name)
+
+    def known_mistakes(self) -> dict[str, dict[str, Callable]]:
+        """The classic mistakes its checks name: exercise → diagnosis → a function with the learner's
+        signature that makes that mistake (the checks module's ``KNOWN_MISTAKES``)."""
+        return self.checks().KNOWN_MISTAKES
 
     def source(self) -> nbformat.NotebookNode:
         """The notebook, read from its Jupytext source."""

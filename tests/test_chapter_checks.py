@@ -1,7 +1,8 @@
 """Every check of every chapter in the registry: it passes the reference solution, says "not
-implemented yet" for a stub (an unanswered ``...`` for an answer), and stays fast once its
-inputs are cached. The chapters' own test files prove that each check rejects the classic
-mistakes and accepts correct alternatives."""
+implemented yet" for a stub (an unanswered ``...`` for an answer), stays fast once its inputs are
+cached, and rejects each of its chapter's ``KNOWN_MISTAKES`` with that mistake's diagnosis. The
+chapters' own test files prove that the checks accept correct alternatives and reject the mistakes
+they find by other means (a wrong shape, an input modified in place, a hook left attached…)."""
 
 import time
 
@@ -44,3 +45,32 @@ def test_stub_is_not_attempted(chapter, name):
     result = _check(chapter, name)(unanswered)
     assert result.status == "not attempted" and not result
     assert result.message == f"… {name} is not {'implemented' if unanswered is stub else 'answered'} yet."
+
+
+MISTAKES = [
+    pytest.param(chapter, exercise, diagnosis, id=f"{chapter[:2]}-{exercise}-{i}")
+    for chapter, record in CHAPTERS.items()
+    for exercise, mistakes in record.known_mistakes().items()
+    for i, diagnosis in enumerate(mistakes)
+]
+
+
+@pytest.mark.parametrize("chapter, exercise, diagnosis", MISTAKES)
+def test_known_mistake_is_rejected_with_its_diagnosis(chapter, exercise, diagnosis):
+    wrong = CHAPTERS[chapter].known_mistakes()[exercise][diagnosis]
+    result = _check(chapter, exercise)(wrong)
+    if result:
+        pytest.skip(f"the mistake makes no difference on this check's inputs (it passes): {diagnosis}")
+    assert result.status == "failed" and "\n" not in result.message, result.message
+    assert result.message.endswith(f" — {diagnosis}"), result.message
+
+
+@pytest.mark.parametrize("chapter", list(CHAPTERS))
+def test_known_mistakes_are_of_the_chapters_exercises(chapter):
+    record = CHAPTERS[chapter]
+    mistakes = record.known_mistakes()
+    unknown = sorted(set(mistakes) - set(record.exercises))
+    assert not unknown, f"KNOWN_MISTAKES of {record.checks_name} names no exercise of {chapter}: {unknown}"
+    for exercise, by_diagnosis in mistakes.items():
+        assert by_diagnosis, f"{exercise}: an empty entry in KNOWN_MISTAKES"
+        assert all(callable(fn) for fn in by_diagnosis.values()), exercise

@@ -2,9 +2,9 @@
 
 Every check runs the learner's function and the reference on the course model ``gelu-4l`` and a
 small batch of IOI clean/corrupted pairs (held-out name pairs, templates whose names sit at the
-same token positions), whatever model the notebook itself uses. The ``_mistake``-style
-functions below reproduce the classic mistakes; a check names the mistake when the learner's
-output matches it, and ``tests/test_04_activation_patching.py`` proves each one is rejected.
+same token positions), whatever model the notebook itself uses. :data:`KNOWN_MISTAKES` holds
+the classic mistakes of each exercise; a check names the mistake when the learner's output
+matches it, and ``tests/test_chapter_checks.py`` proves each one is rejected.
 
 Sweeps are expensive (one forward pass per patch), so the reference results and the mistakes'
 results are computed once per input and cached.
@@ -33,6 +33,9 @@ N_METRIC_PROMPTS = 8
 N_SWEEP_PROMPTS = 2
 SWEEP_CORRUPTION = "swap"
 SEED = 1
+KNOWN_MISTAKES: dict[str, dict[str, Callable]] = {}
+"""Exercise → diagnosis → a function with the learner's signature that makes that mistake; each
+section below adds its exercises, and each check passes ``known_mistakes=KNOWN_MISTAKES[name]``."""
 
 
 # --- data: IOI pairs whose names sit at the same positions ---------------------------------------
@@ -254,7 +257,7 @@ _HOOKS_LEFT = (
     "use `model.run_with_hooks(...)` (or `with model.hooks(...)`) for each patch"
 )
 
-RESID_MISTAKES: dict[str, Callable] = {
+KNOWN_MISTAKES["patch_residual_stream"] = {
     "every patch gives the clean run's score (1) — are you running the clean tokens (patching clean into "
     "clean), or patching every position at once? Run `corrupted_tokens` and overwrite only `[:, pos]`": _clean_run_everywhere(
         lambda model, tokens: (model.cfg.n_layers, tokens.shape[1])
@@ -270,7 +273,7 @@ RESID_MISTAKES: dict[str, Callable] = {
     _NO_EFFECT: _resid_sweep(lambda pos: (_ALL, pos), discard=True),
 }
 
-HEAD_MISTAKES: dict[str, Callable] = {
+KNOWN_MISTAKES["patch_head_outputs"] = {
     "`z[:, head]` patches POSITION `head` of every head: hook_z is [batch, pos, head, d_head], so the head is "
     "the third index, `z[:, :, head]`": _head_sweep(lambda head: (_ALL, head)),
     "every head of a layer gives the same score — did you patch the whole layer (`z[:, :, :]`) instead of one "
@@ -286,7 +289,7 @@ HEAD_MISTAKES: dict[str, Callable] = {
     _NO_EFFECT: _head_sweep(lambda head: (_ALL, _ALL, head), discard=True),
 }
 
-HEAD_POS_MISTAKES: dict[str, Callable] = {
+KNOWN_MISTAKES["patch_head_outputs_by_pos"] = {
     "each row is constant — you patch the head at every position; patch `z[:, pos, head]` only": _head_pos_sweep(
         lambda head, pos: (_ALL, _ALL, head)
     ),
@@ -310,7 +313,7 @@ def _final_diffs(logits, answer_tokens, pos=-1):
     return final[rows, answer_tokens[:, 0]] - final[rows, answer_tokens[:, 1]]
 
 
-LOGIT_DIFF_MISTAKES: dict[str, Callable] = {
+KNOWN_MISTAKES["logit_diff"] = {
     "is the sign flipped? Compute correct (IO, `answer_tokens[:, 0]`) minus wrong (S, `answer_tokens[:, 1]`)": lambda logits, a: (
         -_final_diffs(logits, a)
     ),
@@ -337,7 +340,7 @@ def _mean_ld(logits, a):
     return _final_diffs(logits, a).mean()
 
 
-METRIC_MISTAKES: dict[str, Callable] = {
+KNOWN_MISTAKES["normalised_patching_metric"] = {
     "this is the raw mean logit difference — normalise it: (mean − corrupted) / (clean − corrupted)": lambda logits, a, c, k: (
         _mean_ld(logits, a)
     ),
@@ -388,7 +391,7 @@ def sweep_corrupted_resid(model, corrupted_tokens, names) -> dict[str, torch.Ten
     return {n: cache[n] for n in names}
 
 
-ATTRIBUTION_MISTAKES: dict[str, Callable] = {
+KNOWN_MISTAKES["attribution_patch_residual"] = {
     "is the sign flipped? Multiply the gradient by (clean − corrupted), the change that patching makes": cached_by_inputs(
         functools.partial(_attribution, sign=-1.0)
     ),
@@ -417,7 +420,7 @@ def test_logit_diff(logit_diff) -> CheckResult:
         SOLUTION.logit_diff,
         cases,
         index_names=("prompt",),
-        known_mistakes=LOGIT_DIFF_MISTAKES,
+        known_mistakes=KNOWN_MISTAKES["logit_diff"],
     )
 
 
@@ -439,7 +442,7 @@ def test_normalised_patching_metric(normalised_patching_metric) -> CheckResult:
         normalised_patching_metric,
         SOLUTION.normalised_patching_metric,
         cases,
-        known_mistakes=METRIC_MISTAKES,
+        known_mistakes=KNOWN_MISTAKES["normalised_patching_metric"],
     )
 
 
@@ -457,7 +460,7 @@ def test_patch_residual_stream(patch_residual_stream) -> CheckResult:
             _reference_resid,
             [Case(f"{N_SWEEP_PROMPTS} IOI pairs (IO and S swapped) on {CHECK_MODEL}", sweep_inputs())],
             index_names=("layer", "pos"),
-            known_mistakes=RESID_MISTAKES,
+            known_mistakes=KNOWN_MISTAKES["patch_residual_stream"],
         )
 
 
@@ -469,7 +472,7 @@ def test_patch_head_outputs(patch_head_outputs) -> CheckResult:
             _reference_heads,
             [Case(f"{N_SWEEP_PROMPTS} IOI pairs (IO and S swapped) on {CHECK_MODEL}", sweep_inputs())],
             index_names=("layer", "head"),
-            known_mistakes=HEAD_MISTAKES,
+            known_mistakes=KNOWN_MISTAKES["patch_head_outputs"],
         )
 
 
@@ -482,7 +485,7 @@ def test_patch_head_outputs_by_pos(patch_head_outputs_by_pos) -> CheckResult:
             _reference_heads_by_pos,
             [Case(f"heads {heads} on {N_SWEEP_PROMPTS} IOI pairs (IO and S swapped)", (*sweep_inputs(), heads))],
             index_names=("head", "pos"),
-            known_mistakes=HEAD_POS_MISTAKES,
+            known_mistakes=KNOWN_MISTAKES["patch_head_outputs_by_pos"],
         )
 
 
@@ -498,13 +501,13 @@ def test_attribution_patch_residual(attribution_patch_residual) -> CheckResult:
         _reference_attribution,
         [Case(f"{N_SWEEP_PROMPTS} IOI pairs (IO and S swapped) on {CHECK_MODEL}", sweep_inputs())],
         index_names=("layer", "pos"),
-        known_mistakes=ATTRIBUTION_MISTAKES,
+        known_mistakes=KNOWN_MISTAKES["attribution_patch_residual"],
     )
 
 
 # --- the fast exact sweep -------------------------------------------------------------------------------
 def _block_on_suffix(model, layer, resid, corrupted_cache, *, prefix=True, mask="shifted", scale=True, mlp=True):
-    """``block_on_suffix`` with switches for its classic mistakes (see ``SUFFIX_MISTAKES``)."""
+    """``block_on_suffix`` with switches for its classic mistakes (see ``KNOWN_MISTAKES["block_on_suffix"]``)."""
     block, attn = model.blocks[layer], model.blocks[layer].attn
     cached_k = corrupted_cache[f"blocks.{layer}.attn.hook_k"]
     cached_v = corrupted_cache[f"blocks.{layer}.attn.hook_v"]
@@ -532,7 +535,7 @@ def _block_on_suffix(model, layer, resid, corrupted_cache, *, prefix=True, mask=
     return resid
 
 
-SUFFIX_MISTAKES: dict[str, Callable] = {
+KNOWN_MISTAKES["block_on_suffix"] = {
     "the positions before `pos` are missing from attention — put the corrupted cache's keys and values of "
     "positions 0…pos−1 before yours (`blocks.{layer}.attn.hook_k` / `hook_v`)": functools.partial(
         _block_on_suffix, prefix=False
@@ -579,7 +582,7 @@ def test_block_on_suffix(block_on_suffix) -> CheckResult:
             cached_by_inputs(SOLUTION.block_on_suffix),
             _suffix_cases(),
             index_names=("copy", "prompt", "position in the suffix", "d_model"),
-            known_mistakes=SUFFIX_MISTAKES,
+            known_mistakes=KNOWN_MISTAKES["block_on_suffix"],
         )
 
 
@@ -620,8 +623,8 @@ def _patch_at_read_skipped(model, corrupted_tokens, clean_cache, metric, metric_
     return results
 
 
-FAST_MISTAKES: dict[str, Callable] = {
-    **{diagnosis: _ignoring_metric_pos(sweep) for diagnosis, sweep in RESID_MISTAKES.items()},
+KNOWN_MISTAKES["patch_residual_stream_fast"] = {
+    **{diagnosis: _ignoring_metric_pos(sweep) for diagnosis, sweep in KNOWN_MISTAKES["patch_residual_stream"].items()},
     "the positions before the patched one keep the corrupted run's logits, and a metric may read them — copy "
     "them from the corrupted logits instead of leaving zeros": _ignoring_metric_pos(
         _resid_sweep(lambda pos: (_ALL, pos), blank_before=True)
@@ -663,7 +666,7 @@ def test_patch_residual_stream_fast(patch_residual_stream_fast) -> CheckResult:
                 ),
             ],
             index_names=("layer", "pos"),
-            known_mistakes=FAST_MISTAKES,
+            known_mistakes=KNOWN_MISTAKES["patch_residual_stream_fast"],
         )
 
 
@@ -765,7 +768,7 @@ def _rows(q):
     return torch.arange(len(q))
 
 
-ATTENTION_MISTAKES: dict[str, Callable] = {
+KNOWN_MISTAKES["attention_to"] = {
     "every score is 0 or nearly — query and key are swapped: hook_pattern is [batch, head, query, key], so index "
     "`pattern[rows, :, query_pos, key_pos]`": _attention_mistake(lambda p, q, k: p[_rows(q), :, k, q].mean(0)),
     "`pattern[:, :, query_pos, key_pos]` pairs every prompt with every other prompt's positions — pair row i "
@@ -793,7 +796,7 @@ def _duplicate_mistake(
     return wrong
 
 
-DUPLICATE_MISTAKES: dict[str, Callable] = {
+KNOWN_MISTAKES["duplicate_token_score"] = {
     "you counted the query's attention to itself (it holds the same token) — only EARLIER positions count: "
     "key < query": _duplicate_mistake(lambda k, q: k <= q),
     "you summed the attention to every earlier position (that is 1 minus the attention to itself) — keep only the "
@@ -812,7 +815,7 @@ def _path_mistake(
     receiver_heads: str = "listed",
     return_run1: bool = False,
 ) -> Callable:
-    """A path patch with one step wrong (see the diagnoses in :data:`PATH_MISTAKES`)."""
+    """A path patch with one step wrong (see the diagnoses in ``KNOWN_MISTAKES["path_patch"]``)."""
 
     def wrong(model, clean_tokens, corrupted_cache, senders, receivers, pos, receiver_input="v"):
         def patch_senders(z, hook, layer):
@@ -857,7 +860,7 @@ def _path_mistake(
     return cached_by_inputs(wrong)
 
 
-PATH_MISTAKES: dict[str, Callable] = {
+KNOWN_MISTAKES["path_patch"] = {
     "these are the logits of run 1 (the senders patched, their whole effect on everything downstream) — return "
     "the logits of run 2, where ONLY the receivers' inputs are patched": _path_mistake(return_run1=True),
     "nothing changed: the logits are the clean run's — in run 1, set the senders' `hook_z` to their values in "
@@ -908,7 +911,7 @@ def _ablation_mistake(mean_of: str = "template", source: str = "reference", zero
     return cached_by_inputs(wrong)
 
 
-ABLATION_MISTAKES: dict[str, Callable] = {
+KNOWN_MISTAKES["mean_ablate_heads"] = {
     "you averaged over the whole batch — average over the reference prompts of the SAME template as each prompt "
     "(the templates put different words at the same position)": _ablation_mistake(mean_of="batch"),
     "you averaged over positions too — keep one mean per position (and per template)": _ablation_mistake(
@@ -941,7 +944,7 @@ def test_attention_to(attention_to) -> CheckResult:
             SOLUTION.attention_to,
             cases,
             index_names=("layer", "head"),
-            known_mistakes=ATTENTION_MISTAKES,
+            known_mistakes=KNOWN_MISTAKES["attention_to"],
         )
 
 
@@ -961,7 +964,7 @@ def test_duplicate_token_score(duplicate_token_score) -> CheckResult:
             SOLUTION.duplicate_token_score,
             cases,
             index_names=("layer", "head"),
-            known_mistakes=DUPLICATE_MISTAKES,
+            known_mistakes=KNOWN_MISTAKES["duplicate_token_score"],
         )
 
 
@@ -990,7 +993,7 @@ def test_path_patch(path_patch) -> CheckResult:
             _reference_path_patch,
             cases,
             index_names=("prompt", "pos", "token"),
-            known_mistakes=PATH_MISTAKES,
+            known_mistakes=KNOWN_MISTAKES["path_patch"],
         )
 
 
@@ -1008,7 +1011,7 @@ def test_mean_ablate_heads(mean_ablate_heads) -> CheckResult:
             _reference_mean_ablation,
             cases,
             index_names=("prompt", "pos", "token"),
-            known_mistakes=ABLATION_MISTAKES,
+            known_mistakes=KNOWN_MISTAKES["mean_ablate_heads"],
         )
 
 

@@ -35,6 +35,9 @@ SOLUTION = solutions_for(__name__)
 MODEL_NAME = "facts-4l"
 CAPITAL_PROMPT = recall.bare_prompt("capital", "Poland")
 """The seed's prompt, in the bare statement form that ``facts-4l`` never saw in training."""
+KNOWN_MISTAKES: dict[str, dict[str, Callable]] = {}
+"""Exercise → diagnosis → a function with the learner's signature that makes that mistake; each
+section below adds its exercises, and each check passes ``known_mistakes=KNOWN_MISTAKES[name]``."""
 
 
 # --- inputs (computed once) ----------------------------------------------------------------
@@ -516,6 +519,14 @@ def _ioi_label(pos: int = -1) -> str:
     return f'prompt "{CAPITAL_PROMPT.text}" at position {pos}'
 
 
+KNOWN_MISTAKES["decode_residual"] = {
+    "did you forget the final LayerNorm (model.ln_final) before W_U?": _decode_no_ln,
+    "is the final LayerNorm applied twice?": _decode_ln_twice,
+    "did you only centre and rescale, leaving out ln_final's learned weight and bias? Call model.ln_final": _decode_no_affine,
+    "did you leave out the unembedding bias b_U?": _decode_no_bias,
+}
+
+
 def test_decode_residual(decode_residual) -> CheckResult:
     """Decoding a stack of residuals, one residual vector, and every position of a prompt."""
     m = model()
@@ -532,13 +543,18 @@ def test_decode_residual(decode_residual) -> CheckResult:
             Case("every position of the IOI prompt ([pos, d_model])", (m, ioi_cache["resid_pre", 1][0])),
         ],
         tol=Tolerance(1e-3, 1e-4),
-        known_mistakes={
-            "did you forget the final LayerNorm (model.ln_final) before W_U?": _decode_no_ln,
-            "is the final LayerNorm applied twice?": _decode_ln_twice,
-            "did you only centre and rescale, leaving out ln_final's learned weight and bias? Call model.ln_final": _decode_no_affine,
-            "did you leave out the unembedding bias b_U?": _decode_no_bias,
-        },
+        known_mistakes=KNOWN_MISTAKES["decode_residual"],
     )
+
+
+KNOWN_MISTAKES["logit_lens"] = {
+    "did you forget the final LayerNorm before W_U?": _lens_no_ln,
+    "is the final LayerNorm applied twice at the last row? ln_final.hook_out is already normalised; decode resid_post instead": _lens_ln_twice_at_final,
+    "did you reuse the cached ln_final scale of the final residual? Each residual must be normalised with its own statistics (call model.ln_final on it)": _lens_frozen_scale,
+    "did you ignore `pos` and always decode the last position?": _lens_last_position,
+    "did you decode position 0 (the BOS token) instead of `pos`?": _lens_first_position,
+    "did you leave out the unembedding bias b_U?": _lens_no_bias,
+}
 
 
 def test_logit_lens(logit_lens) -> CheckResult:
@@ -555,14 +571,7 @@ def test_logit_lens(logit_lens) -> CheckResult:
         ],
         tol=Tolerance(1e-3, 1e-4),
         index_names=("row", "token"),
-        known_mistakes={
-            "did you forget the final LayerNorm before W_U?": _lens_no_ln,
-            "is the final LayerNorm applied twice at the last row? ln_final.hook_out is already normalised; decode resid_post instead": _lens_ln_twice_at_final,
-            "did you reuse the cached ln_final scale of the final residual? Each residual must be normalised with its own statistics (call model.ln_final on it)": _lens_frozen_scale,
-            "did you ignore `pos` and always decode the last position?": _lens_last_position,
-            "did you decode position 0 (the BOS token) instead of `pos`?": _lens_first_position,
-            "did you leave out the unembedding bias b_U?": _lens_no_bias,
-        },
+        known_mistakes=KNOWN_MISTAKES["logit_lens"],
     )
 
 
@@ -583,6 +592,13 @@ def _rank_cases() -> list[Case]:
     ]
 
 
+KNOWN_MISTAKES["answer_rank_per_layer"] = {
+    "off by one: ranks start at 0 here (rank 0 = top token); count the tokens with a strictly larger logit": _rank_from_one,
+    "did you take argsort once? argsort(...)[:, answer] is the token at position `answer` of the sorted list, not the answer's rank": _rank_argsort_once,
+    "are you counting from the bottom? Sort in descending order (or count tokens with a LARGER logit)": _rank_from_bottom,
+}
+
+
 def test_answer_rank_per_layer(answer_rank_per_layer) -> CheckResult:
     return check(
         "answer_rank_per_layer",
@@ -590,12 +606,15 @@ def test_answer_rank_per_layer(answer_rank_per_layer) -> CheckResult:
         SOLUTION.answer_rank_per_layer,
         _rank_cases(),
         index_names=("row",),
-        known_mistakes={
-            "off by one: ranks start at 0 here (rank 0 = top token); count the tokens with a strictly larger logit": _rank_from_one,
-            "did you take argsort once? argsort(...)[:, answer] is the token at position `answer` of the sorted list, not the answer's rank": _rank_argsort_once,
-            "are you counting from the bottom? Sort in descending order (or count tokens with a LARGER logit)": _rank_from_bottom,
-        },
+        known_mistakes=KNOWN_MISTAKES["answer_rank_per_layer"],
     )
+
+
+KNOWN_MISTAKES["answer_prob_per_layer"] = {
+    "softmax over the wrong dimension: the distribution is over the vocabulary (dim=-1), not over layers": _prob_softmax_over_layers,
+    "this is the log-probability: use softmax, not log_softmax": _prob_log,
+    "these are raw logits: apply softmax over the vocabulary first": _prob_raw_logit,
+}
 
 
 def test_answer_prob_per_layer(answer_prob_per_layer) -> CheckResult:
@@ -606,12 +625,15 @@ def test_answer_prob_per_layer(answer_prob_per_layer) -> CheckResult:
         _rank_cases(),
         tol=Tolerance(1e-9, 1e-4),  # probabilities can be tiny: compare relatively
         index_names=("row",),
-        known_mistakes={
-            "softmax over the wrong dimension: the distribution is over the vocabulary (dim=-1), not over layers": _prob_softmax_over_layers,
-            "this is the log-probability: use softmax, not log_softmax": _prob_log,
-            "these are raw logits: apply softmax over the vocabulary first": _prob_raw_logit,
-        },
+        known_mistakes=KNOWN_MISTAKES["answer_prob_per_layer"],
     )
+
+
+KNOWN_MISTAKES["reciprocal_rank_per_layer"] = {
+    "off by one: with rank 0 = top the reciprocal rank is 1 / (rank + 1), so the top token scores exactly 1": _rr_from_one,
+    "1 / rank divides by zero for the top token: use 1 / (rank + 1)": _rr_no_plus_one,
+    "this is the rank itself, not 1 / (rank + 1)": _rr_is_rank,
+}
 
 
 def test_reciprocal_rank_per_layer(reciprocal_rank_per_layer) -> CheckResult:
@@ -622,12 +644,16 @@ def test_reciprocal_rank_per_layer(reciprocal_rank_per_layer) -> CheckResult:
         _rank_cases(),
         tol=Tolerance(1e-9, 1e-5),  # 1/(rank+1) vs 1/(rank+2) differ by little for deep ranks
         index_names=("row",),
-        known_mistakes={
-            "off by one: with rank 0 = top the reciprocal rank is 1 / (rank + 1), so the top token scores exactly 1": _rr_from_one,
-            "1 / rank divides by zero for the top token: use 1 / (rank + 1)": _rr_no_plus_one,
-            "this is the rank itself, not 1 / (rank + 1)": _rr_is_rank,
-        },
+        known_mistakes=KNOWN_MISTAKES["reciprocal_rank_per_layer"],
     )
+
+
+KNOWN_MISTAKES["top_k_per_layer"] = {
+    "these are the k LOWEST-scoring tokens: use topk (largest=True) or sort in descending order": _topk_bottom,
+    "these are token ids: turn each row into strings with model.to_str_tokens": _topk_ids,
+    "each layer should give a list of k strings, not one joined string (use model.to_str_tokens, not to_string)": _topk_joined,
+    "did you take the top k over layers (dim 0)? Take it over the vocabulary (dim=-1)": _topk_over_layers,
+}
 
 
 def test_top_k_per_layer(top_k_per_layer) -> CheckResult:
@@ -640,13 +666,18 @@ def test_top_k_per_layer(top_k_per_layer) -> CheckResult:
             Case(f"the logit lens of {_fact_label()}, k=5", (m, lens(_town_text()))),
             Case(f"the logit lens of {_ioi_label()}, k=3", (m, lens(CAPITAL_PROMPT.text)), {"k": 3}),
         ],
-        known_mistakes={
-            "these are the k LOWEST-scoring tokens: use topk (largest=True) or sort in descending order": _topk_bottom,
-            "these are token ids: turn each row into strings with model.to_str_tokens": _topk_ids,
-            "each layer should give a list of k strings, not one joined string (use model.to_str_tokens, not to_string)": _topk_joined,
-            "did you take the top k over layers (dim 0)? Take it over the vocabulary (dim=-1)": _topk_over_layers,
-        },
+        known_mistakes=KNOWN_MISTAKES["top_k_per_layer"],
     )
+
+
+KNOWN_MISTAKES["logits_without_mlp"] = {
+    "did you forget the final LayerNorm before W_U?": _without_mlp_no_ln,
+    "did you reuse the cached ln_final scale? Re-decode: apply model.ln_final to the edited residual so it recomputes its statistics": _without_mlp_frozen_scale,
+    "did you edit that layer's own residual? Subtract the MLP output from the FINAL residual (resid_post of the last layer)": _without_mlp_from_layer_resid,
+    "you removed the attention output (hook_attn_out); remove the MLP output (hook_mlp_out)": _without_mlp_attention,
+    "did you add the MLP output instead of subtracting it?": _without_mlp_added,
+    "did you ignore `pos` and always use the last position?": _without_mlp_last_position,
+}
 
 
 def test_logits_without_mlp(logits_without_mlp) -> CheckResult:
@@ -665,15 +696,17 @@ def test_logits_without_mlp(logits_without_mlp) -> CheckResult:
         ],
         tol=Tolerance(1e-3, 1e-4),
         index_names=("token",),
-        known_mistakes={
-            "did you forget the final LayerNorm before W_U?": _without_mlp_no_ln,
-            "did you reuse the cached ln_final scale? Re-decode: apply model.ln_final to the edited residual so it recomputes its statistics": _without_mlp_frozen_scale,
-            "did you edit that layer's own residual? Subtract the MLP output from the FINAL residual (resid_post of the last layer)": _without_mlp_from_layer_resid,
-            "you removed the attention output (hook_attn_out); remove the MLP output (hook_mlp_out)": _without_mlp_attention,
-            "did you add the MLP output instead of subtracting it?": _without_mlp_added,
-            "did you ignore `pos` and always use the last position?": _without_mlp_last_position,
-        },
+        known_mistakes=KNOWN_MISTAKES["logits_without_mlp"],
     )
+
+
+KNOWN_MISTAKES["mlp_removal_effect"] = {
+    "the sign is flipped: return (without the MLP) minus (normal run), so a helpful MLP gives a negative number": _effect_sign_flipped,
+    "these are changes in probability: compare log-probabilities (log_softmax)": _effect_probs,
+    "these are changes in the raw logit: compare log-probabilities (log_softmax over the vocabulary)": _effect_logits,
+    "did you reuse the cached ln_final scale? Apply model.ln_final to each edited residual": _effect_frozen_scale,
+    "did you forget the final LayerNorm before W_U?": _effect_no_ln,
+}
 
 
 def test_mlp_removal_effect(mlp_removal_effect) -> CheckResult:
@@ -694,14 +727,17 @@ def test_mlp_removal_effect(mlp_removal_effect) -> CheckResult:
         ],
         tol=Tolerance(1e-3, 1e-3),
         index_names=("layer",),
-        known_mistakes={
-            "the sign is flipped: return (without the MLP) minus (normal run), so a helpful MLP gives a negative number": _effect_sign_flipped,
-            "these are changes in probability: compare log-probabilities (log_softmax)": _effect_probs,
-            "these are changes in the raw logit: compare log-probabilities (log_softmax over the vocabulary)": _effect_logits,
-            "did you reuse the cached ln_final scale? Apply model.ln_final to each edited residual": _effect_frozen_scale,
-            "did you forget the final LayerNorm before W_U?": _effect_no_ln,
-        },
+        known_mistakes=KNOWN_MISTAKES["mlp_removal_effect"],
     )
+
+
+KNOWN_MISTAKES["logits_before_mlp"] = {
+    "did you subtract from the FINAL residual? Here the MLP output is removed from resid_post of the same layer": _before_mlp_from_final,
+    "did you forget the final LayerNorm before W_U?": _before_mlp_no_ln,
+    "this is resid_pre of the layer (before attention too): subtract only the MLP output from resid_post": _before_mlp_resid_pre,
+    'the MLP output is still in: subtract cache["mlp_out", layer] from resid_post': _before_mlp_with_mlp,
+    "you removed the attention output (hook_attn_out); remove the MLP output (hook_mlp_out)": _before_mlp_attention,
+}
 
 
 def test_logits_before_mlp(logits_before_mlp) -> CheckResult:
@@ -719,13 +755,7 @@ def test_logits_before_mlp(logits_before_mlp) -> CheckResult:
         ],
         tol=Tolerance(1e-3, 1e-4),
         index_names=("token",),
-        known_mistakes={
-            "did you subtract from the FINAL residual? Here the MLP output is removed from resid_post of the same layer": _before_mlp_from_final,
-            "did you forget the final LayerNorm before W_U?": _before_mlp_no_ln,
-            "this is resid_pre of the layer (before attention too): subtract only the MLP output from resid_post": _before_mlp_resid_pre,
-            'the MLP output is still in: subtract cache["mlp_out", layer] from resid_post': _before_mlp_with_mlp,
-            "you removed the attention output (hook_attn_out); remove the MLP output (hook_mlp_out)": _before_mlp_attention,
-        },
+        known_mistakes=KNOWN_MISTAKES["logits_before_mlp"],
     )
 
 
@@ -742,6 +772,14 @@ def _trace_cases() -> list[Case]:
     return cases
 
 
+KNOWN_MISTAKES["causal_trace"] = {
+    "did you restore a position after the subject (here: the last one)? Restore position subject_pos only": _trace_last_pos,
+    "entry 0 should recover the whole answer here: restore position subject_pos (not subject_pos - 1), at the INPUT of block l (hook_resid_pre)": _trace_pos_before,
+    "these are raw probabilities: return the recovered share (p - p_corrupted) / (p_clean - p_corrupted)": _trace_unnormalised,
+    "off by one block: entry l restores the INPUT of block l (hook_resid_pre), so entry 0 is the embedding": _trace_resid_post,
+}
+
+
 def test_causal_trace(causal_trace) -> CheckResult:
     return check(
         "causal_trace",
@@ -750,13 +788,17 @@ def test_causal_trace(causal_trace) -> CheckResult:
         _trace_cases(),
         tol=Tolerance(2e-3, 1e-3),
         index_names=("row",),
-        known_mistakes={
-            "did you restore a position after the subject (here: the last one)? Restore position subject_pos only": _trace_last_pos,
-            "entry 0 should recover the whole answer here: restore position subject_pos (not subject_pos - 1), at the INPUT of block l (hook_resid_pre)": _trace_pos_before,
-            "these are raw probabilities: return the recovered share (p - p_corrupted) / (p_clean - p_corrupted)": _trace_unnormalised,
-            "off by one block: entry l restores the INPUT of block l (hook_resid_pre), so entry 0 is the embedding": _trace_resid_post,
-        },
+        known_mistakes=KNOWN_MISTAKES["causal_trace"],
     )
+
+
+KNOWN_MISTAKES["kl_to_final"] = {
+    "the KL is reversed: compute KL(P_final || P_layer) = sum P_final (log P_final - log P_layer)": _kl_reversed,
+    "you averaged over the vocabulary (F.kl_div's default reduction): KL is a SUM over tokens": _kl_mean_over_vocab,
+    "F.kl_div's first argument must be LOG-probabilities (log_softmax), not probabilities": _kl_probs_as_input,
+    "softmax over the wrong dimension: the distributions are over the vocabulary (dim=-1)": _kl_softmax_over_layers,
+    "you compared with the FIRST row; the reference distribution is the last row (the model's output)": _kl_to_first_row,
+}
 
 
 def test_kl_to_final(kl_to_final) -> CheckResult:
@@ -772,13 +814,7 @@ def test_kl_to_final(kl_to_final) -> CheckResult:
             ),
         ],
         tol=Tolerance(1e-4, 1e-3),
-        known_mistakes={
-            "the KL is reversed: compute KL(P_final || P_layer) = sum P_final (log P_final - log P_layer)": _kl_reversed,
-            "you averaged over the vocabulary (F.kl_div's default reduction): KL is a SUM over tokens": _kl_mean_over_vocab,
-            "F.kl_div's first argument must be LOG-probabilities (log_softmax), not probabilities": _kl_probs_as_input,
-            "softmax over the wrong dimension: the distributions are over the vocabulary (dim=-1)": _kl_softmax_over_layers,
-            "you compared with the FIRST row; the reference distribution is the last row (the model's output)": _kl_to_first_row,
-        },
+        known_mistakes=KNOWN_MISTAKES["kl_to_final"],
     )
 
 
@@ -820,15 +856,17 @@ def _compare_fits(actual: Any, expected: _Fit) -> str | None:
     return None if diff is None else diff + " (in units of the largest target value)"
 
 
+KNOWN_MISTAKES["fit_affine_translator"] = {
+    "did you forget the bias? Append a column of ones to h_from (or centre both sides)": _fit_no_bias,
+    "W is transposed: the convention is h_to ≈ h_from @ W + b": _fit_transposed,
+    "you fitted the map in the wrong direction (from h_to to h_from)": _fit_wrong_direction,
+    "this is the identity map (the plain logit lens); fit W and b by least squares": _fit_identity,
+}
+
+
 def test_fit_affine_translator(fit_affine_translator) -> CheckResult:
     h0, h2, final = _translator_data()
     layer = min(2, model().cfg.n_layers - 1)
-    wrong = {
-        "did you forget the bias? Append a column of ones to h_from (or centre both sides)": _fit_no_bias,
-        "W is transposed: the convention is h_to ≈ h_from @ W + b": _fit_transposed,
-        "you fitted the map in the wrong direction (from h_to to h_from)": _fit_wrong_direction,
-        "this is the identity map (the plain logit lens); fit W and b by least squares": _fit_identity,
-    }
     return check(
         "fit_affine_translator",
         fit_affine_translator,
@@ -837,7 +875,7 @@ def test_fit_affine_translator(fit_affine_translator) -> CheckResult:
             Case(f"{len(h0)} tokens of course text: resid_pre of layer 0 -> final residual", (h0, final)),
             Case(f"{len(h2)} tokens of course text: resid_pre of layer {layer} -> final residual", (h2, final)),
         ],
-        known_mistakes={k: _with_inputs(v) for k, v in wrong.items()},
+        known_mistakes={k: _with_inputs(v) for k, v in KNOWN_MISTAKES["fit_affine_translator"].items()},
         compare=_compare_fits,
     )
 

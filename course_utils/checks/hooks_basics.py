@@ -9,6 +9,7 @@ and cannot spoil the inputs of the checks that follow.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -50,6 +51,9 @@ SECOND_TEXT = """class Stack:
 
 MASKED_BELOW = -1e4
 """A masked score may be -inf or any very negative number (e.g. -1e9): softmax gives it weight 0."""
+KNOWN_MISTAKES: dict[str, dict[str, Callable]] = {}
+"""Exercise → diagnosis → a function with the learner's signature that makes that mistake; each
+section below adds its exercises, and each check passes ``known_mistakes=KNOWN_MISTAKES[name]``."""
 
 
 # --------------------------------------------------------------------------- inputs
@@ -153,6 +157,17 @@ def _compare_counts(actual: Any, expected: tuple[int, int]) -> str | None:
     return None
 
 
+KNOWN_MISTAKES["count_correct_predictions"] = {
+    "is BOS counted? It is never a target: a text of n tokens gives n predictions": _count_bos_as_target,
+    "off by one: the logits at position i predict token i + 1 — compare "
+    "logits[0, :-1].argmax(-1) with tokens[0, 1:]": _count_no_shift,
+    "off by one: the logits at position i predict token i + 1 (you compared them with token i)": _count_no_shift_dropping_first,
+    "shifted the wrong way: the prediction at i is for token i + 1, not i - 1": _count_shift_backwards,
+    "tokenised without BOS? Keep the default BOS: the prediction made at BOS "
+    "is the one for the text's first token": _count_without_bos,
+}
+
+
 def test_count_correct_predictions(count_correct_predictions) -> CheckResult:
     model = _model()
     with torch.no_grad():
@@ -162,15 +177,7 @@ def test_count_correct_predictions(count_correct_predictions) -> CheckResult:
             SOLUTION.count_correct_predictions,
             [Case("the chapter's code paragraph", (model, CODE_TEXT)), Case("a Stack class", (model, SECOND_TEXT))],
             compare=_compare_counts,
-            known_mistakes={
-                "is BOS counted? It is never a target: a text of n tokens gives n predictions": _count_bos_as_target,
-                "off by one: the logits at position i predict token i + 1 — compare "
-                "logits[0, :-1].argmax(-1) with tokens[0, 1:]": _count_no_shift,
-                "off by one: the logits at position i predict token i + 1 (you compared them with token i)": _count_no_shift_dropping_first,
-                "shifted the wrong way: the prediction at i is for token i + 1, not i - 1": _count_shift_backwards,
-                "tokenised without BOS? Keep the default BOS: the prediction made at BOS "
-                "is the one for the text's first token": _count_without_bos,
-            },
+            known_mistakes=KNOWN_MISTAKES["count_correct_predictions"],
         )
 
 
@@ -221,6 +228,16 @@ def _qk_cases() -> list[Case]:
     ]
 
 
+KNOWN_MISTAKES["attention_scores"] = {
+    "did you forget to divide by √d_head?": lambda q, k: _scores(q, k, scale=1.0),
+    "did you divide by d_head instead of √d_head?": lambda q, k: _scores(q, k, scale=q.shape[-1]),
+    "did you mask the diagonal too? A position may attend to itself (torch.triu(..., diagonal=1))": lambda q, k: (
+        _scores(q, k, mask="diagonal")
+    ),
+    "are queries and keys swapped? scores[b, h, i, j] is query i · key j": lambda q, k: _scores(q, k, transpose=True),
+}
+
+
 def test_attention_scores(attention_scores) -> CheckResult:
     with torch.no_grad():
         return check(
@@ -229,15 +246,7 @@ def test_attention_scores(attention_scores) -> CheckResult:
             SOLUTION.attention_scores,
             _qk_cases(),
             compare=_compare_scores,
-            known_mistakes={
-                "did you forget to divide by √d_head?": lambda q, k: _scores(q, k, scale=1.0),
-                "did you divide by d_head instead of √d_head?": lambda q, k: _scores(q, k, scale=q.shape[-1]),
-                "did you mask the diagonal too? A position may attend to itself "
-                "(torch.triu(..., diagonal=1))": lambda q, k: _scores(q, k, mask="diagonal"),
-                "are queries and keys swapped? scores[b, h, i, j] is query i · key j": lambda q, k: _scores(
-                    q, k, transpose=True
-                ),
-            },
+            known_mistakes=KNOWN_MISTAKES["attention_scores"],
         )
 
 
@@ -262,6 +271,15 @@ def _pattern_softmax_over_queries(q, k):
     return _scores(q, k).softmax(-2).nan_to_num(0.0)
 
 
+KNOWN_MISTAKES["attention_pattern"] = {
+    "did you forget to divide the scores by √d_head?": _pattern_no_scale,
+    "did you forget the causal mask? A query may only attend to itself and earlier keys": _pattern_no_mask,
+    "masked with 0 instead of -inf? exp(0) = 1 still gives future keys weight": _pattern_mask_with_zero,
+    "masked after the softmax? Then rows no longer sum to 1 — mask the scores, then softmax": _pattern_mask_after_softmax,
+    "softmax over the wrong dimension? Normalise over keys (the last one)": _pattern_softmax_over_queries,
+}
+
+
 def test_attention_pattern(attention_pattern) -> CheckResult:
     with torch.no_grad():
         return check(
@@ -270,13 +288,7 @@ def test_attention_pattern(attention_pattern) -> CheckResult:
             SOLUTION.attention_pattern,
             _qk_cases(),
             index_names=("batch", "head", "query", "key"),
-            known_mistakes={
-                "did you forget to divide the scores by √d_head?": _pattern_no_scale,
-                "did you forget the causal mask? A query may only attend to itself and earlier keys": _pattern_no_mask,
-                "masked with 0 instead of -inf? exp(0) = 1 still gives future keys weight": _pattern_mask_with_zero,
-                "masked after the softmax? Then rows no longer sum to 1 — mask the scores, then softmax": _pattern_mask_after_softmax,
-                "softmax over the wrong dimension? Normalise over keys (the last one)": _pattern_softmax_over_queries,
-            },
+            known_mistakes=KNOWN_MISTAKES["attention_pattern"],
         )
 
 
@@ -292,6 +304,13 @@ def _z_mean_of_values(pattern, v, head, pos):
     return v[:, : pos % v.shape[1] + 1, head].mean(dim=1)
 
 
+KNOWN_MISTAKES["head_z"] = {
+    "used a column of the pattern? Query pos's weights are the row pattern[:, head, pos, :]": _z_column_of_pattern,
+    "z is not v at pos: it is the sum over key positions of pattern[b, head, pos, k] * v[b, k, head]": _z_value_at_pos,
+    "a plain mean of the values ignores the pattern: weight each key by pattern[:, head, pos, k]": _z_mean_of_values,
+}
+
+
 def test_head_z(head_z) -> CheckResult:
     n_heads = _model().cfg.n_heads
     with torch.no_grad():
@@ -304,11 +323,7 @@ def test_head_z(head_z) -> CheckResult:
                 Case(f"layer 1, head {n_heads - 1}, position 7", (_act("pattern", 1), _act("v", 1), n_heads - 1, 7)),
             ],
             index_names=("batch", "d_head"),
-            known_mistakes={
-                "used a column of the pattern? Query pos's weights are the row pattern[:, head, pos, :]": _z_column_of_pattern,
-                "z is not v at pos: it is the sum over key positions of pattern[b, head, pos, k] * v[b, k, head]": _z_value_at_pos,
-                "a plain mean of the values ignores the pattern: weight each key by pattern[:, head, pos, k]": _z_mean_of_values,
-            },
+            known_mistakes=KNOWN_MISTAKES["head_z"],
         )
 
 
@@ -322,6 +337,13 @@ def _out_bias_per_head(z, W_O, b_O):
 
 def _out_one_head(z, W_O, b_O):
     return z[:, :, 0] @ W_O[0] + b_O
+
+
+KNOWN_MISTAKES["attn_out_from_z"] = {
+    "did you forget b_O?": _out_without_bias,
+    "b_O is added once per layer, after summing the heads — not once per head": _out_bias_per_head,
+    "attn_out sums the contributions of every head, not only head 0": _out_one_head,
+}
 
 
 def test_attn_out_from_z(attn_out_from_z) -> CheckResult:
@@ -340,11 +362,7 @@ def test_attn_out_from_z(attn_out_from_z) -> CheckResult:
             SOLUTION.attn_out_from_z,
             cases,
             index_names=("batch", "pos", "d_model"),
-            known_mistakes={
-                "did you forget b_O?": _out_without_bias,
-                "b_O is added once per layer, after summing the heads — not once per head": _out_bias_per_head,
-                "attn_out sums the contributions of every head, not only head 0": _out_one_head,
-            },
+            known_mistakes=KNOWN_MISTAKES["attn_out_from_z"],
         )
 
 
@@ -365,6 +383,20 @@ def _previous_attention_variant(model, tokens, offset=-1, divide_by_all=False, e
     return torch.stack([store[layer] for layer in range(model.cfg.n_layers)])
 
 
+KNOWN_MISTAKES["previous_token_attention"] = {
+    "that is attention to the token itself: the previous token is pattern[..., q, q - 1] "
+    "(diagonal offset -1)": functools.partial(_previous_attention_variant, offset=0),
+    "pattern[..., q - 1, q] is a future key, always 0 after the mask: use pattern[..., q, q - 1]": functools.partial(
+        _previous_attention_variant, offset=1
+    ),
+    "position 0 has no previous token: average over the pos - 1 query positions 1 … pos-1": functools.partial(
+        _previous_attention_variant, divide_by_all=True
+    ),
+    "your recording hook changed the pattern in place, which changed the forward pass: "
+    "a hook that records must only read": functools.partial(_previous_attention_variant, edit_bos=True),
+}
+
+
 def test_previous_token_attention(previous_token_attention) -> CheckResult:
     model = _model()
     with torch.no_grad():
@@ -377,18 +409,7 @@ def test_previous_token_attention(previous_token_attention) -> CheckResult:
                 Case("the chapter's code paragraph", (model, model.to_tokens(CODE_TEXT))),
             ],
             index_names=("layer", "head"),
-            known_mistakes={
-                "that is attention to the token itself: the previous token is pattern[..., q, q - 1] "
-                "(diagonal offset -1)": functools.partial(_previous_attention_variant, offset=0),
-                "pattern[..., q - 1, q] is a future key, always 0 after the mask: use pattern[..., q, q - 1]": functools.partial(
-                    _previous_attention_variant, offset=1
-                ),
-                "position 0 has no previous token: average over the pos - 1 query positions 1 … pos-1": functools.partial(
-                    _previous_attention_variant, divide_by_all=True
-                ),
-                "your recording hook changed the pattern in place, which changed the forward pass: "
-                "a hook that records must only read": functools.partial(_previous_attention_variant, edit_bos=True),
-            },
+            known_mistakes=KNOWN_MISTAKES["previous_token_attention"],
         )
 
 
@@ -412,6 +433,17 @@ def _ablation_difference(model, tokens, layer, head):
     return SOLUTION.head_ablation_loss(model, tokens, layer, head) - model(tokens, return_type="loss").item()
 
 
+KNOWN_MISTAKES["head_ablation_loss"] = {
+    "z[:, head] indexes positions: z is [batch, pos, head, d_head], so zero z[:, :, head]": functools.partial(
+        _ablation_variant, index="pos"
+    ),
+    "you zeroed every head of the layer: zero only z[:, :, head]": functools.partial(_ablation_variant, index="layer"),
+    "that is the clean loss: your hook's change never reached the model — modify z in place or "
+    "return the new tensor from the hook": functools.partial(_ablation_variant, keep_change=False),
+    "return the ablated loss itself, not its difference from the clean loss": _ablation_difference,
+}
+
+
 def test_head_ablation_loss(head_ablation_loss) -> CheckResult:
     model = _model()
     tokens = model.to_tokens(CODE_TEXT)
@@ -427,17 +459,7 @@ def test_head_ablation_loss(head_ablation_loss) -> CheckResult:
                 Case("layer 1, head 1 (two snippets)", (model, _batch_tokens().clone(), 1, 1)),
             ],
             tol=Tolerance(atol=1e-4, rtol=1e-4),
-            known_mistakes={
-                "z[:, head] indexes positions: z is [batch, pos, head, d_head], so zero z[:, :, head]": functools.partial(
-                    _ablation_variant, index="pos"
-                ),
-                "you zeroed every head of the layer: zero only z[:, :, head]": functools.partial(
-                    _ablation_variant, index="layer"
-                ),
-                "that is the clean loss: your hook's change never reached the model — modify z in place or "
-                "return the new tensor from the hook": functools.partial(_ablation_variant, keep_change=False),
-                "return the ablated loss itself, not its difference from the clean loss": _ablation_difference,
-            },
+            known_mistakes=KNOWN_MISTAKES["head_ablation_loss"],
         )
 
 
@@ -471,6 +493,25 @@ def _rank_prob_cases() -> list[Case]:
     ]
 
 
+KNOWN_MISTAKES["answer_rank_and_prob"] = {
+    "rank 0 is the top guess: count only the tokens with a STRICTLY larger logit": lambda m, p, a: _rank_prob_variant(
+        m, p, a, one_based=True
+    ),
+    "ranks count from the bottom: count the tokens with a LARGER logit than the answer's": lambda m, p, a: (
+        _rank_prob_variant(m, p, a, ascending=True)
+    ),
+    "those are logits, not probabilities: softmax over the vocabulary": lambda m, p, a: _rank_prob_variant(
+        m, p, a, prob="logits"
+    ),
+    "softmax over the wrong dimension: normalise over the vocabulary (dim=-1), not over positions": lambda m, p, a: (
+        _rank_prob_variant(m, p, a, prob="positions")
+    ),
+    "the prompt was tokenised without BOS: model.to_tokens adds it by default": lambda m, p, a: _rank_prob_variant(
+        m, p, a, bos=False
+    ),
+}
+
+
 @torch.no_grad()
 def test_answer_rank_and_prob(answer_rank_and_prob) -> CheckResult:
     return check(
@@ -479,23 +520,7 @@ def test_answer_rank_and_prob(answer_rank_and_prob) -> CheckResult:
         SOLUTION.answer_rank_and_prob,
         _rank_prob_cases(),
         index_names=("pos",),
-        known_mistakes={
-            "rank 0 is the top guess: count only the tokens with a STRICTLY larger logit": lambda m, p, a: (
-                _rank_prob_variant(m, p, a, one_based=True)
-            ),
-            "ranks count from the bottom: count the tokens with a LARGER logit than the answer's": lambda m, p, a: (
-                _rank_prob_variant(m, p, a, ascending=True)
-            ),
-            "those are logits, not probabilities: softmax over the vocabulary": lambda m, p, a: _rank_prob_variant(
-                m, p, a, prob="logits"
-            ),
-            "softmax over the wrong dimension: normalise over the vocabulary (dim=-1), not over positions": lambda m, p, a: (
-                _rank_prob_variant(m, p, a, prob="positions")
-            ),
-            "the prompt was tokenised without BOS: model.to_tokens adds it by default": lambda m, p, a: (
-                _rank_prob_variant(m, p, a, bos=False)
-            ),
-        },
+        known_mistakes=KNOWN_MISTAKES["answer_rank_and_prob"],
     )
 
 
@@ -522,6 +547,21 @@ def _neurons_from(model, tokens, layer, pos, k=5, *, hook="hook_post", largest=T
     return top.indices, top.values
 
 
+KNOWN_MISTAKES["top_neurons"] = {
+    "that is hook_mlp_out, the MLP's output in the residual stream ([batch, pos, d_model]): a neuron's "
+    "activation is in hook_post, [batch, pos, d_mlp]": lambda *a, **kw: _neurons_from(*a, **kw, hook="hook_mlp_out"),
+    "that is hook_pre, before the nonlinearity: a neuron fires in hook_post": lambda *a, **kw: _neurons_from(
+        *a, **kw, hook="hook_pre"
+    ),
+    "those are the neurons that fire LEAST: take the largest activations": lambda *a, **kw: _neurons_from(
+        *a, **kw, largest=False
+    ),
+    "that is the second sequence of the batch: use the first (index 0)": lambda *a, **kw: _neurons_from(
+        *a, **kw, row=1
+    ),
+}
+
+
 @torch.no_grad()
 def test_top_neurons(top_neurons) -> CheckResult:
     model, tokens = _mlp_model(), _mlp_tokens()
@@ -533,21 +573,7 @@ def test_top_neurons(top_neurons) -> CheckResult:
             Case(f"{MLP_MODEL_NAME}, layer 0, position 5", (model, tokens, 0, 5)),
             Case(f"{MLP_MODEL_NAME}, layer 2, position 30, k=8", (model, tokens, 2, 30), {"k": 8}),
         ],
-        known_mistakes={
-            "that is hook_mlp_out, the MLP's output in the residual stream ([batch, pos, d_model]): a neuron's "
-            "activation is in hook_post, [batch, pos, d_mlp]": lambda *a, **kw: _neurons_from(
-                *a, **kw, hook="hook_mlp_out"
-            ),
-            "that is hook_pre, before the nonlinearity: a neuron fires in hook_post": lambda *a, **kw: _neurons_from(
-                *a, **kw, hook="hook_pre"
-            ),
-            "those are the neurons that fire LEAST: take the largest activations": lambda *a, **kw: _neurons_from(
-                *a, **kw, largest=False
-            ),
-            "that is the second sequence of the batch: use the first (index 0)": lambda *a, **kw: _neurons_from(
-                *a, **kw, row=1
-            ),
-        },
+        known_mistakes=KNOWN_MISTAKES["top_neurons"],
     )
 
 

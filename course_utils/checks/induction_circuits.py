@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,6 +31,9 @@ SEQ_LEN = 30
 """Length of each copy in the checks' repeated sequences (1 + 2 * 30 = 61 tokens)."""
 SUB_VOCAB = 1024
 """The top-1 check uses the first 1024 tokens of the vocabulary (a 1024 x 1024 circuit): fast."""
+KNOWN_MISTAKES: dict[str, dict[str, Callable]] = {}
+"""Exercise → diagnosis → a function with the learner's signature that makes that mistake; each
+section below adds its exercises, and each check passes ``known_mistakes=KNOWN_MISTAKES[name]``."""
 
 CODE_TEXT = '''def mean(values):
     """Return the arithmetic mean of a list of numbers."""
@@ -181,6 +185,14 @@ def _loss_probs(logits, tokens):
     return -logits.softmax(-1)[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
 
 
+KNOWN_MISTAKES["per_token_loss"] = {
+    "the logits at position p predict token p+1: compare logits[:, :-1] with tokens[:, 1:]": _loss_not_shifted,
+    "shifted the wrong way: logits[:, :-1] predict tokens[:, 1:], not the other way round": _loss_shifted_wrong_way,
+    "the sign is flipped: the loss is MINUS the log-probability": _loss_sign,
+    "used probabilities, not log-probabilities (log_softmax)": _loss_probs,
+}
+
+
 @torch.no_grad()
 def test_per_token_loss(per_token_loss) -> CheckResult:
     rep_logits, _ = _run("repeated")
@@ -194,12 +206,7 @@ def test_per_token_loss(per_token_loss) -> CheckResult:
             Case("a paragraph of Python", (code_logits, _code_tokens())),
         ],
         index_names=("batch", "pos"),
-        known_mistakes={
-            "the logits at position p predict token p+1: compare logits[:, :-1] with tokens[:, 1:]": _loss_not_shifted,
-            "shifted the wrong way: logits[:, :-1] predict tokens[:, 1:], not the other way round": _loss_shifted_wrong_way,
-            "the sign is flipped: the loss is MINUS the log-probability": _loss_sign,
-            "used probabilities, not log-probabilities (log_softmax)": _loss_probs,
-        },
+        known_mistakes=KNOWN_MISTAKES["per_token_loss"],
     )
 
 
@@ -261,6 +268,13 @@ def _detector_cases() -> list[Case]:
     ]
 
 
+KNOWN_MISTAKES["current_attn_detector"] = {
+    THRESHOLD_IGNORED: lambda cache, threshold=0.4: SOLUTION.current_attn_detector(cache, 0.0),
+    "query position 0 (BOS) is counted: it always attends to itself, so skip it": _current_with_bos,
+    "wrong diagonal: that is attention to the PREVIOUS token (offset -1); the current token is offset 0": _current_reads_previous,
+}
+
+
 @torch.no_grad()
 def test_current_attn_detector(current_attn_detector) -> CheckResult:
     return check(
@@ -268,12 +282,16 @@ def test_current_attn_detector(current_attn_detector) -> CheckResult:
         current_attn_detector,
         SOLUTION.current_attn_detector,
         _detector_cases(),
-        known_mistakes={
-            THRESHOLD_IGNORED: lambda cache, threshold=0.4: SOLUTION.current_attn_detector(cache, 0.0),
-            "query position 0 (BOS) is counted: it always attends to itself, so skip it": _current_with_bos,
-            "wrong diagonal: that is attention to the PREVIOUS token (offset -1); the current token is offset 0": _current_reads_previous,
-        },
+        known_mistakes=KNOWN_MISTAKES["current_attn_detector"],
     )
+
+
+KNOWN_MISTAKES["prev_attn_detector"] = {
+    THRESHOLD_IGNORED: lambda cache, threshold=0.4: SOLUTION.prev_attn_detector(cache, 0.0),
+    "wrong diagonal: offset +1 is attention to the NEXT token (always 0 in a causal model); use offset -1": _prev_reads_next,
+    "wrong diagonal: that is attention to the CURRENT token (offset 0); the previous token is offset -1": _prev_reads_current,
+    "wrong diagonal: offset -2 is two tokens back; the previous token is offset -1": _prev_two_back,
+}
 
 
 @torch.no_grad()
@@ -283,13 +301,16 @@ def test_prev_attn_detector(prev_attn_detector) -> CheckResult:
         prev_attn_detector,
         SOLUTION.prev_attn_detector,
         _detector_cases(),
-        known_mistakes={
-            THRESHOLD_IGNORED: lambda cache, threshold=0.4: SOLUTION.prev_attn_detector(cache, 0.0),
-            "wrong diagonal: offset +1 is attention to the NEXT token (always 0 in a causal model); use offset -1": _prev_reads_next,
-            "wrong diagonal: that is attention to the CURRENT token (offset 0); the previous token is offset -1": _prev_reads_current,
-            "wrong diagonal: offset -2 is two tokens back; the previous token is offset -1": _prev_two_back,
-        },
+        known_mistakes=KNOWN_MISTAKES["prev_attn_detector"],
     )
+
+
+KNOWN_MISTAKES["first_attn_detector"] = {
+    THRESHOLD_IGNORED: lambda cache, threshold=0.4: SOLUTION.first_attn_detector(cache, 0.0),
+    "query position 0 (BOS) is counted: it attends to key 0 in every head, so skip it": _first_with_bos,
+    "that is the attention FROM position 0 (a row); you need the attention TO key 0 (column 0) from queries 1 … T-1": _first_query_row,
+    "that is attention to the LAST key position; the first token is key 0": _first_reads_last_key,
+}
 
 
 @torch.no_grad()
@@ -299,12 +320,7 @@ def test_first_attn_detector(first_attn_detector) -> CheckResult:
         first_attn_detector,
         SOLUTION.first_attn_detector,
         _detector_cases(),
-        known_mistakes={
-            THRESHOLD_IGNORED: lambda cache, threshold=0.4: SOLUTION.first_attn_detector(cache, 0.0),
-            "query position 0 (BOS) is counted: it attends to key 0 in every head, so skip it": _first_with_bos,
-            "that is the attention FROM position 0 (a row); you need the attention TO key 0 (column 0) from queries 1 … T-1": _first_query_row,
-            "that is attention to the LAST key position; the first token is key 0": _first_reads_last_key,
-        },
+        known_mistakes=KNOWN_MISTAKES["first_attn_detector"],
     )
 
 
@@ -340,6 +356,16 @@ def _induction_all_positions_of_row(model, tokens):
     return stripe * seq_len / tokens.shape[1]
 
 
+KNOWN_MISTAKES["induction_score"] = {
+    "off by one: that is attention to the earlier copy of the CURRENT token (offset -seq_len); "
+    "an induction head attends to the token AFTER it (offset -seq_len+1)": _induction_off_by_one,
+    "the first half is counted: average only over the second-copy queries seq_len+1 … 2*seq_len "
+    "(the stripe's last seq_len entries)": _induction_whole_stripe,
+    "off by one the other way: offset -seq_len+2 is two tokens after the earlier copy; use -seq_len+1": _induction_two_after,
+    "averaged over every position of the sequence: average only over the seq_len second-copy queries": _induction_all_positions_of_row,
+}
+
+
 @torch.no_grad()
 def test_induction_score(induction_score) -> CheckResult:
     model = _model()
@@ -352,14 +378,7 @@ def test_induction_score(induction_score) -> CheckResult:
             Case("2 repeated sequences, seq_len=12", (model, _rep_tokens(12, 2, 7))),
         ],
         index_names=("layer", "head"),
-        known_mistakes={
-            "off by one: that is attention to the earlier copy of the CURRENT token (offset -seq_len); "
-            "an induction head attends to the token AFTER it (offset -seq_len+1)": _induction_off_by_one,
-            "the first half is counted: average only over the second-copy queries seq_len+1 … 2*seq_len "
-            "(the stripe's last seq_len entries)": _induction_whole_stripe,
-            "off by one the other way: offset -seq_len+2 is two tokens after the earlier copy; use -seq_len+1": _induction_two_after,
-            "averaged over every position of the sequence: average only over the seq_len second-copy queries": _induction_all_positions_of_row,
-        },
+        known_mistakes=KNOWN_MISTAKES["induction_score"],
     )
 
 
@@ -378,6 +397,18 @@ def _dla(model, cache, tokens, *, centre=True, scale=True, ln_w=True, shift=1):
     return torch.einsum("bplhm,mbp->bplh", out, W_U[:, targets])
 
 
+KNOWN_MISTAKES["head_logit_attribution"] = {
+    "not divided by the final LayerNorm's scale cache['ln_final.hook_scale']": lambda m, c, t: _dla(
+        m, c, t, scale=False
+    ),
+    "the final LayerNorm's weight ln_final.w is missing": lambda m, c, t: _dla(m, c, t, ln_w=False),
+    "not centred: the final LayerNorm subtracts each vector's mean before scaling": lambda m, c, t: _dla(
+        m, c, t, centre=False
+    ),
+    "the logit of the CURRENT token: position p predicts tokens[:, p + 1]": lambda m, c, t: _dla(m, c, t, shift=0),
+}
+
+
 @torch.no_grad()
 def test_head_logit_attribution(head_logit_attribution) -> CheckResult:
     model = _model()
@@ -390,18 +421,7 @@ def test_head_logit_attribution(head_logit_attribution) -> CheckResult:
             Case("a paragraph of Python", (model, _run("code")[1], _code_tokens())),
         ],
         index_names=("batch", "pos", "layer", "head"),
-        known_mistakes={
-            "not divided by the final LayerNorm's scale cache['ln_final.hook_scale']": lambda m, c, t: _dla(
-                m, c, t, scale=False
-            ),
-            "the final LayerNorm's weight ln_final.w is missing": lambda m, c, t: _dla(m, c, t, ln_w=False),
-            "not centred: the final LayerNorm subtracts each vector's mean before scaling": lambda m, c, t: _dla(
-                m, c, t, centre=False
-            ),
-            "the logit of the CURRENT token: position p predicts tokens[:, p + 1]": lambda m, c, t: _dla(
-                m, c, t, shift=0
-            ),
-        },
+        known_mistakes=KNOWN_MISTAKES["head_logit_attribution"],
     )
 
 
@@ -443,6 +463,25 @@ def _reference_ablation(ablation: str = "zero") -> Tensor:
     return SOLUTION.head_ablation_loss_increase(_model(), _rep_tokens(12, 2, 3), ablation)
 
 
+KNOWN_MISTAKES["head_ablation_loss_increase"] = {
+    "that is the ablated loss itself: return ablated loss MINUS clean loss": lambda m, t, ablation="zero": _ablation(
+        m, t, ablation, increase=False
+    ),
+    "the whole layer was ablated: replace only z[:, :, head]": lambda m, t, ablation="zero": _ablation(
+        m, t, ablation, whole_layer=True
+    ),
+    "the loss is averaged over every position: use only the predictions of x_2 … x_n in the second copy (loss[:, seq_len+1:])": lambda m, t, ablation="zero": (
+        _ablation(m, t, ablation, positions="all")
+    ),
+    "the prediction made at position seq_len (of x_1, which nothing predicts) is counted: start at seq_len+1": lambda m, t, ablation="zero": (
+        _ablation(m, t, ablation, positions="from_n")
+    ),
+    "the mean is over the batch only: average z over the batch AND the positions": lambda m, t, ablation="zero": (
+        _ablation(m, t, ablation, per_pos=True)
+    ),
+}
+
+
 def test_head_ablation_loss_increase(head_ablation_loss_increase) -> CheckResult:
     model = _model()
     tokens = _rep_tokens(12, 2, 3)
@@ -456,23 +495,7 @@ def test_head_ablation_loss_increase(head_ablation_loss_increase) -> CheckResult
         ],
         index_names=("layer", "head"),
         tol=Tolerance(atol=1e-3, rtol=1e-3),
-        known_mistakes={
-            "that is the ablated loss itself: return ablated loss MINUS clean loss": lambda m, t, ablation="zero": (
-                _ablation(m, t, ablation, increase=False)
-            ),
-            "the whole layer was ablated: replace only z[:, :, head]": lambda m, t, ablation="zero": _ablation(
-                m, t, ablation, whole_layer=True
-            ),
-            "the loss is averaged over every position: use only the predictions of x_2 … x_n in the second copy (loss[:, seq_len+1:])": lambda m, t, ablation="zero": (
-                _ablation(m, t, ablation, positions="all")
-            ),
-            "the prediction made at position seq_len (of x_1, which nothing predicts) is counted: start at seq_len+1": lambda m, t, ablation="zero": (
-                _ablation(m, t, ablation, positions="from_n")
-            ),
-            "the mean is over the batch only: average z over the batch AND the positions": lambda m, t, ablation="zero": (
-                _ablation(m, t, ablation, per_pos=True)
-            ),
-        },
+        known_mistakes=KNOWN_MISTAKES["head_ablation_loss_increase"],
     )
 
 
@@ -495,6 +518,21 @@ def _ablated_scores(model, tokens, head, *, layer=0, ablate=True, whole_layer=Fa
     return scores["out"]
 
 
+KNOWN_MISTAKES["ablated_induction_scores"] = {
+    "the ablation changed nothing: zero the LAYER-0 head's z (blocks.0.attn.hook_z) in the same forward pass "
+    "as the hook that reads layer 1's pattern": lambda m, t, h: _ablated_scores(m, t, h, ablate=False),
+    "the whole of layer 0 was ablated: set only z[:, :, head] to zero": lambda m, t, h: _ablated_scores(
+        m, t, h, whole_layer=True
+    ),
+    "those are layer 0's scores: read the pattern of layer 1 (blocks.1.attn.hook_pattern)": lambda m, t, h: (
+        _ablated_scores(m, t, h, read_layer=0)
+    ),
+    "off by one: an induction head attends to the token AFTER the earlier copy (offset -seq_len+1)": lambda m, t, h: (
+        _ablated_scores(m, t, h, offset=0)
+    ),
+}
+
+
 @torch.no_grad()
 def test_ablated_induction_scores(ablated_induction_scores) -> CheckResult:
     model = _model()
@@ -511,19 +549,7 @@ def test_ablated_induction_scores(ablated_induction_scores) -> CheckResult:
             Case(f"head 0.{other} ablated, 2 repeated sequences (seq_len=12)", (model, _rep_tokens(12, 2, 7), other)),
         ],
         index_names=("head_1",),
-        known_mistakes={
-            "the ablation changed nothing: zero the LAYER-0 head's z (blocks.0.attn.hook_z) in the same forward pass "
-            "as the hook that reads layer 1's pattern": lambda m, t, h: _ablated_scores(m, t, h, ablate=False),
-            "the whole of layer 0 was ablated: set only z[:, :, head] to zero": lambda m, t, h: _ablated_scores(
-                m, t, h, whole_layer=True
-            ),
-            "those are layer 0's scores: read the pattern of layer 1 (blocks.1.attn.hook_pattern)": lambda m, t, h: (
-                _ablated_scores(m, t, h, read_layer=0)
-            ),
-            "off by one: an induction head attends to the token AFTER the earlier copy (offset -seq_len+1)": lambda m, t, h: (
-                _ablated_scores(m, t, h, offset=0)
-            ),
-        },
+        known_mistakes=KNOWN_MISTAKES["ablated_induction_scores"],
     )
 
 
@@ -566,6 +592,13 @@ def _top1_count(full_OV_circuit, chunk_size=512):
     return float(round(SOLUTION.top_1_acc(full_OV_circuit, chunk_size) * full_OV_circuit.shape[-2]))
 
 
+KNOWN_MISTAKES["top_1_acc"] = {
+    "argmax over the wrong dimension: for each row (input token) take the argmax over columns (output tokens), dim=-1": _top1_columns,
+    "each chunk is compared with arange(chunk): the targets of rows start … start+chunk are arange(start, start+chunk)": _top1_chunk_offset_forgotten,
+    "that is a count: return the FRACTION of tokens (count / number of rows)": _top1_count,
+}
+
+
 @torch.no_grad()
 def test_top_1_acc(top_1_acc) -> CheckResult:
     induction, previous = _best_heads()["induction"], _best_heads()["previous"]
@@ -592,11 +625,7 @@ def test_top_1_acc(top_1_acc) -> CheckResult:
                 {"chunk_size": 256},
             ),
         ],
-        known_mistakes={
-            "argmax over the wrong dimension: for each row (input token) take the argmax over columns (output tokens), dim=-1": _top1_columns,
-            "each chunk is compared with arange(chunk): the targets of rows start … start+chunk are arange(start, start+chunk)": _top1_chunk_offset_forgotten,
-            "that is a count: return the FRACTION of tokens (count / number of rows)": _top1_count,
-        },
+        known_mistakes=KNOWN_MISTAKES["top_1_acc"],
     )
 
 
@@ -613,6 +642,20 @@ def _pos_pattern(model, layer, head, n_pos, *, mask=True, scale=True, swap=False
     return scores.softmax(dim=dim)
 
 
+KNOWN_MISTAKES["pos_attention_pattern"] = {
+    "keys after the query are not masked: set scores[q, k] = -inf for k > q before the softmax": lambda m, l, h, n: (
+        _pos_pattern(m, l, h, n, mask=False)
+    ),
+    "the scores are not divided by sqrt(d_head)": lambda m, l, h, n: _pos_pattern(m, l, h, n, scale=False),
+    "queries and keys are swapped: rows are queries, so scores = W_pos @ W_QK @ W_pos.T": lambda m, l, h, n: (
+        _pos_pattern(m, l, h, n, swap=True)
+    ),
+    "softmax over the wrong dimension: normalise over keys (dim=-1)": lambda m, l, h, n: _pos_pattern(
+        m, l, h, n, dim=-2
+    ),
+}
+
+
 @torch.no_grad()
 def test_pos_attention_pattern(pos_attention_pattern) -> CheckResult:
     model = _folded()
@@ -626,18 +669,7 @@ def test_pos_attention_pattern(pos_attention_pattern) -> CheckResult:
             Case("head 1.0, 9 positions", (model, 1, 0, 9)),
         ],
         index_names=("q_pos", "k_pos"),
-        known_mistakes={
-            "keys after the query are not masked: set scores[q, k] = -inf for k > q before the softmax": lambda m, l, h, n: (
-                _pos_pattern(m, l, h, n, mask=False)
-            ),
-            "the scores are not divided by sqrt(d_head)": lambda m, l, h, n: _pos_pattern(m, l, h, n, scale=False),
-            "queries and keys are swapped: rows are queries, so scores = W_pos @ W_QK @ W_pos.T": lambda m, l, h, n: (
-                _pos_pattern(m, l, h, n, swap=True)
-            ),
-            "softmax over the wrong dimension: normalise over keys (dim=-1)": lambda m, l, h, n: _pos_pattern(
-                m, l, h, n, dim=-2
-            ),
-        },
+        known_mistakes=KNOWN_MISTAKES["pos_attention_pattern"],
     )
 
 
@@ -651,6 +683,13 @@ def _comp_reversed(W_A, W_B):
 
 def _comp_sum_of_norms(W_A, W_B):
     return ((W_A @ W_B).norm() / (W_A.norm() + W_B.norm())).item()
+
+
+KNOWN_MISTAKES["get_comp_score"] = {
+    "not normalised: divide ‖W_A W_B‖ by ‖W_A‖ · ‖W_B‖": _comp_unnormalised,
+    "the product is in the wrong order: W_A @ W_B (W_A writes, W_B reads)": _comp_reversed,
+    "normalise by the PRODUCT of the norms, not their sum": _comp_sum_of_norms,
+}
 
 
 @torch.no_grad()
@@ -673,11 +712,7 @@ def test_get_comp_score(get_comp_score) -> CheckResult:
             Case(f"W_OV of head {previous[0]}.{previous[1]} and W_OV of head 1.0", (W_OV, model.OV[1, 0].AB)),
             Case("random 6×4 and 4×5 matrices", (W_A, W_B)),
         ],
-        known_mistakes={
-            "not normalised: divide ‖W_A W_B‖ by ‖W_A‖ · ‖W_B‖": _comp_unnormalised,
-            "the product is in the wrong order: W_A @ W_B (W_A writes, W_B reads)": _comp_reversed,
-            "normalise by the PRODUCT of the norms, not their sum": _comp_sum_of_norms,
-        },
+        known_mistakes=KNOWN_MISTAKES["get_comp_score"],
     )
 
 
@@ -696,6 +731,18 @@ def _comp_keys_for_queries(model, kind):
     return _comp(model, kind, reader={"Q": "K", "K": "Q"}.get(kind, kind))
 
 
+KNOWN_MISTAKES["composition_scores"] = {
+    "not normalised: divide each ‖W_A W_B‖ by ‖W_A‖ · ‖W_B‖": lambda m, kind: _comp(m, kind, normalise=False),
+    "Q and K are mixed up: the queries read through W_QK (x_q W_QK x_k^T), the keys through W_QK.T — pick W_B from `kind`": _comp_keys_for_queries,
+    "that is V-composition (W_B = W_OV of layer 1): Q- and K-composition read through W_QK": lambda m, kind: _comp(
+        m, kind, reader="V"
+    ),
+    "rows and columns are swapped: out[i, j] pairs layer-0 head i with layer-1 head j": lambda m, kind: _comp(
+        m, kind, transpose_out=True
+    ),
+}
+
+
 @torch.no_grad()
 def test_composition_scores(composition_scores) -> CheckResult:
     folded, small = _folded(), _small_random_model()
@@ -711,16 +758,7 @@ def test_composition_scores(composition_scores) -> CheckResult:
             Case('kind="K" on a random 2-layer model with 3 heads', (small,), {"kind": "K"}),
         ],
         index_names=("head_0", "head_1"),
-        known_mistakes={
-            "not normalised: divide each ‖W_A W_B‖ by ‖W_A‖ · ‖W_B‖": lambda m, kind: _comp(m, kind, normalise=False),
-            "Q and K are mixed up: the queries read through W_QK (x_q W_QK x_k^T), the keys through W_QK.T — pick W_B from `kind`": _comp_keys_for_queries,
-            "that is V-composition (W_B = W_OV of layer 1): Q- and K-composition read through W_QK": lambda m, kind: (
-                _comp(m, kind, reader="V")
-            ),
-            "rows and columns are swapped: out[i, j] pairs layer-0 head i with layer-1 head j": lambda m, kind: _comp(
-                m, kind, transpose_out=True
-            ),
-        },
+        known_mistakes=KNOWN_MISTAKES["composition_scores"],
     )
 
 
@@ -745,6 +783,21 @@ def _folded_run(seq_len: int = SEQ_LEN, batch: int = 4, seed: int = 1) -> Activa
         return _folded().run_with_cache(_rep_tokens(seq_len, batch, seed))[1]
 
 
+KNOWN_MISTAKES["induction_qk_decomposition"] = {
+    "the pieces are not divided by layer 1's LayerNorm scale cache['blocks.1.ln1.hook_scale']": lambda m, c, h: (
+        _qk_decomposition(m, c, h, scale=False)
+    ),
+    "off by one: the key is the token AFTER the earlier copy, position q - n + 1": lambda m, c, h: _qk_decomposition(
+        m, c, h, key_shift=0
+    ),
+    "rows and columns are swapped: rows are what the QUERY reads, columns what the KEY reads": lambda m, c, h: (
+        _qk_decomposition(m, c, h, swap=True)
+    ),
+    "the scores are not divided by sqrt(d_head)": lambda m, c, h: _qk_decomposition(m, c, h, sqrt=False),
+    "the keys go through W_K, not W_Q": lambda m, c, h: _qk_decomposition(m, c, h, both_q=True),
+}
+
+
 @torch.no_grad()
 def test_induction_qk_decomposition(induction_qk_decomposition) -> CheckResult:
     model, induction = _folded(), _best_heads()["induction"][1]
@@ -762,19 +815,7 @@ def test_induction_qk_decomposition(induction_qk_decomposition) -> CheckResult:
         ],
         index_names=("q_piece", "k_piece"),
         tol=Tolerance(atol=1e-3, rtol=1e-3),
-        known_mistakes={
-            "the pieces are not divided by layer 1's LayerNorm scale cache['blocks.1.ln1.hook_scale']": lambda m, c, h: (
-                _qk_decomposition(m, c, h, scale=False)
-            ),
-            "off by one: the key is the token AFTER the earlier copy, position q - n + 1": lambda m, c, h: (
-                _qk_decomposition(m, c, h, key_shift=0)
-            ),
-            "rows and columns are swapped: rows are what the QUERY reads, columns what the KEY reads": lambda m, c, h: (
-                _qk_decomposition(m, c, h, swap=True)
-            ),
-            "the scores are not divided by sqrt(d_head)": lambda m, c, h: _qk_decomposition(m, c, h, sqrt=False),
-            "the keys go through W_K, not W_Q": lambda m, c, h: _qk_decomposition(m, c, h, both_q=True),
-        },
+        known_mistakes=KNOWN_MISTAKES["induction_qk_decomposition"],
     )
 
 
@@ -804,6 +845,19 @@ def _compare_circuits(actual: Any, expected: FactoredMatrix) -> str | None:
     )
 
 
+KNOWN_MISTAKES["effective_ov_circuit"] = {
+    "that is the MEAN of the heads' circuits: the heads' outputs add up in the residual stream, so sum them": lambda m, l, h: (
+        _effective(m, l, h, mean=True)
+    ),
+    "only the first head is used: sum W_V W_O over every head in `heads`": lambda m, l, h: _effective(
+        m, l, h, first_only=True
+    ),
+    "the heads' OV circuits are multiplied: heads of one layer act side by side, so their circuits ADD": lambda m, l, h: (
+        _effective(m, l, h, products=True)
+    ),
+}
+
+
 @torch.no_grad()
 def test_effective_ov_circuit(effective_ov_circuit) -> CheckResult:
     model = _folded()
@@ -819,17 +873,7 @@ def test_effective_ov_circuit(effective_ov_circuit) -> CheckResult:
             Case("layer-0 heads [0, 1] of a random model", (_small_random_model(), 0, [0, 1])),
         ],
         compare=_compare_circuits,
-        known_mistakes={
-            "that is the MEAN of the heads' circuits: the heads' outputs add up in the residual stream, so sum them": lambda m, l, h: (
-                _effective(m, l, h, mean=True)
-            ),
-            "only the first head is used: sum W_V W_O over every head in `heads`": lambda m, l, h: _effective(
-                m, l, h, first_only=True
-            ),
-            "the heads' OV circuits are multiplied: heads of one layer act side by side, so their circuits ADD": lambda m, l, h: (
-                _effective(m, l, h, products=True)
-            ),
-        },
+        known_mistakes=KNOWN_MISTAKES["effective_ov_circuit"],
     )
 
 

@@ -24,6 +24,9 @@ SOLUTION = solutions_for(__name__)
 MODEL_NAME = "attn-only-1l"
 OMISSIONS = ("direct path", "positional embeddings", "biases", "final LN scale")
 """What a quick, approximate decomposition of the `` else`` logit tends to leave out."""
+KNOWN_MISTAKES: dict[str, dict[str, Callable]] = {}
+"""Exercise → diagnosis → a function with the learner's signature that makes that mistake; each
+section below adds its exercises, and each check passes ``known_mistakes=KNOWN_MISTAKES[name]``."""
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -270,6 +273,17 @@ def _compare_ov(actual, expected: FactoredMatrix) -> str | None:
     return None
 
 
+KNOWN_MISTAKES["ov_circuit"] = {
+    "is the OV circuit composed in the wrong order? A row vector x goes through x @ W_V @ W_O": _ov_wrong_order,
+    "rows should be source tokens and columns output tokens — is it transposed?": _ov_transposed,
+    "is ln1 missing? The embedding is normalised before W_V": _ov_no_ln1,
+    "is ln_final missing? The head's output is normalised before W_U": _ov_no_ln_final,
+    "the circuit uses the token embedding alone, without a positional embedding": _ov_with_pos0,
+    "leave b_V out: the circuit is ln_final(ln1(W_E) W_V W_O) W_U": _ov_with_b_v,
+    "are the LayerNorms' weights and biases (ln.w, ln.b) missing?": _ov_plain_normalisation,
+}
+
+
 def test_ov_circuit(ov_circuit) -> CheckResult:
     model = _model()
     last = model.cfg.n_heads - 1
@@ -279,15 +293,7 @@ def test_ov_circuit(ov_circuit) -> CheckResult:
         SOLUTION.ov_circuit,
         [Case("head 0", (model, 0)), Case(f"head {last}", (model, last))],
         compare=_compare_ov,
-        known_mistakes={
-            "is the OV circuit composed in the wrong order? A row vector x goes through x @ W_V @ W_O": _ov_wrong_order,
-            "rows should be source tokens and columns output tokens — is it transposed?": _ov_transposed,
-            "is ln1 missing? The embedding is normalised before W_V": _ov_no_ln1,
-            "is ln_final missing? The head's output is normalised before W_U": _ov_no_ln_final,
-            "the circuit uses the token embedding alone, without a positional embedding": _ov_with_pos0,
-            "leave b_V out: the circuit is ln_final(ln1(W_E) W_V W_O) W_U": _ov_with_b_v,
-            "are the LayerNorms' weights and biases (ln.w, ln.b) missing?": _ov_plain_normalisation,
-        },
+        known_mistakes=KNOWN_MISTAKES["ov_circuit"],
     )
 
 
@@ -319,6 +325,14 @@ def _ranks_transposed(ov, src, out):
     return SOLUTION.ov_ranks(ov.T, src, out)
 
 
+KNOWN_MISTAKES["ov_ranks"] = {
+    "is rank 0 the smallest entry? Rank 0 should be the largest": _ranks_from_bottom,
+    "ranks start at 0 (the largest entry has rank 0), not 1": _ranks_one_based,
+    "are the two ranks returned in the wrong order? (source rank, output rank)": _ranks_swapped,
+    "did you read rows and columns the other way round? Rows are sources, columns outputs": _ranks_transposed,
+}
+
+
 def test_ov_ranks(ov_ranks) -> CheckResult:
     last = _model().cfg.n_heads - 1
     if_, else_, paren = _token(" if"), _token(" else"), _token(")")
@@ -331,12 +345,7 @@ def test_ov_ranks(ov_ranks) -> CheckResult:
             Case(f"head {last}, ' if' → ' else'", (_ov(last), if_, else_)),
             Case("head 0, ')' → ':'", (_ov(0), paren, _token(":"))),
         ],
-        known_mistakes={
-            "is rank 0 the smallest entry? Rank 0 should be the largest": _ranks_from_bottom,
-            "ranks start at 0 (the largest entry has rank 0), not 1": _ranks_one_based,
-            "are the two ranks returned in the wrong order? (source rank, output rank)": _ranks_swapped,
-            "did you read rows and columns the other way round? Rows are sources, columns outputs": _ranks_transposed,
-        },
+        known_mistakes=KNOWN_MISTAKES["ov_ranks"],
     )
 
 
@@ -359,6 +368,19 @@ def _qk(model, key_token, query_pos, key_pos, *, pos=True, ln=True, bias=True, s
     return out / model.cfg.d_head**0.5 if scale else out
 
 
+KNOWN_MISTAKES["qk_scores"] = {
+    "are the positional embeddings missing? Each residual is W_E[token] + W_pos[position]": functools.partial(
+        _qk, pos=False
+    ),
+    "is ln1 missing? Queries and keys are computed from ln1(residual)": functools.partial(_qk, ln=False),
+    "are b_Q and b_K missing?": functools.partial(_qk, bias=False),
+    "did you forget to divide by sqrt(d_head)?": functools.partial(_qk, scale=False),
+    "are queries and keys swapped? Every vocabulary token is a query here; the key is fixed": functools.partial(
+        _qk, swap=True
+    ),
+}
+
+
 def test_qk_scores(qk_scores) -> CheckResult:
     model = _model()
     if_, paren = _token(" if"), _token("(")
@@ -372,17 +394,7 @@ def test_qk_scores(qk_scores) -> CheckResult:
             Case("key '(' at 20, queries at 25", (model, paren, 25, 20)),
         ],
         index_names=("head", "query token"),
-        known_mistakes={
-            "are the positional embeddings missing? Each residual is W_E[token] + W_pos[position]": functools.partial(
-                _qk, pos=False
-            ),
-            "is ln1 missing? Queries and keys are computed from ln1(residual)": functools.partial(_qk, ln=False),
-            "are b_Q and b_K missing?": functools.partial(_qk, bias=False),
-            "did you forget to divide by sqrt(d_head)?": functools.partial(_qk, scale=False),
-            "are queries and keys swapped? Every vocabulary token is a query here; the key is fixed": functools.partial(
-                _qk, swap=True
-            ),
-        },
+        known_mistakes=KNOWN_MISTAKES["qk_scores"],
         time_limit=60,  # every vocabulary token is a query: running them through the model is slow but right
     )
 
@@ -502,7 +514,7 @@ def _replacing(**changes) -> Callable:
     return lambda model, tokens: _decomposition_with(model, tokens, **changes)
 
 
-DECOMPOSITION_MISTAKES: dict[str, Callable] = {
+KNOWN_MISTAKES["else_logit_decomposition"] = {
     "the direct path (embed and pos_embed) is missing — the residual at the final position also goes "
     "straight to the unembedding": _replacing(embed=_zeros_like("embed"), pos_embed=_zeros_like("pos_embed")),
     "pos_embed is zero — the final position's W_pos also reaches the unembedding": _replacing(
@@ -547,7 +559,7 @@ def test_else_logit_decomposition(else_logit_decomposition) -> CheckResult:
             Case("a batch of 2 cut prefixes", (model, batch)),
         ],
         index_names=("batch", "head", "source position"),
-        known_mistakes=DECOMPOSITION_MISTAKES,
+        known_mistakes=KNOWN_MISTAKES["else_logit_decomposition"],
     )
 
 
@@ -570,6 +582,21 @@ def _swapped(tokens: Tensor, old: int, new: int) -> Tensor:
     return swapped
 
 
+KNOWN_MISTAKES["source_contribution"] = {
+    "not divided by the final LayerNorm's scale at the final position (cache['ln_final.hook_scale'][:, -1])": lambda m, t, h, s: (
+        _contribution(m, t, h, s, scale=False)
+    ),
+    "not centred: the final LayerNorm subtracts each vector's mean first": lambda m, t, h, s: _contribution(
+        m, t, h, s, centre=False
+    ),
+    "the attention weights of the final query are missing": lambda m, t, h, s: _contribution(m, t, h, s, weights=False),
+    "summed over every source position: keep only those holding `source_token`": lambda m, t, h, s: _contribution(
+        m, t, h, s, mask=False
+    ),
+    "the final LayerNorm's weight ln_final.w is missing": lambda m, t, h, s: _contribution(m, t, h, s, ln_w=False),
+}
+
+
 def test_source_contribution(source_contribution) -> CheckResult:
     model = _model()
     trusted, _ = _prompts()
@@ -589,23 +616,7 @@ def test_source_contribution(source_contribution) -> CheckResult:
             ),
         ],
         index_names=("batch",),
-        known_mistakes={
-            "not divided by the final LayerNorm's scale at the final position (cache['ln_final.hook_scale'][:, -1])": lambda m, t, h, s: (
-                _contribution(m, t, h, s, scale=False)
-            ),
-            "not centred: the final LayerNorm subtracts each vector's mean first": lambda m, t, h, s: _contribution(
-                m, t, h, s, centre=False
-            ),
-            "the attention weights of the final query are missing": lambda m, t, h, s: _contribution(
-                m, t, h, s, weights=False
-            ),
-            "summed over every source position: keep only those holding `source_token`": lambda m, t, h, s: (
-                _contribution(m, t, h, s, mask=False)
-            ),
-            "the final LayerNorm's weight ln_final.w is missing": lambda m, t, h, s: _contribution(
-                m, t, h, s, ln_w=False
-            ),
-        },
+        known_mistakes=KNOWN_MISTAKES["source_contribution"],
     )
 
 
@@ -647,6 +658,15 @@ def _maha_no_ridge(train, test, ridge=1e-3):
     return SOLUTION.mahalanobis_scores(train, test, 0.0)
 
 
+KNOWN_MISTAKES["mahalanobis_scores"] = {
+    "the mean and covariance must come from the training rows, not the test rows": _maha_fit_on_test,
+    "is the covariance used without inverting it? Solve with (C + ridge·I)": _maha_covariance_not_inverted,
+    "return the squared distance (no square root)": _maha_sqrt,
+    "use torch.cov's convention (divide by n − 1)": _maha_biased,
+    "is the ridge missing? Add ridge·I to the covariance": _maha_no_ridge,
+}
+
+
 def test_mahalanobis_scores(mahalanobis_scores) -> CheckResult:
     train, test = _features()
     return _run_check(
@@ -655,13 +675,7 @@ def test_mahalanobis_scores(mahalanobis_scores) -> CheckResult:
         SOLUTION.mahalanobis_scores,
         [Case("200 training rows, 40 test rows", (train, test)), Case("ridge 0.5", (train, test), {"ridge": 0.5})],
         index_names=("test row",),
-        known_mistakes={
-            "the mean and covariance must come from the training rows, not the test rows": _maha_fit_on_test,
-            "is the covariance used without inverting it? Solve with (C + ridge·I)": _maha_covariance_not_inverted,
-            "return the squared distance (no square root)": _maha_sqrt,
-            "use torch.cov's convention (divide by n − 1)": _maha_biased,
-            "is the ridge missing? Add ridge·I to the covariance": _maha_no_ridge,
-        },
+        known_mistakes=KNOWN_MISTAKES["mahalanobis_scores"],
     )
 
 
@@ -689,6 +703,13 @@ def _auroc_cases() -> tuple[Case, ...]:
     )
 
 
+KNOWN_MISTAKES["auroc"] = {
+    "ties should count one half, not a win for the anomalous score": _auroc_ties_win,
+    "ties should count one half, not a loss for the anomalous score": _auroc_ties_lose,
+    "is it upside down? Higher scores mean more anomalous, so a perfect detector gets 1.0": _auroc_reversed,
+}
+
+
 def test_auroc(auroc) -> CheckResult:
     return _run_check(
         "auroc",
@@ -696,11 +717,7 @@ def test_auroc(auroc) -> CheckResult:
         SOLUTION.auroc,
         list(_auroc_cases()),
         tol=Tolerance(atol=1e-6, rtol=1e-6),
-        known_mistakes={
-            "ties should count one half, not a win for the anomalous score": _auroc_ties_win,
-            "ties should count one half, not a loss for the anomalous score": _auroc_ties_lose,
-            "is it upside down? Higher scores mean more anomalous, so a perfect detector gets 1.0": _auroc_reversed,
-        },
+        known_mistakes=KNOWN_MISTAKES["auroc"],
     )
 
 

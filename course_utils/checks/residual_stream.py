@@ -4,9 +4,9 @@ Every check runs the learner's function and the reference on the course model ``
 (an IOI prompt and a factual-recall prompt), whatever model the notebook itself uses; the
 attribution checks add a random 4-layer model, whose non-zero ``b_U`` exposes a doubly counted
 unembedding bias (``gelu-4l``'s ``b_U`` is zero).
-``DECOMPOSE_MISTAKES``, ``DLA_MISTAKES`` and ``HEAD_MISTAKES`` map a diagnosis to a function
-that makes that classic mistake; the checks name it when a learner's output matches, and
-``tests/test_03_residual_stream.py`` proves each one is rejected.
+:data:`KNOWN_MISTAKES` maps each exercise's diagnoses to functions that make those classic
+mistakes; the checks name one when a learner's output matches it, and
+``tests/test_chapter_checks.py`` proves each one is rejected.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ IOI_SEED = 0
 """The notebook's IOI prompts are ``ioi.ioi_prompts(N_IOI_PROMPTS, split="heldout", seed=IOI_SEED)``."""
 N_IOI_PROMPTS = 16
 FACT_SUBJECT = "Poland"
+KNOWN_MISTAKES: dict[str, dict[str, Callable]] = {}
+"""Exercise → diagnosis → a function with the learner's signature that makes that mistake; each
+section below adds its exercises, and each check passes ``known_mistakes=KNOWN_MISTAKES[name]``."""
 
 
 # --- inputs (cached: a check must take well under a second) --------------------------------
@@ -174,7 +177,7 @@ def _attribution(
     return torch.cat([contributions, constants]), labels + ["ln_final.b", "b_U"]
 
 
-DLA_MISTAKES: dict[str, Callable] = {
+KNOWN_MISTAKES["direct_logit_attribution"] = {
     "did you forget to divide by the final LayerNorm's scale `cache['ln_final.hook_scale']`?": functools.partial(
         _attribution, scale="none"
     ),
@@ -198,8 +201,12 @@ DLA_MISTAKES: dict[str, Callable] = {
     ),
 }
 
-HEAD_MISTAKES: dict[str, Callable] = {
-    **{d: functools.partial(fn, heads=True) for d, fn in DLA_MISTAKES.items() if isinstance(fn, functools.partial)},
+KNOWN_MISTAKES["head_logit_attribution"] = {
+    **{
+        d: functools.partial(fn, heads=True)
+        for d, fn in KNOWN_MISTAKES["direct_logit_attribution"].items()
+        if isinstance(fn, functools.partial)
+    },
     "are you reading the activations at position -1 instead of `pos`?": lambda m, c, t, pos=-1: _attribution(
         m, c, t, -1, heads=True
     ),
@@ -227,7 +234,7 @@ def _decompose_mistake(kind: str) -> Callable:
     return wrong
 
 
-DECOMPOSE_MISTAKES: dict[str, Callable] = {
+KNOWN_MISTAKES["decompose_by_hand"] = {
     "did you stop at resid_pre? Include layer `layer`'s own attn_out and mlp_out: the rows must sum to its resid_post": _decompose_mistake(
         "resid_pre"
     ),
@@ -252,7 +259,7 @@ def test_decompose_by_hand(decompose_by_hand) -> CheckResult:
             Case("the IOI prompt, layer 1, position 1", (cache, 1, 1)),
         ],
         compare=_compare_labelled(Tolerance(), ("component", "d_model")),
-        known_mistakes=DECOMPOSE_MISTAKES,
+        known_mistakes=KNOWN_MISTAKES["decompose_by_hand"],
     )
 
 
@@ -274,7 +281,7 @@ def test_direct_logit_attribution(direct_logit_attribution) -> CheckResult:
         SOLUTION.direct_logit_attribution,
         _attribution_cases(),
         compare=_compare_labelled(Tolerance(atol=1e-3, rtol=1e-4)),
-        known_mistakes=DLA_MISTAKES,
+        known_mistakes=KNOWN_MISTAKES["direct_logit_attribution"],
     )
 
 
@@ -285,7 +292,7 @@ def test_head_logit_attribution(head_logit_attribution) -> CheckResult:
         SOLUTION.head_logit_attribution,
         _attribution_cases(),
         compare=_compare_labelled(Tolerance(atol=1e-3, rtol=1e-4)),
-        known_mistakes=HEAD_MISTAKES,
+        known_mistakes=KNOWN_MISTAKES["head_logit_attribution"],
     )
 
 
@@ -340,6 +347,15 @@ def _top_summed_positions(attrs, labels):
     return labels[component], batch, int(attrs[component, batch].argmax())
 
 
+KNOWN_MISTAKES["top_attribution"] = {
+    "the flat index was read with the component as the FASTEST-moving index: in a [component, batch, pos] "
+    "tensor the component moves slowest — unravel the index with the tensor's shape": _top_flat_modulo,
+    "batch and position are swapped: the tensor is [component, batch, pos]": _top_batch_pos_swapped,
+    "that is the largest in ABSOLUTE value: the largest attribution is the most positive one": _top_absolute,
+    "positions were summed before the argmax: the largest single entry need not sit in the largest sum": _top_summed_positions,
+}
+
+
 def _top_attribution_cases() -> list[Case]:
     real, labels = per_position_attribution()
     synthetic, synthetic_labels = _synthetic_attribution()
@@ -356,13 +372,7 @@ def test_top_attribution(top_attribution) -> CheckResult:
         top_attribution,
         SOLUTION.top_attribution,
         _top_attribution_cases(),
-        known_mistakes={
-            "the flat index was read with the component as the FASTEST-moving index: in a [component, batch, pos] "
-            "tensor the component moves slowest — unravel the index with the tensor's shape": _top_flat_modulo,
-            "batch and position are swapped: the tensor is [component, batch, pos]": _top_batch_pos_swapped,
-            "that is the largest in ABSOLUTE value: the largest attribution is the most positive one": _top_absolute,
-            "positions were summed before the argmax: the largest single entry need not sit in the largest sum": _top_summed_positions,
-        },
+        known_mistakes=KNOWN_MISTAKES["top_attribution"],
     )
 
 
@@ -378,17 +388,20 @@ def _rank_absolute(attrs, labels):
     return [labels[i] for i in attrs.sum(dim=(1, 2)).abs().argsort(descending=True).tolist()]
 
 
+KNOWN_MISTAKES["rank_components"] = {
+    "only the last position was used: sum over every prompt AND every position": _rank_last_position,
+    "sorted the wrong way: the largest total first": _rank_ascending,
+    "sorted by absolute value: rank by the signed total, largest first": _rank_absolute,
+}
+
+
 def test_rank_components(rank_components) -> CheckResult:
     return check(
         "rank_components",
         rank_components,
         SOLUTION.rank_components,
         _top_attribution_cases(),
-        known_mistakes={
-            "only the last position was used: sum over every prompt AND every position": _rank_last_position,
-            "sorted the wrong way: the largest total first": _rank_ascending,
-            "sorted by absolute value: rank by the signed total, largest first": _rank_absolute,
-        },
+        known_mistakes=KNOWN_MISTAKES["rank_components"],
     )
 
 
