@@ -289,10 +289,6 @@ def _rr_from_one(layer_logits, answer_token):
     return 1.0 / (_rank_from_one(layer_logits, answer_token) + 1).float()
 
 
-def _rr_no_plus_one(layer_logits, answer_token):
-    return 1.0 / SOLUTION.answer_rank_per_layer(layer_logits, answer_token).float()
-
-
 def _rr_is_rank(layer_logits, answer_token):
     return SOLUTION.answer_rank_per_layer(layer_logits, answer_token).float()
 
@@ -487,10 +483,6 @@ def _trace_pos_before(m, clean, corrupted, answer, subject_pos):
     return _trace(m, clean, corrupted, answer, lambda n: [(h, subject_pos - 1) for h in _names(n)], _recovery)
 
 
-def _trace_pos_after(m, clean, corrupted, answer, subject_pos):
-    return _trace(m, clean, corrupted, answer, lambda n: [(h, subject_pos + 1) for h in _names(n)], _recovery)
-
-
 def _trace_last_pos(m, clean, corrupted, answer, subject_pos):
     return _trace(m, clean, corrupted, answer, lambda n: [(h, -1) for h in _names(n)], _recovery)
 
@@ -631,7 +623,6 @@ def test_answer_prob_per_layer(answer_prob_per_layer) -> CheckResult:
 
 KNOWN_MISTAKES["reciprocal_rank_per_layer"] = {
     "off by one: with rank 0 = top the reciprocal rank is 1 / (rank + 1), so the top token scores exactly 1": _rr_from_one,
-    "1 / rank divides by zero for the top token: use 1 / (rank + 1)": _rr_no_plus_one,
     "this is the rank itself, not 1 / (rank + 1)": _rr_is_rank,
 }
 
