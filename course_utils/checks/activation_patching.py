@@ -102,7 +102,7 @@ def check_model() -> TransformerBridge:
 
 
 @functools.cache
-def _data(n: int, kind: str = "flip") -> dict:
+def patching_data(n: int, kind: str = "flip") -> dict:
     """Tokens, answers, logits, caches and logit-difference baselines for ``n`` aligned pairs."""
     model = check_model()
     pairs = aligned_ioi_pairs(model.tokenizer, n, kind=kind, seed=SEED)
@@ -142,7 +142,7 @@ def sweep_inputs() -> tuple[TransformerBridge, torch.Tensor, ActivationCache, Ca
     differ at three positions (A, B, S2) rather than one: more cells of a sweep are non-zero, and
     more mistakes show (with one differing position, patching the wrong position often changes nothing).
     """
-    d = _data(N_SWEEP_PROMPTS, SWEEP_CORRUPTION)
+    d = patching_data(N_SWEEP_PROMPTS, SWEEP_CORRUPTION)
     return d["model"], d["corrupted_tokens"], d["clean_cache"], d["metric"]
 
 
@@ -409,7 +409,7 @@ KNOWN_MISTAKES["attribution_patch_residual"] = {
 
 # --- the checks ----------------------------------------------------------------------------------------
 def test_logit_diff(logit_diff) -> CheckResult:
-    d = _data(N_METRIC_PROMPTS)
+    d = patching_data(N_METRIC_PROMPTS)
     cases = [
         Case(f"the clean logits of {N_METRIC_PROMPTS} IOI prompts", (d["clean_logits"], d["answers"])),
         Case(f"the corrupted logits of {N_METRIC_PROMPTS} IOI prompts", (d["corrupted_logits"], d["answers"])),
@@ -425,7 +425,7 @@ def test_logit_diff(logit_diff) -> CheckResult:
 
 
 def test_normalised_patching_metric(normalised_patching_metric) -> CheckResult:
-    d = _data(N_METRIC_PROMPTS)
+    d = patching_data(N_METRIC_PROMPTS)
     base = (d["answers"], d["clean_ld"], d["corrupted_ld"])
     mixed = 0.3 * d["clean_logits"] + 0.7 * d["corrupted_logits"]
     cases = [
@@ -555,7 +555,7 @@ KNOWN_MISTAKES["block_on_suffix"] = {
 @functools.cache
 def _suffix_cases() -> list[Case]:
     """Residual streams of the swapped-names pairs after ``pos``: unpatched, patched, several copies."""
-    d = _data(N_SWEEP_PROMPTS, SWEEP_CORRUPTION)
+    d = patching_data(N_SWEEP_PROMPTS, SWEEP_CORRUPTION)
     model, clean, corrupted = d["model"], d["clean_cache"], d["corrupted_cache"]
 
     def stream(cache, layer, pos):
@@ -672,7 +672,7 @@ def test_patch_residual_stream_fast(patch_residual_stream_fast) -> CheckResult:
 
 # --- check your understanding ---------------------------------------------------------------------------
 def test_answer_layer0_position(answer) -> CheckResult:
-    d = _data(N_SWEEP_PROMPTS)
+    d = patching_data(N_SWEEP_PROMPTS)
     differs = (d["clean_tokens"] != d["corrupted_tokens"]).any(0).nonzero().flatten().tolist()
     return check_answer(
         "answer_layer0_position",
