@@ -81,7 +81,7 @@ def test_hooks_findings_hold_on_the_course_models():
 def test_residual_findings_hold_on_gelu_4l():
     S = solution_module("03_residual_stream")
     model, cache, io, s = residual_checks.ioi_inputs()
-    logits, _ = residual_checks._run(residual_checks.ioi_prompt().text)
+    logits, _ = residual_checks.run(residual_checks.ioi_prompt().text)
     values, _ = S.direct_logit_attribution(model, cache, io)
     true_logit = logits[0, -1, io].item()
     stack, _ = S.decompose_by_hand(cache, model.cfg.n_layers - 1, -1)

@@ -43,7 +43,8 @@ def check_model() -> TransformerBridge:
 
 
 @functools.cache
-def _run(text: str) -> tuple[torch.Tensor, ActivationCache]:
+def run(text: str) -> tuple[torch.Tensor, ActivationCache]:
+    """Logits and cache of the check model on ``text`` (BOS prepended)."""
     model = check_model()
     with torch.no_grad():
         return model.run_with_cache(model.to_tokens(text))
@@ -56,7 +57,7 @@ def ioi_prompt() -> ioi.IOIPrompt:
 def ioi_inputs() -> tuple[TransformerBridge, ActivationCache, int, int]:
     """``(model, cache, io_token, s_token)`` for the first IOI prompt of the notebook."""
     model, prompt = check_model(), ioi_prompt()
-    _, cache = _run(prompt.text)
+    _, cache = run(prompt.text)
     return model, cache, model.to_single_token(" " + prompt.io), model.to_single_token(" " + prompt.s)
 
 
@@ -64,7 +65,7 @@ def fact_inputs() -> tuple[TransformerBridge, ActivationCache, int, int]:
     """``(model, cache, token, pos)``: the fact prompt, at a middle position, with its next token."""
     model = check_model()
     text = facts.few_shot_prompt("capital", FACT_SUBJECT).text
-    _, cache = _run(text)
+    _, cache = run(text)
     tokens = model.to_tokens(text)[0]
     pos = tokens.shape[0] // 2
     return model, cache, int(tokens[pos + 1]), pos
