@@ -1,5 +1,6 @@
-"""Chapter 06's checks pass the reference, flag stubs, reject the classic mistakes and accept
-correct alternatives (other factorisations, loops instead of einsum, float64, …)."""
+"""Chapter 06's checks reject the mistakes they find by other means (a plain tensor, the ln1 pitfall,
+inputs modified in place) and accept correct alternatives (other factorisations, loops instead of
+einsum, float64, …). ``tests/test_chapter_checks.py`` proves that each known mistake is rejected by name."""
 
 import einops
 import pytest
@@ -22,30 +23,7 @@ def run(name, fn):
     return getattr(checks, f"test_{name}")(fn)
 
 
-def assert_rejected(name, fn, diagnosis):
-    result = run(name, fn)
-    assert not result, f"{name} accepted a wrong function"
-    assert diagnosis in result.message, result.message
-    assert "\n" not in result.message
-
-
 # --------------------------------------------------------------------------- OV circuit
-
-
-@pytest.mark.parametrize(
-    "wrong, diagnosis",
-    [
-        (checks._ov_wrong_order, "composed in the wrong order"),
-        (checks._ov_transposed, "is it transposed"),
-        (checks._ov_no_ln1, "is ln1 missing"),
-        (checks._ov_no_ln_final, "is ln_final missing"),
-        (checks._ov_with_pos0, "without a positional embedding"),
-        (checks._ov_with_b_v, "leave b_V out"),
-        (checks._ov_plain_normalisation, "weights and biases"),
-    ],
-)
-def test_ov_circuit_rejects(wrong, diagnosis):
-    assert_rejected("ov_circuit", wrong, diagnosis)
 
 
 def test_ov_circuit_rejects_a_plain_tensor():
@@ -87,25 +65,12 @@ def test_ov_circuit_catches_the_ln1_pitfall_and_repairs_the_model():
 
     result = run("ov_circuit", calls_ln1_on_the_parameter)
     assert not result and "ln1 module on a weight matrix" in result.message
-    model = checks._model()
+    model = checks.check_model()
     model(torch.tensor([[0, 1, 2]]))  # still runs
     assert run("else_logit_decomposition", S.else_logit_decomposition)
 
 
 # --------------------------------------------------------------------------- OV ranks
-
-
-@pytest.mark.parametrize(
-    "wrong, diagnosis",
-    [
-        (checks._ranks_from_bottom, "Rank 0 should be the largest"),
-        (checks._ranks_one_based, "not 1"),
-        (checks._ranks_swapped, "wrong order"),
-        (checks._ranks_transposed, "Rows are sources"),
-    ],
-)
-def test_ov_ranks_rejects(wrong, diagnosis):
-    assert_rejected("ov_ranks", wrong, diagnosis)
 
 
 def _ranks_by_sorting(ov, src, out):
@@ -122,20 +87,6 @@ def test_ov_ranks_accepts_sorting():
 
 
 # --------------------------------------------------------------------------- QK scores
-
-
-@pytest.mark.parametrize(
-    "change, diagnosis",
-    [
-        ({"pos": False}, "positional embeddings missing"),
-        ({"ln": False}, "is ln1 missing"),
-        ({"bias": False}, "b_Q and b_K missing"),
-        ({"scale": False}, "sqrt(d_head)"),
-        ({"swap": True}, "queries and keys swapped"),
-    ],
-)
-def test_qk_scores_rejects(change, diagnosis):
-    assert_rejected("qk_scores", lambda *a: checks._qk(*a, **change), diagnosis)
 
 
 def _qk_loop_float64(model, key_token, query_pos, key_pos):
@@ -177,11 +128,6 @@ def test_qk_scores_accepts(alternative, monkeypatch):
 
 
 # --------------------------------------------------------------------------- exact decomposition
-
-
-@pytest.mark.parametrize("diagnosis", list(checks.DECOMPOSITION_MISTAKES))
-def test_decomposition_rejects(diagnosis):
-    assert_rejected("else_logit_decomposition", checks.DECOMPOSITION_MISTAKES[diagnosis], diagnosis)
 
 
 def _decomposition_from_weights(model, tokens):
@@ -249,8 +195,8 @@ def test_decomposition_accepts(alternative):
 
 
 def test_decomposition_sums_to_the_logit():
-    model = checks._model()
-    for tokens in (*checks._prompts(), checks._pair_batch()):
+    model = checks.check_model()
+    for tokens in (*checks.check_prefixes(), checks.pair_batch()):
         parts = S.else_logit_decomposition(model, tokens)
         total = parts["embed"] + parts["pos_embed"] + parts["heads"].sum((1, 2)) + parts["biases"]
         logit = model(tokens)[:, -1, model.to_single_token(" else")]
@@ -258,8 +204,8 @@ def test_decomposition_sums_to_the_logit():
 
 
 def test_approximation_with_nothing_omitted_is_exact():
-    model = checks._model()
-    tokens = checks._pair_batch()
+    model = checks.check_model()
+    tokens = checks.pair_batch()
     logits, cache = model.run_with_cache(tokens)
     pattern, scale = cache["pattern", 0][:, :, -1], cache["ln_final.hook_scale"][:, -1, 0]
     rebuilt = checks.approximate_else_logit(model, tokens, pattern, scale, set())
@@ -269,20 +215,6 @@ def test_approximation_with_nothing_omitted_is_exact():
 
 
 # --------------------------------------------------------------------------- detector
-
-
-@pytest.mark.parametrize(
-    "change, diagnosis",
-    [
-        ({"scale": False}, "not divided by the final LayerNorm's scale"),
-        ({"centre": False}, "not centred"),
-        ({"weights": False}, "the attention weights of the final query are missing"),
-        ({"mask": False}, "summed over every source position"),
-        ({"ln_w": False}, "ln_final.w is missing"),
-    ],
-)
-def test_source_contribution_rejects(change, diagnosis):
-    assert_rejected("source_contribution", lambda m, t, h, s: checks._contribution(m, t, h, s, **change), diagnosis)
 
 
 def _contribution_from_the_decomposition(model, tokens, head, source_token):
@@ -307,23 +239,9 @@ def test_source_contribution_accepts(alternative):
 
 
 def test_source_contribution_is_zero_without_the_token():
-    tokens = checks._pair_batch()
+    tokens = checks.pair_batch()
     absent = next(t for t in range(5, 5000) if not (tokens == t).any())
-    assert (S.source_contribution(checks._model(), tokens, 3, absent) == 0).all()
-
-
-@pytest.mark.parametrize(
-    "wrong, diagnosis",
-    [
-        (checks._maha_fit_on_test, "not the test rows"),
-        (checks._maha_covariance_not_inverted, "without inverting"),
-        (checks._maha_sqrt, "squared distance"),
-        (checks._maha_biased, "n − 1"),
-        (checks._maha_no_ridge, "ridge missing"),
-    ],
-)
-def test_mahalanobis_rejects(wrong, diagnosis):
-    assert_rejected("mahalanobis_scores", wrong, diagnosis)
+    assert (S.source_contribution(checks.check_model(), tokens, 3, absent) == 0).all()
 
 
 def _maha_inverse_float64(train, test, ridge=1e-3):
@@ -338,18 +256,6 @@ def _maha_inverse_float64(train, test, ridge=1e-3):
 def test_mahalanobis_accepts_inverse_and_float64():
     result = run("mahalanobis_scores", _maha_inverse_float64)
     assert result, result.message
-
-
-@pytest.mark.parametrize(
-    "wrong, diagnosis",
-    [
-        (checks._auroc_ties_win, "not a win"),
-        (checks._auroc_ties_lose, "not a loss"),
-        (checks._auroc_reversed, "upside down"),
-    ],
-)
-def test_auroc_rejects(wrong, diagnosis):
-    assert_rejected("auroc", wrong, diagnosis)
 
 
 def _auroc_rank_sum(normal, anomalous):
@@ -390,12 +296,12 @@ def test_wrong_answers_are_rejected(name, wrong):
 
 def test_omission_answer_is_one_of_the_options():
     assert S.answer_biggest_omission in checks.OMISSIONS
-    assert set(checks._omission_gaps()) == set(checks.OMISSIONS)
+    assert set(checks.omission_gaps()) == set(checks.OMISSIONS)
 
 
 def test_top_if_head_answer_rejects_every_other_head():
-    for head in range(checks._model().cfg.n_heads):
-        if head not in checks._top_if_heads():
+    for head in range(checks.check_model().cfg.n_heads):
+        if head not in checks.top_if_heads():
             assert not run("answer_top_if_head", head)
 
 

@@ -180,7 +180,7 @@ def _by_length(rows):
 
 def test_if_else_findings_hold_on_attn_only_1l():
     S = solution_module("06_one_layer_if_else")
-    model = if_else_checks._model()
+    model = if_else_checks.check_model()
     cfg = model.cfg
     ELSE, IF = model.to_single_token(" else"), model.to_single_token(" if")
     examples = load_ternary_eval("trusted") + load_ternary_eval("anomalous")

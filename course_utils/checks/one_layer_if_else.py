@@ -102,7 +102,8 @@ def approximate_else_logit(
 
 
 @functools.cache
-def _model():
+def check_model():
+    """The course model the checks run on."""
     model = load_model(MODEL_NAME, device="cpu")
     with torch.no_grad():
         model(torch.tensor([[model.tokenizer.bos_token_id]]))  # one forward wires the bridge's hooks, as in a notebook
@@ -110,9 +111,9 @@ def _model():
 
 
 @functools.cache
-def _prompts() -> tuple[Tensor, Tensor]:
+def check_prefixes() -> tuple[Tensor, Tensor]:
     """One short trusted and one short anomalous held-out prefix, as ``[1, pos]`` tokens."""
-    model = _model()
+    model = check_model()
     picked = []
     for kind in ("trusted", "anomalous"):
         items = sorted(load_ternary_eval(kind), key=lambda p: (len(p.prefix), p.prefix))
@@ -121,15 +122,15 @@ def _prompts() -> tuple[Tensor, Tensor]:
 
 
 @functools.cache
-def _pair_batch() -> Tensor:
+def pair_batch() -> Tensor:
     """Two prompts cut to the same length (their last 24 tokens after BOS): a ``[2, 25]`` batch."""
-    trusted, anomalous = _prompts()
+    trusted, anomalous = check_prefixes()
     rows = [torch.cat([t[:, :1], t[:, -24:]], dim=1) for t in (trusted, anomalous)]
     return torch.cat(rows)
 
 
 def _token(text: str) -> int:
-    return _model().to_single_token(text)
+    return check_model().to_single_token(text)
 
 
 def _heal(model) -> bool:
@@ -208,7 +209,7 @@ def _run_check(name, learner_fn, reference_fn, cases, **kwargs) -> CheckResult:
 
 
 def _ln(x: Tensor, ln) -> Tensor:
-    return layer_norm(x, ln, _model().cfg.eps)
+    return layer_norm(x, ln, check_model().cfg.eps)
 
 
 def _ov_wrong_order(model, head):
@@ -285,7 +286,7 @@ KNOWN_MISTAKES["ov_circuit"] = {
 
 
 def test_ov_circuit(ov_circuit) -> CheckResult:
-    model = _model()
+    model = check_model()
     last = model.cfg.n_heads - 1
     return _run_check(
         "ov_circuit",
@@ -303,7 +304,7 @@ def test_ov_circuit(ov_circuit) -> CheckResult:
 @functools.cache
 def _ov(head: int) -> FactoredMatrix:
     with torch.no_grad():
-        return SOLUTION.ov_circuit(_model(), head)
+        return SOLUTION.ov_circuit(check_model(), head)
 
 
 def _ranks_from_bottom(ov, src, out):
@@ -334,7 +335,7 @@ KNOWN_MISTAKES["ov_ranks"] = {
 
 
 def test_ov_ranks(ov_ranks) -> CheckResult:
-    last = _model().cfg.n_heads - 1
+    last = check_model().cfg.n_heads - 1
     if_, else_, paren = _token(" if"), _token(" else"), _token(")")
     return _run_check(
         "ov_ranks",
@@ -382,7 +383,7 @@ KNOWN_MISTAKES["qk_scores"] = {
 
 
 def test_qk_scores(qk_scores) -> CheckResult:
-    model = _model()
+    model = check_model()
     if_, paren = _token(" if"), _token("(")
     return _run_check(
         "qk_scores",
@@ -546,9 +547,9 @@ KNOWN_MISTAKES["else_logit_decomposition"] = {
 
 
 def test_else_logit_decomposition(else_logit_decomposition) -> CheckResult:
-    model = _model()
-    trusted, anomalous = _prompts()
-    batch = _pair_batch()
+    model = check_model()
+    trusted, anomalous = check_prefixes()
+    batch = pair_batch()
     return _run_check(
         "else_logit_decomposition",
         _Guarded(else_logit_decomposition, model),
@@ -598,10 +599,10 @@ KNOWN_MISTAKES["source_contribution"] = {
 
 
 def test_source_contribution(source_contribution) -> CheckResult:
-    model = _model()
-    trusted, _ = _prompts()
-    batch = _pair_batch()
-    if_, head = _token(" if"), min(_top_if_heads())
+    model = check_model()
+    trusted, _ = check_prefixes()
+    batch = pair_batch()
+    if_, head = _token(" if"), min(top_if_heads())
     other = (head + 1) % model.cfg.n_heads
     return _run_check(
         "source_contribution",
@@ -735,9 +736,9 @@ def test_answer_qk_is_exact(answer_qk_is_exact) -> CheckResult:
 
 
 @functools.cache
-def _omission_gaps() -> dict[str, float]:
+def omission_gaps() -> dict[str, float]:
     """Mean |approximation − logit| over every held-out trusted prefix (the notebook's table), one omission at a time."""
-    model = _model()
+    model = check_model()
     rows = [prefix_tokens(model, p.prefix)[0] for p in load_ternary_eval("trusted")]
     totals = dict.fromkeys(OMISSIONS, 0.0)
     with torch.no_grad():
@@ -756,7 +757,7 @@ def _omission_gaps() -> dict[str, float]:
 
 
 def test_answer_biggest_omission(answer_biggest_omission) -> CheckResult:
-    gaps = _omission_gaps()
+    gaps = omission_gaps()
     close_to_worst = {name for name, gap in gaps.items() if gap >= 0.9 * max(gaps.values())}
     return check_answer(
         "answer_biggest_omission",
@@ -768,10 +769,10 @@ def test_answer_biggest_omission(answer_biggest_omission) -> CheckResult:
 
 
 @functools.cache
-def _top_if_heads() -> frozenset[int]:
+def top_if_heads() -> frozenset[int]:
     """The heads whose OV circuit ranks `` if`` highest among sources for `` else`` (several if tied)."""
     if_, else_ = _token(" if"), _token(" else")
-    ranks = [SOLUTION.ov_ranks(_ov(head), if_, else_)[0] for head in range(_model().cfg.n_heads)]
+    ranks = [SOLUTION.ov_ranks(_ov(head), if_, else_)[0] for head in range(check_model().cfg.n_heads)]
     return frozenset(h for h, r in enumerate(ranks) if r == min(ranks))
 
 
@@ -779,7 +780,7 @@ def test_answer_top_if_head(answer_top_if_head) -> CheckResult:
     return check_answer(
         "answer_top_if_head",
         answer_top_if_head,
-        lambda a: isinstance(a, int) and not isinstance(a, bool) and a in _top_if_heads(),
+        lambda a: isinstance(a, int) and not isinstance(a, bool) and a in top_if_heads(),
         "give the head (an int) whose OV circuit ranks ' if' highest among all source tokens for promoting ' else' "
         "(rank 0 = top; the table of ov_ranks)",
     )
