@@ -1,5 +1,7 @@
-"""Chapter 01 (hooks basics): every check passes the solution, flags stubs, rejects the classic
-mistakes (naming them), and accepts correct alternatives."""
+"""Chapter 01 (hooks basics): the references agree with the library, the checks recognise the classic
+mistakes however a learner writes them, reject those they find by other means (masks, in-place edits,
+hooks left attached, shapes) and accept correct alternatives. ``tests/test_chapter_checks.py`` proves
+that each known mistake is rejected by name."""
 
 import functools
 import json
@@ -17,14 +19,14 @@ S = solution_module("01_hooks_basics")
 
 @pytest.fixture(scope="module")
 def model():
-    return checks._model()
+    return checks.check_model()
 
 
 # ----------------------------------------------------------------- the references agree with the library
 
 
 def test_reference_recomputations_match_the_models_cache(model):
-    cache = checks._cache()
+    cache = checks.batch_cache()
     for layer in range(model.cfg.n_layers):
         q, k, v, z = (cache[name, layer] for name in ("q", "k", "v", "z"))
         pattern = S.attention_pattern(q, k)
@@ -55,8 +57,8 @@ def test_reference_loss_and_counts_agree_with_a_direct_computation(model):
 
 
 def test_previous_token_reference_matches_the_cache(model):
-    cache = checks._cache()
-    table = S.previous_token_attention(model, checks._batch_tokens())
+    cache = checks.batch_cache()
+    table = S.previous_token_attention(model, checks.batch_tokens())
     for layer in range(model.cfg.n_layers):
         pattern = cache["pattern", layer]
         for head in range(model.cfg.n_heads):
@@ -131,22 +133,17 @@ def test_counts_accept_a_loop_and_tensor_numbers():
 
 
 @pytest.mark.parametrize(
-    "variant, phrases",
-    [
-        (dict(scale=1.0), ["divide by √d_head?"]),
-        (dict(scale="d_head"), ["d_head instead of √d_head"]),
-        (dict(mask="none"), ["must be masked (-inf)"]),
-        (dict(fill=0.0), ["is 0, but key", "must be masked (-inf)"]),
-        (dict(mask="diagonal"), ["mask the diagonal too?"]),
-        (dict(transpose=True), ["queries and keys swapped?"]),
-    ],
+    "fill, phrases",
+    [(None, ["must be masked (-inf)"]), (0.0, ["is 0, but key", "must be masked (-inf)"])],
+    ids=["no_mask", "masked_with_0"],
 )
-def test_scores_reject_classic_mistakes(variant, phrases):
+def test_scores_reject_future_keys_left_unmasked(fill, phrases):
     def wrong(q, k):
-        kwargs = dict(variant)
-        if kwargs.get("scale") == "d_head":
-            kwargs["scale"] = q.shape[-1]
-        return checks._scores(q, k, **kwargs)
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / q.shape[-1] ** 0.5
+        if fill is None:
+            return scores
+        n = scores.shape[-1]
+        return scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), fill)
 
     rejected(checks.test_attention_scores(wrong), *phrases)
 
@@ -186,20 +183,6 @@ def test_scores_accept_loops_large_negative_masks_and_float64():
 # ----------------------------------------------------------------- attention_pattern
 
 
-@pytest.mark.parametrize(
-    "wrong, phrase",
-    [
-        (checks._pattern_no_scale, "forget to divide the scores by √d_head?"),
-        (checks._pattern_no_mask, "forget the causal mask?"),
-        (checks._pattern_mask_with_zero, "masked with 0 instead of -inf?"),
-        (checks._pattern_mask_after_softmax, "masked after the softmax?"),
-        (checks._pattern_softmax_over_queries, "softmax over the wrong dimension?"),
-    ],
-)
-def test_pattern_rejects_classic_mistakes(wrong, phrase):
-    rejected(checks.test_attention_pattern(wrong), phrase, "layer 0")
-
-
 def test_pattern_rejects_a_mask_written_into_the_cached_k():
     def in_place(q, k):
         k.mul_(1 / math.sqrt(k.shape[-1]))
@@ -224,18 +207,6 @@ def test_pattern_accepts_reuse_of_scores_and_float64():
 
 
 # ----------------------------------------------------------------- head_z
-
-
-@pytest.mark.parametrize(
-    "wrong, phrase",
-    [
-        (checks._z_column_of_pattern, "used a column of the pattern?"),
-        (checks._z_value_at_pos, "z is not v at pos"),
-        (checks._z_mean_of_values, "plain mean of the values"),
-    ],
-)
-def test_head_z_rejects_classic_mistakes(wrong, phrase):
-    rejected(checks.test_head_z(wrong), phrase)
 
 
 def test_head_z_rejects_writing_into_the_cached_pattern():
@@ -264,18 +235,6 @@ def test_head_z_accepts_a_loop_and_a_matmul():
 # ----------------------------------------------------------------- attn_out_from_z
 
 
-@pytest.mark.parametrize(
-    "wrong, phrase",
-    [
-        (checks._out_without_bias, "forget b_O?"),
-        (checks._out_bias_per_head, "not once per head"),
-        (checks._out_one_head, "not only head 0"),
-    ],
-)
-def test_attn_out_rejects_classic_mistakes(wrong, phrase):
-    rejected(checks.test_attn_out_from_z(wrong), phrase)
-
-
 def test_attn_out_accepts_a_loop_over_heads_and_a_flattened_matmul():
     def loop(z, W_O, b_O):
         out = b_O.expand(z.shape[0], z.shape[1], -1).clone()
@@ -299,20 +258,6 @@ def test_attn_out_rejects_writing_into_the_cached_z():
 
 
 # ----------------------------------------------------------------- previous_token_attention
-
-
-@pytest.mark.parametrize(
-    "variant, phrase",
-    [
-        (dict(offset=0), "attention to the token itself"),
-        (dict(offset=1), "is a future key"),
-        (dict(divide_by_all=True), "position 0 has no previous token"),
-        (dict(edit_bos=True), "changed the pattern in place"),
-    ],
-)
-def test_previous_token_rejects_classic_mistakes(variant, phrase):
-    wrong = functools.partial(checks._previous_attention_variant, **variant)
-    rejected(checks.test_previous_token_attention(wrong), phrase)
 
 
 def test_previous_token_rejects_a_hook_left_attached(model):
@@ -360,23 +305,6 @@ def test_previous_token_accepts_a_cache_and_a_context_manager():
 # ----------------------------------------------------------------- head_ablation_loss
 
 
-@pytest.mark.parametrize(
-    "variant, phrase",
-    [
-        (dict(index="pos"), "z[:, head] indexes positions"),
-        (dict(index="layer"), "zeroed every head of the layer"),
-        (dict(keep_change=False), "that is the clean loss"),
-    ],
-)
-def test_ablation_rejects_classic_mistakes(variant, phrase):
-    wrong = functools.partial(checks._ablation_variant, **variant)
-    rejected(checks.test_head_ablation_loss(wrong), phrase)
-
-
-def test_ablation_rejects_the_loss_difference():
-    rejected(checks.test_head_ablation_loss(checks._ablation_difference), "not its difference from the clean loss")
-
-
 def test_ablation_rejects_add_hook_without_removal(model):
     def leaves_hook(model, tokens, layer, head):
         def zero(z, hook):
@@ -419,20 +347,6 @@ def test_ablation_accepts_other_hook_points_and_the_context_manager():
 # ----------------------------------------------------------------- answer_rank_and_prob
 
 
-@pytest.mark.parametrize(
-    "kwargs, phrase",
-    [
-        ({"one_based": True}, "rank 0 is the top guess"),
-        ({"ascending": True}, "ranks count from the bottom"),
-        ({"prob": "logits"}, "those are logits, not probabilities"),
-        ({"prob": "positions"}, "softmax over the wrong dimension"),
-        ({"bos": False}, "without BOS"),
-    ],
-)
-def test_rank_and_prob_rejects_classic_mistakes(kwargs, phrase):
-    rejected(checks.test_answer_rank_and_prob(lambda m, p, a: checks._rank_prob_variant(m, p, a, **kwargs)), phrase)
-
-
 def test_rank_and_prob_accepts_sorting_log_probs_and_a_list():
     def by_sorting(model, prompt, answer):
         a = model.to_single_token(answer)
@@ -462,19 +376,6 @@ def test_rank_and_prob_reference_agrees_with_the_loss(model):
 # ----------------------------------------------------------------- top_neurons
 
 
-@pytest.mark.parametrize(
-    "kwargs, phrase",
-    [
-        ({"hook": "hook_mlp_out"}, "that is hook_mlp_out"),
-        ({"hook": "hook_pre"}, "that is hook_pre"),
-        ({"largest": False}, "fire LEAST"),
-        ({"row": 1}, "the second sequence"),
-    ],
-)
-def test_top_neurons_rejects_classic_mistakes(kwargs, phrase):
-    rejected(checks.test_top_neurons(lambda *a, **kw: checks._neurons_from(*a, **kw, **kwargs)), phrase)
-
-
 def test_top_neurons_accepts_sorting_and_a_gelu_of_hook_pre():
     def by_sorting(model, tokens, layer, pos, k=5):
         _, cache = model.run_with_cache(tokens)
@@ -493,8 +394,8 @@ def test_top_neurons_accepts_sorting_and_a_gelu_of_hook_pre():
 
 
 def test_mlp_neurons_are_wider_than_the_residual_stream():
-    model = checks._mlp_model()
-    _, cache = model.run_with_cache(checks._mlp_tokens())
+    model = checks.mlp_check_model()
+    _, cache = model.run_with_cache(checks.mlp_tokens())
     assert cache["blocks.0.mlp.hook_post"].shape[-1] == model.cfg.d_mlp != model.cfg.d_model
     assert cache["blocks.0.hook_mlp_out"].shape[-1] == model.cfg.d_model
 
@@ -514,14 +415,15 @@ def test_answers_pass_and_wrong_answers_fail():
     )  # the hint makes one think, it does not answer
     assert not checks.test_answer_n_loss_positions(25)
     layer, head = S.answer_most_important_head
-    assert not checks.test_answer_most_important_head((layer, (head + 1) % checks._model().cfg.n_heads))
+    assert not checks.test_answer_most_important_head((layer, (head + 1) % checks.check_model().cfg.n_heads))
     assert checks.test_answer_most_important_head([layer, head])
     assert checks.test_answer_hook_returns_none(...).status == "not attempted"
 
 
 def test_answers_match_what_the_model_does(model):
     # Q3 is read from the ablation table; a retrained model can change it (then update the solution)
-    assert checks._argmax_pair(checks.ablation_loss_increase()) == tuple(S.answer_most_important_head)
+    table = checks.ablation_loss_increase()
+    assert divmod(int(table.argmax()), table.shape[1]) == tuple(S.answer_most_important_head)
     # Q4: zeroing a head's z in a cached run leaves that head's pattern as in the clean run
     tokens = model.to_tokens(checks.CODE_TEXT)
     _, clean = model.run_with_cache(tokens)

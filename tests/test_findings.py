@@ -50,7 +50,7 @@ def test_report_marks_a_claim_that_does_not_hold(capsys):
 
 def test_hooks_findings_hold_on_the_course_models():
     S = solution_module("01_hooks_basics")
-    model, mlp_model = hooks_checks._model(), hooks_checks._mlp_model()
+    model, mlp_model = hooks_checks.check_model(), hooks_checks.mlp_check_model()
     tokens = model.to_tokens(hooks_checks.CODE_TEXT)
     n_correct, n_total = S.count_correct_predictions(model, hooks_checks.CODE_TEXT)
     ranks, probs = S.answer_rank_and_prob(model, hooks_checks.PROMPT, hooks_checks.ANSWER)

@@ -60,29 +60,31 @@ section below adds its exercises, and each check passes ``known_mistakes=KNOWN_M
 
 
 @functools.cache
-def _model():
+def check_model():
+    """The course model the checks run on."""
     return load_model(MODEL_NAME)
 
 
 @functools.cache
-def _batch_tokens() -> Tensor:
+def batch_tokens() -> Tensor:
     """The two snippets, each BOS + text, cut to the same length and stacked: [2, pos]."""
-    model = _model()
+    model = check_model()
     rows = [model.to_tokens(text)[0] for text in (CODE_TEXT, SECOND_TEXT)]
     n_pos = min(len(r) for r in rows)
     return torch.stack([r[:n_pos] for r in rows])
 
 
 @functools.cache
-def _cache():
+def batch_cache():
+    """The check model's cache on :func:`batch_tokens`."""
     with torch.no_grad():
-        _, cache = _model().run_with_cache(_batch_tokens())
+        _, cache = check_model().run_with_cache(batch_tokens())
     return cache
 
 
 def _act(name: str, layer: int) -> Tensor:
     """A fresh copy of a cached activation (so that in-place edits cannot leak between checks)."""
-    return _cache()[name, layer].detach().clone()
+    return batch_cache()[name, layer].detach().clone()
 
 
 @functools.cache
@@ -92,7 +94,7 @@ def ablation_loss_increase() -> Tensor:
     One batched forward pass: row ``layer * n_heads + head`` of the batch has that head's ``z``
     zeroed, and the last row is the clean run (a test checks this against ``head_ablation_loss``).
     """
-    model = _model()
+    model = check_model()
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     tokens = model.to_tokens(CODE_TEXT).expand(n_layers * n_heads + 1, -1)
 
@@ -169,7 +171,7 @@ KNOWN_MISTAKES["count_correct_predictions"] = {
 
 
 def test_count_correct_predictions(count_correct_predictions) -> CheckResult:
-    model = _model()
+    model = check_model()
     with torch.no_grad():
         return check(
             "count_correct_predictions",
@@ -312,7 +314,7 @@ KNOWN_MISTAKES["head_z"] = {
 
 
 def test_head_z(head_z) -> CheckResult:
-    n_heads = _model().cfg.n_heads
+    n_heads = check_model().cfg.n_heads
     with torch.no_grad():
         return check(
             "head_z",
@@ -347,7 +349,7 @@ KNOWN_MISTAKES["attn_out_from_z"] = {
 
 
 def test_attn_out_from_z(attn_out_from_z) -> CheckResult:
-    model = _model()
+    model = check_model()
     with torch.no_grad():
         cases = [
             Case(
@@ -398,14 +400,14 @@ KNOWN_MISTAKES["previous_token_attention"] = {
 
 
 def test_previous_token_attention(previous_token_attention) -> CheckResult:
-    model = _model()
+    model = check_model()
     with torch.no_grad():
         return check(
             "previous_token_attention",
             previous_token_attention,
             SOLUTION.previous_token_attention,
             [
-                Case("two code snippets", (model, _batch_tokens().clone())),
+                Case("two code snippets", (model, batch_tokens().clone())),
                 Case("the chapter's code paragraph", (model, model.to_tokens(CODE_TEXT))),
             ],
             index_names=("layer", "head"),
@@ -445,7 +447,7 @@ KNOWN_MISTAKES["head_ablation_loss"] = {
 
 
 def test_head_ablation_loss(head_ablation_loss) -> CheckResult:
-    model = _model()
+    model = check_model()
     tokens = model.to_tokens(CODE_TEXT)
     n_heads = model.cfg.n_heads
     with torch.no_grad():
@@ -456,7 +458,7 @@ def test_head_ablation_loss(head_ablation_loss) -> CheckResult:
             [
                 Case("layer 0, head 0 (code paragraph)", (model, tokens.clone(), 0, 0)),
                 Case(f"layer 1, head {n_heads - 1} (code paragraph)", (model, tokens.clone(), 1, n_heads - 1)),
-                Case("layer 1, head 1 (two snippets)", (model, _batch_tokens().clone(), 1, 1)),
+                Case("layer 1, head 1 (two snippets)", (model, batch_tokens().clone(), 1, 1)),
             ],
             tol=Tolerance(atol=1e-4, rtol=1e-4),
             known_mistakes=KNOWN_MISTAKES["head_ablation_loss"],
@@ -483,7 +485,7 @@ def _rank_prob_variant(model, prompt, answer, *, bos=True, one_based=False, asce
 
 
 def _rank_prob_cases() -> list[Case]:
-    model = _model()
+    model = check_model()
     return [
         Case(f"prompt {PROMPT!r}, answer {ANSWER!r}", (model, PROMPT, ANSWER)),
         Case(
@@ -530,14 +532,15 @@ MLP_MODEL_NAME = "gelu-4l"
 
 
 @functools.cache
-def _mlp_model():
+def mlp_check_model():
+    """The course model of the MLP-neuron check (``attn-only-2l`` has no MLPs)."""
     return load_model(MLP_MODEL_NAME)
 
 
 @functools.cache
-def _mlp_tokens() -> Tensor:
+def mlp_tokens() -> Tensor:
     """The two snippets, BOS + their first 39 tokens, tokenised for ``gelu-4l``: [2, 40]."""
-    return torch.stack([_mlp_model().to_tokens(text)[0, :40] for text in (CODE_TEXT, SECOND_TEXT)])
+    return torch.stack([mlp_check_model().to_tokens(text)[0, :40] for text in (CODE_TEXT, SECOND_TEXT)])
 
 
 def _neurons_from(model, tokens, layer, pos, k=5, *, hook="hook_post", largest=True, row=0):
@@ -564,7 +567,7 @@ KNOWN_MISTAKES["top_neurons"] = {
 
 @torch.no_grad()
 def test_top_neurons(top_neurons) -> CheckResult:
-    model, tokens = _mlp_model(), _mlp_tokens()
+    model, tokens = mlp_check_model(), mlp_tokens()
     return check(
         "top_neurons",
         top_neurons,
