@@ -48,12 +48,13 @@ CODE_TEXT = '''def mean(values):
 
 
 @functools.cache
-def _model():
+def check_model():
+    """The course model the checks run on."""
     return load_model(MODEL_NAME, device="cpu")
 
 
 @functools.cache
-def _folded():
+def folded_model():
     """The course model with LayerNorm weights folded in and writing weights centred (section 5)."""
     folded = load_model(MODEL_NAME, device="cpu")
     folded.enable_compatibility_mode(disable_warnings=True)
@@ -61,29 +62,32 @@ def _folded():
 
 
 @functools.cache
-def _rep_tokens(seq_len: int = SEQ_LEN, batch: int = 4, seed: int = 1) -> Tensor:
-    model = _model()
+def rep_tokens(seq_len: int = SEQ_LEN, batch: int = 4, seed: int = 1) -> Tensor:
+    """``[batch, 1 + 2 * seq_len]``: BOS, then random tokens, then the same tokens again."""
+    model = check_model()
     return repeated_tokens(batch, seq_len, model.cfg.d_vocab, model.tokenizer.bos_token_id, seed=seed)
 
 
 @functools.cache
-def _code_tokens() -> Tensor:
-    return _model().to_tokens(CODE_TEXT)
+def code_tokens() -> Tensor:
+    """BOS + :data:`CODE_TEXT`, tokenised: ``[1, pos]``."""
+    return check_model().to_tokens(CODE_TEXT)
 
 
 @functools.cache
-def _run(which: str) -> tuple[Tensor, ActivationCache]:
-    tokens = _rep_tokens() if which == "repeated" else _code_tokens()
+def run(which: str) -> tuple[Tensor, ActivationCache]:
+    """Logits and cache of the check model on ``"repeated"`` (:func:`rep_tokens`) or ``"code"`` (:func:`code_tokens`)."""
+    tokens = rep_tokens() if which == "repeated" else code_tokens()
     with torch.no_grad():
-        return _model().run_with_cache(tokens)
+        return check_model().run_with_cache(tokens)
 
 
 @functools.cache
-def _best_heads() -> dict[str, tuple[int, int]]:
+def best_heads() -> dict[str, tuple[int, int]]:
     """The course model's strongest induction head and previous-token head (found, not hard-coded)."""
     with torch.no_grad():
-        induction = SOLUTION.induction_score(_model(), _rep_tokens())[1]
-        previous = _run("repeated")[1]["pattern", 0].diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, 2))
+        induction = SOLUTION.induction_score(check_model(), rep_tokens())[1]
+        previous = run("repeated")[1]["pattern", 0].diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, 2))
     return {"induction": (1, int(induction.argmax())), "previous": (0, int(previous.argmax()))}
 
 
@@ -99,7 +103,7 @@ def _small_random_model():
 
 def _repeated_tokens_problem(actual: Any, expected: Tensor) -> str | None:
     """Say what is wrong with a batch of repeated tokens, judged by structure, not by the random draw."""
-    model = _model()
+    model = check_model()
     bos, d_vocab = model.tokenizer.bos_token_id, model.cfg.d_vocab
     batch, width = expected.shape
     seq_len = (width - 1) // 2
@@ -133,7 +137,7 @@ def _repeated_tokens_problem(actual: Any, expected: Tensor) -> str | None:
 @torch.no_grad()
 def test_generate_repeated_tokens(generate_repeated_tokens) -> CheckResult:
     """Judge structure (BOS, two equal copies, valid random tokens, rows differ) and seeding."""
-    model = _model()
+    model = check_model()
     seeding_problem = _seeding_problem(generate_repeated_tokens, model)
     if seeding_problem:
         return reject("generate_repeated_tokens", seeding_problem)
@@ -195,15 +199,15 @@ KNOWN_MISTAKES["per_token_loss"] = {
 
 @torch.no_grad()
 def test_per_token_loss(per_token_loss) -> CheckResult:
-    rep_logits, _ = _run("repeated")
-    code_logits, _ = _run("code")
+    rep_logits, _ = run("repeated")
+    code_logits, _ = run("code")
     return check(
         "per_token_loss",
         per_token_loss,
         SOLUTION.per_token_loss,
         [
-            Case("4 repeated random sequences", (rep_logits, _rep_tokens())),
-            Case("a paragraph of Python", (code_logits, _code_tokens())),
+            Case("4 repeated random sequences", (rep_logits, rep_tokens())),
+            Case("a paragraph of Python", (code_logits, code_tokens())),
         ],
         index_names=("batch", "pos"),
         known_mistakes=KNOWN_MISTAKES["per_token_loss"],
@@ -259,7 +263,7 @@ THRESHOLD_IGNORED = "the threshold is ignored: keep only the heads whose score i
 
 
 def _detector_cases() -> list[Case]:
-    rep_cache, code_cache = _run("repeated")[1], _run("code")[1]
+    rep_cache, code_cache = run("repeated")[1], run("code")[1]
     return [
         Case("the repeated sequences, threshold=0.0 (every head)", (rep_cache, 0.0)),
         Case("the paragraph of Python, threshold=0.0 (every head)", (code_cache, 0.0)),
@@ -368,14 +372,14 @@ KNOWN_MISTAKES["induction_score"] = {
 
 @torch.no_grad()
 def test_induction_score(induction_score) -> CheckResult:
-    model = _model()
+    model = check_model()
     return check(
         "induction_score",
         induction_score,
         SOLUTION.induction_score,
         [
-            Case(f"4 repeated sequences, seq_len={SEQ_LEN}", (model, _rep_tokens())),
-            Case("2 repeated sequences, seq_len=12", (model, _rep_tokens(12, 2, 7))),
+            Case(f"4 repeated sequences, seq_len={SEQ_LEN}", (model, rep_tokens())),
+            Case("2 repeated sequences, seq_len=12", (model, rep_tokens(12, 2, 7))),
         ],
         index_names=("layer", "head"),
         known_mistakes=KNOWN_MISTAKES["induction_score"],
@@ -411,14 +415,14 @@ KNOWN_MISTAKES["head_logit_attribution"] = {
 
 @torch.no_grad()
 def test_head_logit_attribution(head_logit_attribution) -> CheckResult:
-    model = _model()
+    model = check_model()
     return check(
         "head_logit_attribution",
         head_logit_attribution,
         SOLUTION.head_logit_attribution,
         [
-            Case("4 repeated sequences", (model, _run("repeated")[1], _rep_tokens())),
-            Case("a paragraph of Python", (model, _run("code")[1], _code_tokens())),
+            Case("4 repeated sequences", (model, run("repeated")[1], rep_tokens())),
+            Case("a paragraph of Python", (model, run("code")[1], code_tokens())),
         ],
         index_names=("batch", "pos", "layer", "head"),
         known_mistakes=KNOWN_MISTAKES["head_logit_attribution"],
@@ -460,7 +464,7 @@ def _ablation(model, tokens, ablation="zero", *, whole_layer=False, increase=Tru
 @functools.cache
 def _reference_ablation(ablation: str = "zero") -> Tensor:
     """The reference's answer on the check's inputs, computed once (it takes ~30 forward passes)."""
-    return SOLUTION.head_ablation_loss_increase(_model(), _rep_tokens(12, 2, 3), ablation)
+    return SOLUTION.head_ablation_loss_increase(check_model(), rep_tokens(12, 2, 3), ablation)
 
 
 KNOWN_MISTAKES["head_ablation_loss_increase"] = {
@@ -483,8 +487,8 @@ KNOWN_MISTAKES["head_ablation_loss_increase"] = {
 
 
 def test_head_ablation_loss_increase(head_ablation_loss_increase) -> CheckResult:
-    model = _model()
-    tokens = _rep_tokens(12, 2, 3)
+    model = check_model()
+    tokens = rep_tokens(12, 2, 3)
     return check(
         "head_ablation_loss_increase",
         head_ablation_loss_increase,
@@ -535,8 +539,8 @@ KNOWN_MISTAKES["ablated_induction_scores"] = {
 
 @torch.no_grad()
 def test_ablated_induction_scores(ablated_induction_scores) -> CheckResult:
-    model = _model()
-    previous = _best_heads()["previous"][1]
+    model = check_model()
+    previous = best_heads()["previous"][1]
     other = (previous + 1) % model.cfg.n_heads
     return check(
         "ablated_induction_scores",
@@ -544,9 +548,9 @@ def test_ablated_induction_scores(ablated_induction_scores) -> CheckResult:
         SOLUTION.ablated_induction_scores,
         [
             Case(
-                f"the previous-token head 0.{previous} ablated, 4 repeated sequences", (model, _rep_tokens(), previous)
+                f"the previous-token head 0.{previous} ablated, 4 repeated sequences", (model, rep_tokens(), previous)
             ),
-            Case(f"head 0.{other} ablated, 2 repeated sequences (seq_len=12)", (model, _rep_tokens(12, 2, 7), other)),
+            Case(f"head 0.{other} ablated, 2 repeated sequences (seq_len=12)", (model, rep_tokens(12, 2, 7), other)),
         ],
         index_names=("head_1",),
         known_mistakes=KNOWN_MISTAKES["ablated_induction_scores"],
@@ -557,8 +561,9 @@ def test_ablated_induction_scores(ablated_induction_scores) -> CheckResult:
 
 
 @functools.cache
-def _sub_vocab_ov(layer: int, head: int) -> FactoredMatrix:
-    model = _folded()
+def sub_vocab_ov(layer: int, head: int) -> FactoredMatrix:
+    """The full OV circuit of a head of the folded model, on the first :data:`SUB_VOCAB` tokens."""
+    model = folded_model()
     return model.W_E[:SUB_VOCAB] @ model.OV[layer, head] @ model.W_U[:, :SUB_VOCAB]
 
 
@@ -601,7 +606,7 @@ KNOWN_MISTAKES["top_1_acc"] = {
 
 @torch.no_grad()
 def test_top_1_acc(top_1_acc) -> CheckResult:
-    induction, previous = _best_heads()["induction"], _best_heads()["previous"]
+    induction, previous = best_heads()["induction"], best_heads()["previous"]
     return check(
         "top_1_acc",
         top_1_acc,
@@ -612,16 +617,16 @@ def test_top_1_acc(top_1_acc) -> CheckResult:
             ),
             Case(
                 f"the induction head {induction[0]}.{induction[1]} on the first {SUB_VOCAB} tokens",
-                (_sub_vocab_ov(*induction),),
+                (sub_vocab_ov(*induction),),
             ),
             Case(
                 "the same circuit with chunk_size=300 (the last chunk is shorter)",
-                (_sub_vocab_ov(*induction),),
+                (sub_vocab_ov(*induction),),
                 {"chunk_size": 300},
             ),
             Case(
                 f"head {previous[0]}.{previous[1]} on the first {SUB_VOCAB} tokens",
-                (_sub_vocab_ov(*previous),),
+                (sub_vocab_ov(*previous),),
                 {"chunk_size": 256},
             ),
         ],
@@ -658,8 +663,8 @@ KNOWN_MISTAKES["pos_attention_pattern"] = {
 
 @torch.no_grad()
 def test_pos_attention_pattern(pos_attention_pattern) -> CheckResult:
-    model = _folded()
-    previous = _best_heads()["previous"]
+    model = folded_model()
+    previous = best_heads()["previous"]
     return check(
         "pos_attention_pattern",
         pos_attention_pattern,
@@ -694,8 +699,8 @@ KNOWN_MISTAKES["get_comp_score"] = {
 
 @torch.no_grad()
 def test_get_comp_score(get_comp_score) -> CheckResult:
-    model = _folded()
-    induction, previous = _best_heads()["induction"], _best_heads()["previous"]
+    model = folded_model()
+    induction, previous = best_heads()["induction"], best_heads()["previous"]
     gen = torch.Generator().manual_seed(0)
     W_A, W_B = torch.randn(6, 4, generator=gen), torch.randn(4, 5, generator=gen)
     W_OV = model.OV[previous].AB
@@ -745,7 +750,7 @@ KNOWN_MISTAKES["composition_scores"] = {
 
 @torch.no_grad()
 def test_composition_scores(composition_scores) -> CheckResult:
-    folded, small = _folded(), _small_random_model()
+    folded, small = folded_model(), _small_random_model()
     return check(
         "composition_scores",
         composition_scores,
@@ -778,9 +783,10 @@ def _qk_decomposition(model, cache, head, *, scale=True, key_shift=1, swap=False
 
 
 @functools.cache
-def _folded_run(seq_len: int = SEQ_LEN, batch: int = 4, seed: int = 1) -> ActivationCache:
+def folded_run(seq_len: int = SEQ_LEN, batch: int = 4, seed: int = 1) -> ActivationCache:
+    """The folded model's cache on :func:`rep_tokens`."""
     with torch.no_grad():
-        return _folded().run_with_cache(_rep_tokens(seq_len, batch, seed))[1]
+        return folded_model().run_with_cache(rep_tokens(seq_len, batch, seed))[1]
 
 
 KNOWN_MISTAKES["induction_qk_decomposition"] = {
@@ -800,7 +806,7 @@ KNOWN_MISTAKES["induction_qk_decomposition"] = {
 
 @torch.no_grad()
 def test_induction_qk_decomposition(induction_qk_decomposition) -> CheckResult:
-    model, induction = _folded(), _best_heads()["induction"][1]
+    model, induction = folded_model(), best_heads()["induction"][1]
     other = (induction + 1) % model.cfg.n_heads
     return check(
         "induction_qk_decomposition",
@@ -809,9 +815,9 @@ def test_induction_qk_decomposition(induction_qk_decomposition) -> CheckResult:
         [
             Case(
                 f"the induction head 1.{induction}, 4 repeated sequences (seq_len={SEQ_LEN})",
-                (model, _folded_run(), induction),
+                (model, folded_run(), induction),
             ),
-            Case(f"head 1.{other}, 2 repeated sequences (seq_len=12)", (model, _folded_run(12, 2, 7), other)),
+            Case(f"head 1.{other}, 2 repeated sequences (seq_len=12)", (model, folded_run(12, 2, 7), other)),
         ],
         index_names=("q_piece", "k_piece"),
         tol=Tolerance(atol=1e-3, rtol=1e-3),
@@ -860,8 +866,8 @@ KNOWN_MISTAKES["effective_ov_circuit"] = {
 
 @torch.no_grad()
 def test_effective_ov_circuit(effective_ov_circuit) -> CheckResult:
-    model = _folded()
-    induction = _best_heads()["induction"][1]
+    model = folded_model()
+    induction = best_heads()["induction"][1]
     others = [h for h in range(model.cfg.n_heads) if h != induction]
     return check(
         "effective_ov_circuit",
@@ -915,7 +921,7 @@ def test_answer_one_layer(answer) -> CheckResult:
 
 @torch.no_grad()
 def test_answer_uniform_loss(answer) -> CheckResult:
-    targets = (math.log(_model().cfg.d_vocab - 1), math.log(_model().cfg.d_vocab))
+    targets = (math.log(check_model().cfg.d_vocab - 1), math.log(check_model().cfg.d_vocab))
     return check_answer(
         "answer_uniform_loss",
         answer,
