@@ -109,6 +109,8 @@ from course_utils.harness import Case, check, check_answer
 
 import fake_solutions as SOLUTION
 
+KNOWN_MISTAKES = {"double": {"did you add 2 instead of doubling?": lambda x: x + 2}}
+
 
 def test_add_one(fn):
     return check("add_one", fn, SOLUTION.add_one, [Case("x = 1", (1,)), Case("x = 5", (5,))])
@@ -116,7 +118,7 @@ def test_add_one(fn):
 
 def test_double(fn):
     return check("double", fn, SOLUTION.double, [Case("x = 1", (1,)), Case("x = 5", (5,))],
-                 known_mistakes={"did you add 2 instead of doubling?": lambda x: x + 2})
+                 known_mistakes=KNOWN_MISTAKES["double"])
 
 
 def test_triple(fn):
@@ -274,6 +276,10 @@ def test_a_chapter_registered_alone_is_built_listed_and_tested(fake_chapter, tmp
     for name in record.stubs():
         test_chapter_checks.test_solution_passes_fast(CHAPTER, name, capsys)
         test_chapter_checks.test_stub_is_not_attempted(CHAPTER, name)
+    test_chapter_checks.test_known_mistakes_are_of_the_chapters_exercises(CHAPTER)
+    for exercise, mistakes in record.known_mistakes().items():
+        for diagnosis in mistakes:
+            test_chapter_checks.test_known_mistake_is_rejected_with_its_diagnosis(CHAPTER, exercise, diagnosis)
     for test in (
         test_chapters.test_exercises_and_answers_are_the_stubs,
         test_chapters.test_stub_signatures_match_solutions,
