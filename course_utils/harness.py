@@ -433,9 +433,20 @@ def check(
 
 def _diagnose(actual: Any, case: Case, known_mistakes: Mapping[str, Callable], compare: Callable) -> str:
     for diagnosis, wrong_fn in known_mistakes.items():
-        if compare(actual, wrong_fn(*case.args, **case.kwargs)) is None:
+        if _same_output(actual, wrong_fn(*case.args, **case.kwargs), compare):
             return f" — {diagnosis}"
     return ""
+
+
+def _same_output(actual: Any, wrong: Any, compare: Callable) -> bool:
+    """Whether the learner's output is a known mistake's: ``compare`` finds no difference, or both are
+    the same tensor with infinities or NaNs (which ``compare`` reports as not finite before any value)."""
+    if compare(actual, wrong) is None:
+        return True
+    if not (isinstance(actual, torch.Tensor) and isinstance(wrong, torch.Tensor)) or actual.shape != wrong.shape:
+        return False
+    a, w = actual.detach().double().cpu(), wrong.detach().double().cpu()
+    return not a.isfinite().all() and torch.allclose(a, w, equal_nan=True)
 
 
 def answer_readings(given: Any) -> list[Any]:

@@ -108,11 +108,6 @@ def _rank_one_based_with_ge(layer_logits, answer_token):
     return (layer_logits >= layer_logits[:, answer_token, None]).sum(-1)
 
 
-def _rr_without_plus_one(layer_logits, answer_token):
-    """1 / rank: infinite for the top token."""
-    return 1.0 / S.answer_rank_per_layer(layer_logits, answer_token).float()
-
-
 def _trace_after_the_subject(model, clean, corrupted, answer, subject_pos):
     """Restores the position after the subject (here the last one, as the known mistake does)."""
     return S.causal_trace(model, clean, corrupted, answer, subject_pos + 1)
@@ -121,7 +116,6 @@ def _trace_after_the_subject(model, clean, corrupted, answer, subject_pos):
 MISTAKES = [
     ("logit_lens", _ln_twice_everywhere_then_final, "applied twice at the last row"),
     ("answer_rank_per_layer", _rank_one_based_with_ge, "off by one"),
-    ("reciprocal_rank_per_layer", _rr_without_plus_one, "is inf (not finite)"),
     ("causal_trace", _trace_after_the_subject, "after the subject"),
 ]
 

@@ -62,6 +62,16 @@ def test_known_mistake_is_named():
     assert result.message.endswith("— did you triple?")
 
 
+def test_known_mistake_with_infinities_is_named():
+    def one_over(x):
+        return 1 / (x - x)
+
+    result = check("double", one_over, ref, CASES, known_mistakes={"divided by zero?": one_over})
+    assert "not finite" in result.message and result.message.endswith("— divided by zero?")
+    other = check("double", one_over, ref, CASES, known_mistakes={"negated?": lambda x: -1 / (x - x)})
+    assert not other.message.endswith("?"), "a mistake with other infinities must not be named"
+
+
 def test_other_float_dtype_is_accepted():
     assert check("double", lambda x: (x * 2).double(), ref, CASES)
 

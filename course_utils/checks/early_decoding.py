@@ -289,6 +289,10 @@ def _rr_from_one(layer_logits, answer_token):
     return 1.0 / (_rank_from_one(layer_logits, answer_token) + 1).float()
 
 
+def _rr_no_plus_one(layer_logits, answer_token):
+    return 1.0 / SOLUTION.answer_rank_per_layer(layer_logits, answer_token).float()
+
+
 def _rr_is_rank(layer_logits, answer_token):
     return SOLUTION.answer_rank_per_layer(layer_logits, answer_token).float()
 
@@ -623,6 +627,7 @@ def test_answer_prob_per_layer(answer_prob_per_layer) -> CheckResult:
 
 KNOWN_MISTAKES["reciprocal_rank_per_layer"] = {
     "off by one: with rank 0 = top the reciprocal rank is 1 / (rank + 1), so the top token scores exactly 1": _rr_from_one,
+    "1 / rank divides by zero for the top token: use 1 / (rank + 1)": _rr_no_plus_one,
     "this is the rank itself, not 1 / (rank + 1)": _rr_is_rank,
 }
 
