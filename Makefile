@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # pytest exits 5 when it collected no test; that is not a failure here.
 PYTEST = $(PY) -m pytest
 
-.PHONY: setup build lint test test-unit test-notebooks lab progress sheets grade download benchmark zoo zoo-verify clean
+.PHONY: setup build lint test test-unit test-integration test-notebooks lab progress sheets grade download benchmark zoo zoo-verify clean
 
 setup: $(VENV)/.installed
 
@@ -21,7 +21,9 @@ build: setup
 
 # Lint first, then the unit tests over JOBS processes (pytest-xdist). The unit tests execute every solution
 # notebook in strict mode (tests/test_sheets.py, with the course's notebook runner), so `make test` does not
-# run them a second time; `make test-notebooks` runs them alone with nbmake.
+# run them a second time; `make test-notebooks` runs them alone with nbmake. `make test-integration` runs the
+# course in other settings, end to end (every notebook on its hub model, a zoo retrain twice, the installed
+# wheel: minutes more); CI runs both.
 JOBS ?= 2
 
 test: lint test-unit
@@ -31,7 +33,10 @@ lint: setup
 	$(PY) -m ruff format --check .
 
 test-unit: setup
-	$(PYTEST) -n $(JOBS) --dist loadgroup tests || [ $$? -eq 5 ]
+	$(PYTEST) -n $(JOBS) --dist loadgroup -m "not integration" tests || [ $$? -eq 5 ]
+
+test-integration: setup
+	$(PYTEST) -n $(JOBS) --dist loadgroup -m integration tests || [ $$? -eq 5 ]
 
 test-notebooks: build
 	COURSE_STRICT_CHECKS=1 $(PYTEST) -n $(JOBS) --nbmake --nbmake-timeout=600 build/notebooks/solutions || [ $$? -eq 5 ]

@@ -30,6 +30,7 @@ def test_each_notebook_names_a_simulated_hub_model(chapter):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("chapter", available_chapters())
 def test_notebook_runs_to_the_end_on_its_hub_model(chapter, simulated_home, tmp_path):
     nb, stopped = run_on_hub_model(chapter, simulated_home, tmp_path)

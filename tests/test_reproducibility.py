@@ -94,6 +94,7 @@ def test_verify_refuses_runs_that_cannot_match(argv, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_zoo_retrain_is_byte_identical_under_two_cpu_capabilities(tmp_path):
     """The zoo entry point pins the numerics itself, whatever the caller's environment says."""
     digests = {}

@@ -172,6 +172,7 @@ def scratch():
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_the_wheel_is_the_whole_course(scratch):
     started = time.perf_counter()
     wheel = build_wheel(scratch / "dist")
