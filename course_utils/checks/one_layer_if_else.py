@@ -16,7 +16,15 @@ from torch import Tensor
 from transformer_lens import FactoredMatrix
 
 from course_utils.chapters import solutions_for
-from course_utils.harness import Case, CheckResult, Tolerance, check, check_answer, describe_difference
+from course_utils.harness import (
+    Case,
+    CheckResult,
+    Tolerance,
+    cached_by_inputs,
+    check,
+    check_answer,
+    describe_difference,
+)
 from course_utils.models import load_model
 from course_utils.tasks.ternary import load_ternary_eval
 
@@ -169,7 +177,8 @@ class _Guarded:
         return out
 
 
-_REFERENCE_OUTPUTS: dict = {}
+_cached_reference = functools.cache(cached_by_inputs)
+"""A solution function -> the same function computed once per set of (cached) inputs."""
 
 
 def _fresh(value):
@@ -186,18 +195,16 @@ def _run_check(name, learner_fn, reference_fn, cases, **kwargs) -> CheckResult:
 
     A learner's function that modifies its input in place is reported by the harness and
     cannot spoil the cached inputs for later runs. The reference's outputs are computed once
-    per case (keyed by the case's label) and remembered.
+    per set of cached inputs (:func:`course_utils.harness.cached_by_inputs`).
     """
     fresh = [
         Case(c.label, tuple(_fresh(a) for a in c.args), {k: _fresh(v) for k, v in c.kwargs.items()}) for c in cases
     ]
     expected = {}
     with torch.no_grad():
-        for case in fresh:
-            key = (name, case.label)
-            if key not in _REFERENCE_OUTPUTS:
-                _REFERENCE_OUTPUTS[key] = reference_fn(*case.args, **case.kwargs)
-            expected[tuple(map(id, case.args))] = _REFERENCE_OUTPUTS[key]
+        for case, original in zip(fresh, cases):
+            output = _cached_reference(reference_fn)(*original.args, **original.kwargs)
+            expected[tuple(map(id, case.args))] = output
 
         def reference(*args, **_):
             return expected[tuple(map(id, args))]
