@@ -33,10 +33,10 @@ lint: setup
 	$(PY) -m ruff format --check .
 
 test-unit: setup
-	$(PYTEST) -n $(JOBS) --dist loadgroup -m "not integration" tests || [ $$? -eq 5 ]
+	$(PYTEST) -n $(JOBS) --dist loadgroup --durations=15 -m "not integration" tests || [ $$? -eq 5 ]
 
 test-integration: setup
-	$(PYTEST) -n $(JOBS) --dist loadgroup -m integration tests || [ $$? -eq 5 ]
+	$(PYTEST) -n $(JOBS) --dist loadgroup --durations=15 -m integration tests || [ $$? -eq 5 ]
 
 test-notebooks: build
 	COURSE_STRICT_CHECKS=1 $(PYTEST) -n $(JOBS) --nbmake --nbmake-timeout=600 build/notebooks/solutions || [ $$? -eq 5 ]
