@@ -22,11 +22,8 @@ from course_utils.chapters import CHAPTERS, available_chapters, solution_module
 from course_utils.tooling import sheets
 from sheet_samples import sample_notebook
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-# A chapter's tests share one build of its sheets, so they run on one xdist worker (make test runs with
-# --dist loadgroup); the chapters spread over the workers.
-CHAPTER_PARAMS = [pytest.param(c, marks=pytest.mark.xdist_group(f"sheets-{c}")) for c in available_chapters()]
+# One xdist worker builds the sheets once (make test runs with --dist loadgroup).
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("sheets")]
 
 SCREENSHOTS = sheets.SHEETS_DIR / "screenshots"
 MAX_SCREENSHOT_HEIGHT = 16000  # Chromium's largest texture side
@@ -121,21 +118,19 @@ def drawing_operations(pdf) -> int:
 
 
 @pytest.fixture(scope="module")
-def built_sheets(tmp_path_factory):
-    """``built_sheets(chapter)``: the chapter's sheets, built once per worker into a folder of its own
-    (workers building other chapters at the same time write no common file)."""
+def built_sheets():
+    """``built_sheets(chapter)``: the chapter's sheets, built once into build/sheets/."""
     built = {}
-    out_dir = tmp_path_factory.mktemp("sheets")
 
     def get(chapter: str) -> sheets.SheetResult:
         if chapter not in built:
-            (built[chapter],) = sheets.build_sheets([chapter], out_dir, notebooks_dir=out_dir / "notebooks")
+            (built[chapter],) = sheets.build_sheets([chapter], sheets.SHEETS_DIR)
         return built[chapter]
 
     return get
 
 
-@pytest.mark.parametrize("chapter", CHAPTER_PARAMS)
+@pytest.mark.parametrize("chapter", available_chapters())
 def test_chapter_sheets_render_offline(chromium, built_sheets, chapter):
     result = built_sheets(chapter)
     assert result.errors == [], f"{chapter}: the solution notebook raised: {result.errors}"
@@ -176,7 +171,7 @@ def solution_lines(chapter: str) -> dict[str, list[str]]:
     return found
 
 
-@pytest.mark.parametrize("chapter", CHAPTER_PARAMS)
+@pytest.mark.parametrize("chapter", available_chapters())
 def test_solution_notebook_runs_in_strict_mode_without_error(built_sheets, chapter):
     """The solution notebook, executed for its sheet with COURSE_STRICT_CHECKS=1: no cell raises, so
     every check passes (`make test` executes the solution notebooks here, with the course's runner)."""
@@ -184,7 +179,7 @@ def test_solution_notebook_runs_in_strict_mode_without_error(built_sheets, chapt
     assert result.executed and result.errors == [], f"{chapter}: the solution notebook raised: {result.errors}"
 
 
-@pytest.mark.parametrize("chapter", CHAPTER_PARAMS)
+@pytest.mark.parametrize("chapter", available_chapters())
 def test_exercise_sheet_shows_stubs_not_solutions(built_sheets, chapter):
     result = built_sheets(chapter)
     exercise = code_cells(result.exercise_page.read_text())
