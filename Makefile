@@ -32,11 +32,14 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# The suite over JOBS processes, a sheet's tests on one of them, the 15 slowest tests printed.
+SUITE = $(PYTEST) -n $(JOBS) --dist loadgroup --durations=15
+
 test-unit: setup
-	$(PYTEST) -n $(JOBS) --dist loadgroup --durations=15 -m "not integration" tests || [ $$? -eq 5 ]
+	$(SUITE) -m "not integration" tests || [ $$? -eq 5 ]
 
 test-integration: setup
-	$(PYTEST) -n $(JOBS) --dist loadgroup --durations=15 -m integration tests || [ $$? -eq 5 ]
+	$(SUITE) -m integration tests || [ $$? -eq 5 ]
 
 test-notebooks: build
 	COURSE_STRICT_CHECKS=1 $(PYTEST) -n $(JOBS) --nbmake --nbmake-timeout=600 build/notebooks/solutions || [ $$? -eq 5 ]
