@@ -117,9 +117,13 @@ def drawing_operations(pdf) -> int:
     return count
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built_sheets():
-    """``built_sheets(chapter)``: the chapter's sheets, built once into build/sheets/."""
+    """``built_sheets(chapter)``: the chapter's sheets, built once per session into build/sheets/.
+
+    Session scope, not module scope: under xdist a worker may run other modules' tests between this
+    module's tests, and a module fixture would then be torn down and every sheet built (its solution
+    notebook executed) again."""
     built = {}
 
     def get(chapter: str) -> sheets.SheetResult:
