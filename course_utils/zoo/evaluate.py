@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 
@@ -254,9 +255,20 @@ def ternary_by_preamble(
 # Fact recall (facts-4l) -----------------------------------------------------------------------
 
 
+def _zero_row(x: torch.Tensor, hook: object, row: int) -> torch.Tensor:
+    x[row] = 0
+    return x
+
+
+def _restore_row(x: torch.Tensor, hook: object, row: int, pos: int, clean: torch.Tensor) -> torch.Tensor:
+    x[row, pos] = clean
+    return x
+
+
 @torch.no_grad()
 def recall_depth(model: TransformerBridge, prompts: list[recall.RecallPrompt]) -> dict[str, object]:
-    """Where in depth the answer appears, on ``prompts`` (one forward pass each):
+    """Where in depth the answer appears, on ``prompts`` (per prompt: one cached run, one batched run of
+    the MLP ablations, and for causal tracing a corrupted run and one batched run of the restorations):
 
     - ``rank_by_layer``: median logit-lens rank of the answer at the last position, after the
       embedding (index 0) and after each block;
@@ -298,8 +310,14 @@ def recall_depth(model: TransformerBridge, prompts: list[recall.RecallPrompt]) -
         centred = final[answer] - final.mean()
         for layer in range(n_layers):
             dla[layer] += (cache[f"blocks.{layer}.hook_mlp_out"][0, -1] / scale @ direction) / centred
-            ablated = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.hook_mlp_out", lambda x, hook: x * 0)])
-            removal[layer] += log_p - ablated[0, -1].log_softmax(-1)[answer]
+        # One batched run: copy ``layer`` of the prompt has block ``layer``'s MLP output zeroed.
+        ablated = model.run_with_hooks(
+            tokens.expand(n_layers, -1),
+            fwd_hooks=[
+                (f"blocks.{layer}.hook_mlp_out", functools.partial(_zero_row, row=layer)) for layer in range(n_layers)
+            ],
+        )
+        removal += log_p - ablated[:, -1].log_softmax(-1)[:, answer]
         start, stop = recall.subject_span(tok, prompt.text, prompt.subject)
         corrupted_text = recall.corrupted_subject(tok, prompt, stop - start)
         if corrupted_text is None:
@@ -311,15 +329,16 @@ def recall_depth(model: TransformerBridge, prompts: list[recall.RecallPrompt]) -
         p_corrupt = model(corrupted)[0, -1].softmax(-1)[answer]
         if p_clean - p_corrupt < 0.1:
             continue
-        for i, name in enumerate(resid_names):
-            clean = cache[name][0, stop - 1]
-
-            def restore(x, hook, clean=clean):
-                x[0, stop - 1] = clean
-                return x
-
-            p = model.run_with_hooks(corrupted, fwd_hooks=[(name, restore)])[0, -1].softmax(-1)[answer]
-            tracing[i] += (p - p_corrupt) / (p_clean - p_corrupt)
+        # One batched run: copy i of the corrupted prompt gets the clean state at ``resid_names[i]``.
+        restored = model.run_with_hooks(
+            corrupted.expand(len(resid_names), -1),
+            fwd_hooks=[
+                (name, functools.partial(_restore_row, row=i, pos=stop - 1, clean=cache[name][0, stop - 1]))
+                for i, name in enumerate(resid_names)
+            ],
+        )
+        p = restored[:, -1].softmax(-1)[:, answer]
+        tracing += (p - p_corrupt) / (p_clean - p_corrupt)
         n_traced += 1
     n = len(prompts)
     return {
