@@ -1,5 +1,6 @@
 """environment.yml (conda) and pyproject.toml (pip) must list the same packages and pins."""
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -57,8 +58,22 @@ def test_the_pinned_pytest_keeps_an_xdist_group_on_one_worker(tmp_path):
     sheets are then built twice): this fails if an upgrade does that again."""
     (tmp_path / "test_grouped.py").write_text(GROUPED)
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider", "-q"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "xdist",
+            "-n",
+            "2",
+            "--dist",
+            "loadgroup",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
         cwd=tmp_path,
+        env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},  # the workers start faster without nbmake & co.
         capture_output=True,
         text=True,
         timeout=120,

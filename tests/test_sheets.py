@@ -26,7 +26,6 @@ from sheet_samples import sample_notebook
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("sheets")]
 
 SCREENSHOTS = sheets.SHEETS_DIR / "screenshots"
-MAX_SCREENSHOT_HEIGHT = 16000  # Chromium's largest texture side
 
 
 @pytest.fixture(scope="session")
@@ -82,10 +81,9 @@ def test_generated_sheet_renders_offline(chromium, tmp_path):
     assert external == []
     path = tmp_path / "sample.html"
     path.write_text(page, encoding="utf-8")
-    dom = sheets.dump_dom(path)
+    png = tmp_path / "sample.png"
+    dom = sheets.dump_dom(path, screenshot=png)
     assert_all_rendered(rendered(dom), plotly=figures.plotly, circuitsvis=figures.circuitsvis)
-    height = min(sheets.page_height(dom), MAX_SCREENSHOT_HEIGHT)
-    png = sheets.screenshot(path, tmp_path / "sample.png", height=height)
     assert png.stat().st_size > 20_000
 
 
@@ -140,11 +138,9 @@ def test_chapter_sheets_render_offline(chromium, built_sheets, chapter):
     assert result.errors == [], f"{chapter}: the solution notebook raised: {result.errors}"
     assert result.external == [], f"{chapter}: the sheets load from the network: {result.external}"
     assert result.figures.problems == [], result.figures.problems
-    dom = sheets.dump_dom(result.solution_page, budget_ms=60000)
+    png = SCREENSHOTS / f"{chapter}.png"
+    dom = sheets.dump_dom(result.solution_page, budget_ms=60000, screenshot=png)
     assert_all_rendered(rendered(dom), plotly=result.figures.plotly, circuitsvis=result.figures.circuitsvis)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    height = min(sheets.page_height(dom), MAX_SCREENSHOT_HEIGHT)
-    png = sheets.screenshot(result.solution_page, SCREENSHOTS / f"{chapter}.png", height=height, budget_ms=60000)
     assert png.stat().st_size > 20_000
 
 

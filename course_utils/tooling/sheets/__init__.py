@@ -32,7 +32,7 @@ Modules: :mod:`.build` (the build and the index), :mod:`.page` (one notebook as 
 """
 
 from course_utils.tooling.sheets.build import MANIFEST, SHEETS_DIR, SheetResult, build_sheets, write_index
-from course_utils.tooling.sheets.chromium import dump_dom, find_chromium, page_height, print_pdf, screenshot
+from course_utils.tooling.sheets.chromium import dump_dom, find_chromium, print_pdf
 from course_utils.tooling.sheets.figures import (
     PageFigures,
     circuitsvis_view_html,
@@ -57,12 +57,10 @@ __all__ = [
     "external_references",
     "find_chromium",
     "math_to_mathml",
-    "page_height",
     "plotly_figure_html",
     "plotly_js",
     "prepare_outputs",
     "print_pdf",
     "render_page",
-    "screenshot",
     "write_index",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import tempfile
@@ -59,32 +58,30 @@ def print_pdf(page: Path, pdf: Path | None = None) -> Path:
     return pdf
 
 
-def dump_dom(page: Path, *, budget_ms: int = 20000) -> str:
-    """The page's DOM after its scripts ran (headless Chromium, no network)."""
-    result = run_chromium([f"--virtual-time-budget={budget_ms}", "--dump-dom", Path(page).resolve().as_uri()])
+SCREENSHOT_HEIGHT = 16000
+"""Height in CSS pixels of a screenshot: Chromium's largest texture side."""
+
+
+def dump_dom(
+    page: Path,
+    *,
+    budget_ms: int = 20000,
+    screenshot: Path | None = None,
+    width: int = 1280,
+    height: int = SCREENSHOT_HEIGHT,
+) -> str:
+    """The page's DOM after its scripts ran (headless Chromium, no network), in a ``width`` × ``height``
+    window. With ``screenshot``, the same run also saves a PNG of that window (the page's top
+    ``height`` CSS pixels; blank below a shorter page): one browser start instead of two."""
+    args = [f"--virtual-time-budget={budget_ms}", f"--window-size={width},{height}", "--dump-dom"]
+    if screenshot is not None:
+        screenshot = Path(screenshot)
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        screenshot.unlink(missing_ok=True)
+        args.append(f"--screenshot={screenshot}")
+    result = run_chromium([*args, Path(page).resolve().as_uri()])
     if result.returncode != 0 or "<html" not in result.stdout:
         raise RuntimeError(f"Chromium could not render {page}: {result.stderr.strip()[-500:]}")
-    return result.stdout
-
-
-def screenshot(page: Path, png: Path, *, width: int = 1280, height: int = 1600, budget_ms: int = 20000) -> Path:
-    """Save a PNG of ``page`` rendered at ``width`` × ``height`` CSS pixels."""
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    run_chromium(
-        [
-            f"--virtual-time-budget={budget_ms}",
-            f"--window-size={width},{height}",
-            f"--screenshot={png}",
-            Path(page).resolve().as_uri(),
-        ]
-    )
-    if not png.exists():
+    if screenshot is not None and not screenshot.exists():
         raise RuntimeError(f"Chromium wrote no screenshot of {page}")
-    return png
-
-
-def page_height(dom: str, default: int = 1600) -> int:
-    """The full height that ``sheet.js`` recorded on ``<html data-sheet-height>``."""
-    match = re.search(r'data-sheet-height="(\d+)"', dom)
-    return int(match.group(1)) if match else default
+    return result.stdout

@@ -31,7 +31,3 @@
     });
   });
 })();
-// The page's full height, for tools that take a whole-page screenshot.
-window.addEventListener("load", function () {
-  document.documentElement.setAttribute("data-sheet-height", String(document.documentElement.scrollHeight));
-});
