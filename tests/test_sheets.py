@@ -119,9 +119,10 @@ def drawing_operations(pdf) -> int:
 def built_sheets():
     """``built_sheets(chapter)``: the chapter's sheets, built once per session into build/sheets/.
 
-    Session scope, not module scope: under xdist a worker may run other modules' tests between this
-    module's tests, and a module fixture would then be torn down and every sheet built (its solution
-    notebook executed) again."""
+    Session scope, not module scope: while the "sheets" xdist group holds, this module's tests run
+    back to back on one worker and either scope builds each sheet once. If the grouping breaks (as
+    under pytest 9.2, see tests/test_environment.py), other modules' tests run in between, and a
+    module fixture would be torn down and every sheet built (its solution notebook executed) again."""
     built = {}
 
     def get(chapter: str) -> sheets.SheetResult:
