@@ -765,6 +765,15 @@ def _trace_cases() -> list[Case]:
                 (m, swap.clean, swap.corrupted, answer_token(prompt), swap.subject_pos),
             )
         )
+    # A model sure of both answers (p_clean ~ 1, p_corrupted ~ 0) makes a raw probability equal to the
+    # recovered share; tracing the swapped-in subject's answer (p_clean ~ 0) tells them apart on any model.
+    other_answer = " " + recall.get_relation(town_prompt().relation).table[swap.other_subject]
+    cases.append(
+        Case(
+            f'{_fact_label()}, subject swapped for "{swap.other_subject}", tracing the probability of its answer "{other_answer}"',
+            (m, swap.clean, swap.corrupted, m.to_single_token(other_answer), swap.subject_pos),
+        )
+    )
     return cases
 
 
