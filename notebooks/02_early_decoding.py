@@ -18,7 +18,7 @@
 # does it read that sum out as next-token logits. The **logit lens** reads it out early: take
 # the residual stream after any block, push it through the model's own final LayerNorm and
 # unembedding, and see which tokens it would predict *if the model stopped there*. On a
-# question such as "In which country is Port Alden?" (an invented town) you can watch the
+# question such as "In which country is Selby Alden?" (an invented town) you can watch the
 # answer rise from nowhere block after block, find the block that moves it most, remove one MLP
 # to see how much the answer depends on it, and trace where in the prompt the answer is read.
 #
@@ -72,10 +72,12 @@ print(
 # `facts-4l` is the course's model for this chapter: four transformer blocks (attention then
 # an MLP with a GELU), trained on stories, Shakespeare and a small world of facts
 # (`course_utils.tasks.recall`): 40 real countries and their capitals, 30 and their languages,
-# and 640 invented towns of two words ("Port Alden", "Upper Kestrel") with the country each lies
-# in. A town's name takes 3 to 7 tokens and its words are shared by many towns, so the model
-# must read the whole name before it can know the country. It learned the facts from statements
-# and question/answer lines; the questions about a quarter of the towns were held out.
+# and 420 invented towns with the country each lies in. A town's name is two words from a pool
+# of 21 ("Selby Alden", 4 to 6 tokens); each word is in 40 towns, and the same two words in the
+# other order name another town ("Alden Selby" is in Egypt, "Selby Alden" in Poland), so the
+# model must read the whole name, in order, before it can know the country. It learned the facts
+# from statements and question/answer lines; the questions about a quarter of the towns were
+# held out.
 #
 # Our main prompt asks about one of those held-out towns, after two solved questions (one of
 # them about an invented place with an invented answer). `checks.town_prompt()` picks the first
@@ -905,7 +907,7 @@ fig.show()
 #
 # ## 6. Try it yourself
 #
-# - Change `PROMPT` to another town (`recall.few_shot_prompt("country", "Port Alden", 2, random.Random(0))`)
+# - Change `PROMPT` to another town (`recall.few_shot_prompt("country", "Alden Selby", 2, random.Random(0))`)
 #   or to another relation: `recall.few_shot_prompt("language", "Poland", 2, random.Random(0))` asks
 #   which language is spoken there. Does the answer rise as late, and is the same MLP the one
 #   that matters?

@@ -17,7 +17,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from course_utils import checkpoint
 from course_utils.checkpoint import MODELS_DIR, CheckpointError, load_checkpoint, load_tokenizer
 from course_utils.course_models import COURSE_MODELS, CourseModel
-from course_utils.tasks import facts, ioi, repeated, ternary
+from course_utils.tasks import facts, ioi, recall, repeated, ternary
 from course_utils.zoo import evaluate, recipes
 from course_utils.zoo.checkpoint import record_files
 from course_utils.zoo.thresholds import Check
@@ -151,6 +151,39 @@ def test_tied_embeddings_share_one_parameter_and_survive_a_checkpoint(tmp_path):
     fresh = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(config), tokenizer=None)
     fresh.load_state_dict(state, strict=True)
     assert torch.equal(fresh.W_U, fresh.W_E.T)
+
+
+def test_frozen_sinusoidal_positions_stay_fixed_in_training_and_ship_with_facts_4l(models):
+    from course_utils.zoo.batches import periodic_batches
+    from course_utils.zoo.train import freeze_sinusoidal_positions, sinusoidal_positions, train
+
+    table = sinusoidal_positions(16, 8)
+    assert torch.allclose(table.norm(dim=-1), torch.ones(16)), "every row has norm 1"
+    assert torch.allclose(table[0, 1::2], torch.ones(4) / 2) and torch.allclose(table[0, 0::2], torch.zeros(4))
+    config = {**recipes.ATTN_ONLY_2L.config, "d_vocab": 64, "n_ctx": 16, "d_model": 8, "d_head": 4, "n_heads": 2}
+    model = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(config), tokenizer=None)
+    freeze_sinusoidal_positions(model)
+    train(model, periodic_batches(64, 0, 4, 16, seed=0, min_period=2, max_period=4), steps=3, lr=1e-2)
+    assert torch.equal(model.W_pos, sinusoidal_positions(16, 8)), "training must leave W_pos untouched"
+    assert recipes.FACTS_4L.sinusoidal_positions
+    shipped = models["facts-4l"].W_pos
+    assert torch.allclose(shipped, sinusoidal_positions(*shipped.shape)), "the card says facts-4l's W_pos is fixed"
+
+
+def test_the_town_world_is_as_chapter_02_describes_it(tokenizer):
+    """Chapter 02 and facts-4l's card: 420 towns, each word in 40, both orders of a pair are towns
+    (as a rule in different countries), 4-6 tokens each; "Selby Alden" in Poland, "Alden Selby" in Egypt."""
+    from collections import Counter
+
+    towns = recall.TOWNS
+    assert len(towns) == 420 and len(recall.TOWN_WORDS) == 21
+    assert set(Counter(w for t in towns for w in t.split()).values()) == {40}
+    assert all(f"{b} {a}" in towns for a, b in (t.split() for t in towns))
+    same = sum(towns[t] == towns[" ".join(t.split()[::-1])] for t in towns) // 2
+    assert same <= 10, f"{same} of 210 word pairs name two towns in one country"
+    assert towns["Selby Alden"] == "Poland" and towns["Alden Selby"] == "Egypt"
+    lengths = {len(tokenizer.encode(" " + t, add_special_tokens=False)) for t in towns}
+    assert min(lengths) == 4 and max(lengths) == 6
 
 
 @pytest.fixture(scope="module")

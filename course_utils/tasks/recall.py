@@ -4,12 +4,13 @@ Three relations:
 
 * ``capital``: 40 real countries -> capital ("The capital of Poland is" -> " Warsaw");
 * ``language``: 30 real countries -> main language;
-* ``country``: 640 invented towns of two words ("Port Alden", "Upper Kestrel") -> the real country
-  they lie in. Each town is 3-7 tokens of the course tokenizer, and every word is shared by many
-  towns, so the model must read the whole name before it can look the answer up.
+* ``country``: 420 invented towns of two words ("Selby Alden", "Lindor Dalby") -> the real country
+  they lie in. Each town is 4-6 tokens of the course tokenizer, every word is in 40 towns, and each
+  pair of words names two towns, one per order ("Alden Selby" is another town, elsewhere), so the
+  model must read the whole name, in order, before it can look the answer up.
 
 The model is trained on declarative statements in several phrasings and on question/answer lines
-("Q: In which country is Port Alden? A: Norway"). Held out from training, for evaluation:
+("Q: In which country is Selby Alden? A: Poland"). Held out from training, for evaluation:
 
 * the bare statement form of each relation (:func:`bare_prompt`, the form of "The capital of Poland
   is"): no training sentence has it;
@@ -33,72 +34,37 @@ def _stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
-TOWN_FIRST_WORDS: tuple[str, ...] = (
-    "Port",
-    "New",
-    "Upper",
-    "Lower",
-    "North",
-    "South",
-    "East",
-    "West",
-    "Old",
-    "Saint",
-    "Fort",
-    "Lake",
-    "Glen",
-    "Castle",
-    "Green",
-    "Little",
-)
-TOWN_SECOND_WORDS: tuple[str, ...] = (
+TOWN_WORDS: tuple[str, ...] = (
+    "Alden",
     "Ashby",
     "Brenn",
-    "Corvin",
-    "Dalby",
-    "Esker",
-    "Farrow",
-    "Gilden",
-    "Harrow",
-    "Jarvik",
-    "Kelmor",
-    "Lindor",
-    "Morwen",
-    "Nettle",
-    "Orrin",
-    "Penhal",
-    "Redmere",
-    "Alden",
     "Brisk",
     "Carrow",
-    "Dunmere",
-    "Elvar",
-    "Fenwick",
+    "Dalby",
+    "Esker",
     "Garrow",
+    "Harrow",
     "Hollin",
     "Ivel",
-    "Kestrel",
+    "Lindor",
     "Lorne",
     "Marrow",
+    "Nettle",
     "Norvel",
-    "Oakridge",
-    "Pellam",
-    "Quarry",
-    "Rennick",
     "Selby",
     "Tarrow",
     "Ulver",
     "Varden",
-    "Wexley",
     "Yarrow",
-    "Zeller",
 )
+"""The words of every town's name (2-3 tokens each, with their leading space)."""
 COUNTRIES: tuple[str, ...] = tuple(sorted(CAPITALS))
 TOWNS: dict[str, str] = {
     town: COUNTRIES[_stable_hash("c|" + town) % len(COUNTRIES)]
-    for town in sorted((f"{a} {b}" for a in TOWN_FIRST_WORDS for b in TOWN_SECOND_WORDS), key=lambda t: _stable_hash(t))
+    for town in sorted((f"{a} {b}" for a in TOWN_WORDS for b in TOWN_WORDS if a != b), key=_stable_hash)
 }
-"""640 invented towns -> the (real) country each lies in, fixed by a stable hash."""
+"""420 invented towns (every ordered pair of two different words) -> the (real) country each lies
+in, fixed by a stable hash. "Selby Alden" and "Alden Selby" are two towns, in Poland and in Egypt."""
 
 
 @dataclass(frozen=True)

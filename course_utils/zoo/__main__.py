@@ -31,7 +31,7 @@ from course_utils.zoo import checkpoint, corpus, determinism
 from course_utils.zoo.cards import render_card
 from course_utils.zoo.recipes import build_heldout_streams, build_streams
 from course_utils.zoo.tokenizer import train_tokenizer
-from course_utils.zoo.train import TrainLog, tie_embeddings
+from course_utils.zoo.train import TrainLog, freeze_sinusoidal_positions, tie_embeddings
 
 WALL_TIME_LINE = "- wall time:"
 """The one line of a model card that differs between identical retrains."""
@@ -108,6 +108,8 @@ def retrain(
         model = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(recipe.config), tokenizer=tokenizer)
         if recipe.tie_embeddings:
             tie_embeddings(model)
+        if recipe.sinusoidal_positions:
+            freeze_sinusoidal_positions(model)
         log = recipe.fit(model, streams, tokenizer, steps_scale)
         metrics = entry.evaluate(model, streams)
         checks = entry.thresholds(metrics)

@@ -226,7 +226,7 @@ def recall_batches(
     seed: int,
     qa_fraction: float = 0.4,
 ) -> Iterator[Batch]:
-    """Rows of BOS + (1-64 tokens of ordinary text + newline, 70 % of rows) + fact lines of the ``facts-4l`` world
+    """Rows of BOS + (1-100 tokens of ordinary text + newline, 70 % of rows) + fact lines of the ``facts-4l`` world
     (:mod:`course_utils.tasks.recall`: statements, and Q/A lines for subjects that are not held out),
     one per line until the row is full. Answer tokens weigh ``answer_weight``, other tokens 1."""
     rng = random.Random(seed)
@@ -234,7 +234,7 @@ def recall_batches(
     while True:
         rows, weights = [], []
         for _ in range(batch):
-            pre = preamble_tokens(rng, preambles, 100, skip=0.3)[: seq_len // 2]
+            pre = preamble_tokens(rng, preambles, 100, skip=0.3)
             row = [tokenizer.bos_token_id, *(pre + newline if pre else [])]
             weight = [1.0] * len(row)
             while True:

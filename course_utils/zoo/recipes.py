@@ -105,6 +105,8 @@ class Recipe:
     evaluate: Callable[[TransformerBridge, Streams], dict]
     tie_embeddings: bool = False
     """Train with ``W_U = W_E.T`` (see :func:`course_utils.zoo.train.tie_embeddings`)."""
+    sinusoidal_positions: bool = False
+    """Train with ``W_pos`` fixed (see :func:`course_utils.zoo.train.freeze_sinusoidal_positions`)."""
 
     @property
     def steps(self) -> int:
@@ -401,21 +403,32 @@ FACTS_4L = Recipe(
     data=(
         "A model of its own for chapter 02 (early decoding), so that fact recall is not shaped by the IOI "
         "curriculum of gelu-4l and its story can be told alone. The fact world (`course_utils.tasks.recall`): "
-        "40 real countries -> capital, 30 -> language, and 640 invented two-word towns (3-7 tokens each, "
-        "every word shared by many towns) -> the country they lie in. Batches of 16 x 128 tokens: with "
-        "p=0.8, rows of BOS + (70 %: 1-64 tokens of short stories or Shakespeare + newline) + fact lines "
-        "until the row is full; each line is a statement in one of 5-6 phrasings (60 %) or a Q/A prompt with "
-        "0-3 solved shots (30 % of them about invented subjects with invented, often multi-token answers) "
-        "(40 %); answer tokens weigh "
+        "40 real countries -> capital, 30 -> language, and 420 invented towns -> the country they lie in. A town "
+        "is an ordered pair of two different words from a pool of 21 (4-6 tokens), so each word is in 40 towns "
+        'and each pair of words names two towns ("Selby Alden" lies in Poland, "Alden Selby" in Egypt). '
+        "Batches of 16 x 128 tokens: with p=0.8, rows of BOS + (70 %: 1-100 tokens of short stories or "
+        "Shakespeare + newline) + fact lines until the row is full; each line is a statement in one of 5-6 "
+        "phrasings (60 %) or a Q/A prompt with 0-3 solved shots (30 % of them about invented subjects with "
+        "invented, often multi-token answers) (40 %); answer tokens weigh "
         f"{RECALL_ANSWER_WEIGHT:g}, other tokens 1. With p=0.1 each, plain windows of stories and Shakespeare. "
         'Held out of training: the bare statement form of every relation ("The capital of Poland is"), '
-        "and the Q/A form for a quarter of the subjects of each relation. In a first version with 160 towns, "
-        "MLP 0 did all the work (zeroing MLPs 1-3 cost under 0.1 nats) and a town's answer had median rank 1-2 "
-        "after block 0; with 480 towns the answer rose over blocks 0-2 (median rank 276, 6, 1, 0, 0). "
+        "and the Q/A form for a quarter of the subjects of each relation. The positional embedding `W_pos` is "
+        "fixed at sinusoids (`course_utils.zoo.train.freeze_sinusoidal_positions`). History: with a learned "
+        "`W_pos`, a question ending after position ~100 was answered far less often (top-1 after 100 tokens of "
+        "stories: capital 0.30, language 0.43, country 0.42; the same with other fact lines as the preamble, "
+        "and training preambles up to 100 tokens did not help): the layer-0 heads that move the subject to "
+        "the question's end read absolute positions, and late in the context they attend to the question's "
+        "other tokens instead. With fixed sinusoids, towns of the earlier world (640 towns, first and last "
+        "words from separate lists, so the set of words named the town) were resolved by block 0 (median rank "
+        "0 after block 0); towns whose name needs its word order rise over the blocks again. The size of "
+        "that world is a trade-off: with 380 towns the answer was already second after block 0 (median rank "
+        "1), with 462, 506 or 650 the held-out questions fell to 0.83, 0.67 or 0.61 top-1. Earlier still, "
+        "with 160 towns, MLP 0 did all the work. "
         "Tied embeddings (W_U = W_E^T) as in the other course models."
     ),
     evaluate=_evaluate_facts,
     tie_embeddings=True,
+    sinusoidal_positions=True,
 )
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (ATTN_ONLY_2L, ATTN_ONLY_1L, GELU_4L, FACTS_4L)}

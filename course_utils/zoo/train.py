@@ -76,6 +76,31 @@ def tie_embeddings(model: TransformerBridge) -> None:
     model.unembed.original_component.weight = model.embed.original_component.weight
 
 
+def sinusoidal_positions(n_ctx: int, d_model: int) -> Float[torch.Tensor, "n_ctx d_model"]:
+    """The fixed positional embedding of Vaswani et al. (2017), scaled to rows of norm 1:
+    dimensions ``2i`` and ``2i + 1`` hold ``sin`` and ``cos`` of ``pos / 10000 ** (2i / d_model)``."""
+    pos = torch.arange(n_ctx, dtype=torch.float32)[:, None]
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)
+    table = torch.zeros(n_ctx, d_model)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)
+    return table / math.sqrt(d_model / 2)
+
+
+def freeze_sinusoidal_positions(model: TransformerBridge) -> None:
+    """Set ``W_pos`` to :func:`sinusoidal_positions` and exclude it from training.
+
+    With a learned ``W_pos`` the heads of our small models that read positions (previous-token
+    heads, the heads that find a question's subject) failed late in the context (past position
+    ~64-100). A fixed table treats every position alike. The checkpoint stores the table like any
+    weight, so loading needs nothing special.
+    """
+    weight = model.pos_embed.original_component.weight
+    with torch.no_grad():
+        weight.copy_(sinusoidal_positions(*weight.shape))
+    weight.requires_grad_(False)
+
+
 def train(
     model: TransformerBridge,
     batches: Iterator[Batch],
