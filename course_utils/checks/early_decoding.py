@@ -756,25 +756,23 @@ def test_logits_before_mlp(logits_before_mlp) -> CheckResult:
 
 
 def _trace_cases() -> list[Case]:
-    m, cases = model(), []
-    for label, prompt in ((_ioi_label(), CAPITAL_PROMPT), (_fact_label(), town_prompt())):
-        swap = subject_swap(prompt)
-        cases.append(
-            Case(
-                f'{label}, subject swapped for "{swap.other_subject}", subject_pos={swap.subject_pos}',
-                (m, swap.clean, swap.corrupted, answer_token(prompt), swap.subject_pos),
-            )
-        )
+    m, town = model(), town_prompt()
+    town_swap = subject_swap(town)
     # A model sure of both answers (p_clean ~ 1, p_corrupted ~ 0) makes a raw probability equal to the
-    # recovered share; tracing the swapped-in subject's answer (p_clean ~ 0) tells them apart on any model.
-    other_answer = " " + recall.get_relation(town_prompt().relation).table[swap.other_subject]
-    cases.append(
+    # recovered share; tracing the swapped-in town's answer (p_clean ~ 0) tells them apart on any model.
+    swapped_in = recall.bare_prompt(town.relation, town_swap.other_subject)
+    return [
         Case(
-            f'{_fact_label()}, subject swapped for "{swap.other_subject}", tracing the probability of its answer "{other_answer}"',
-            (m, swap.clean, swap.corrupted, m.to_single_token(other_answer), swap.subject_pos),
+            f'{label}, subject swapped for "{swap.other_subject}", subject_pos={swap.subject_pos}, '
+            f"tracing the probability of {traced.answer!r}",
+            (m, swap.clean, swap.corrupted, answer_token(traced), swap.subject_pos),
         )
-    )
-    return cases
+        for label, swap, traced in (
+            (_ioi_label(), subject_swap(CAPITAL_PROMPT), CAPITAL_PROMPT),
+            (_fact_label(), town_swap, town),
+            (_fact_label(), town_swap, swapped_in),
+        )
+    ]
 
 
 KNOWN_MISTAKES["causal_trace"] = {
