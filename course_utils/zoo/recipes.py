@@ -328,6 +328,30 @@ def _batches_4l_long(streams: Streams, tok: PreTrainedTokenizerFast, config: dic
     )
 
 
+def _batches_4l_late(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) -> Iterator[Batch]:
+    bos, seq = tok.bos_token_id, config["n_ctx"]
+    return batches.mix(
+        [
+            batches.ioi_batches(
+                tok,
+                32,
+                IOI_ANSWER_WEIGHT,
+                seed=32,
+                context_weight=IOI_CONTEXT_WEIGHT,
+                three_name_fraction=0.4,
+                preambles=(streams.stories, streams.shakespeare),
+                preamble_skip=0.1,
+                seq_len=seq,
+            ),
+            batches.lm_batches(streams.stories, 16, seq, bos, seed=33),
+            batches.lm_batches(streams.shakespeare, 16, seq, bos, seed=34),
+            batches.lm_batches(streams.code, 16, seq, bos, seed=35),
+        ],
+        [0.7, 0.1, 0.1, 0.1],
+        seed=36,
+    )
+
+
 def _evaluate_4l(model: TransformerBridge, streams: Streams) -> dict:
     out: dict = {}
     for split in ("train", "heldout_pairs", "heldout_templates", "heldout"):
@@ -344,9 +368,10 @@ GELU_4L = Recipe(
     phases=(
         Phase(steps=2400, lr=3e-3, warmup=100, make_batches=_batches_4l),
         Phase(steps=900, lr=1e-3, warmup=50, make_batches=_batches_4l_long),
+        Phase(steps=500, lr=5e-4, warmup=25, make_batches=_batches_4l_late),
     ),
     data=(
-        f"Two phases. Phase 1 (2400 steps, peak learning rate 3e-3) has three stages. Steps 1-{GELU_WARMUP_STEPS}: "
+        f"Three phases. Phase 1 (2400 steps, peak learning rate 3e-3) has three stages. Steps 1-{GELU_WARMUP_STEPS}: "
         "periodic random-token rows only (16 x 64: BOS + a block of 5-30 uniform tokens repeated), so "
         "attention learns to find earlier copies of a token. "
         f"Steps {GELU_WARMUP_STEPS + 1}-{GELU_WARMUP_STEPS + GELU_IOI_STEPS}: IOI prompts only (64 per "
@@ -364,7 +389,10 @@ GELU_4L = Recipe(
         '"A, B and C met at the bank. C and A gave a cup to" -> B; 80 % preceded by 1-100 tokens of short '
         "stories or Shakespeare, which name other people) and 16 x 128-token windows of stories, Shakespeare "
         "and code (p=0.1 each). Before phase 2, IOI accuracy fell to chance after two sentences of ordinary "
-        "text (0.43 with a 109-token prompt). The unembedding is tied to the embedding during training "
+        "text (0.43 with a 109-token prompt). Phase 3 (500 steps, a fresh optimizer, peak learning rate 5e-4) "
+        "is phase 2's mix with new draws and 90 % of the IOI prompts after a preamble: after phase 2 alone, "
+        "IOI accuracy after 25 / 50 / 75 / 100 tokens of held-out stories was 0.905 / 0.925 / 0.88 / 0.91. "
+        "The unembedding is tied to the embedding during training "
         "(W_U = W_E^T): with untied matrices the model stayed at chance on IOI (train accuracy 0.50 after "
         "1000 steps), since moving a name to the output first needs W_E and W_U aligned name by name. "
         "Without the IOI-only stage the circuit had not formed 1000 steps into the mix."

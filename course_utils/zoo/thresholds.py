@@ -70,15 +70,14 @@ def attn_only_1l(m: dict) -> list[Check]:
     ]
 
 
-IOI_PREAMBLE_ACCURACY = 0.85
-"""gelu-4l's IOI accuracy bar with a preamble of ordinary text: it reaches 0.88-0.93 after 25-100
-tokens (0.995 without), under the 0.9 it keeps without a preamble."""
+IOI_ACCURACY = 0.9
+"""gelu-4l's IOI accuracy bar, on every held-out split and after 0-100 tokens of ordinary text."""
 
 
 def gelu_4l(m: dict) -> list[Check]:
     out = []
     for split in ("heldout_pairs", "heldout_templates", "heldout"):
-        out.append(Check(f"IOI accuracy, {split}", m[f"ioi_{split}_accuracy"], ">=", 0.9))
+        out.append(Check(f"IOI accuracy, {split}", m[f"ioi_{split}_accuracy"], ">=", IOI_ACCURACY))
         out.append(Check(f"IOI mean logit diff IO-S, {split}", m[f"ioi_{split}_logit_diff"], ">=", 2.0))
     for k, v in m["ioi_by_preamble_tokens"].items():
         out.append(
@@ -86,7 +85,7 @@ def gelu_4l(m: dict) -> list[Check]:
                 f"IOI accuracy, held-out templates after {k} tokens of stories",
                 v["accuracy"],
                 ">=",
-                IOI_PREAMBLE_ACCURACY,
+                IOI_ACCURACY,
             )
         )
         out.append(Check(f"IOI logit diff, held-out templates after {k} tokens of stories", v["logit_diff"], ">=", 2.0))
