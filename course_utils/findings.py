@@ -35,6 +35,31 @@ def _heads(layer: int, heads: Sequence[int]) -> str:
     return ", ".join(f"{layer}.{h}" for h in heads)
 
 
+def _and(items: Sequence[str]) -> str:
+    return " and ".join(items) if len(items) < 3 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+PREVIOUS_TOKEN_HEAD = 0.4
+"""A head whose mean attention to the previous token reaches this is called a previous-token head."""
+
+
+def _previous_token_heads(scores: Float[Tensor, " head"]) -> tuple[list[int], float]:
+    """The heads of one layer scoring >= :data:`PREVIOUS_TOKEN_HEAD` (best first; at least the best one),
+    and the best score among the others."""
+    order = scores.argsort(descending=True).tolist()
+    prev = [h for h in order if scores[h] >= PREVIOUS_TOKEN_HEAD] or order[:1]
+    rest = [scores[h].item() for h in order if h not in prev]
+    return prev, max(rest, default=0.0)
+
+
+def _previous_token_sentence(layer: int, heads: Sequence[int], scores: Float[Tensor, " head"], next_best: float) -> str:
+    names = _and([f"{layer}.{h}" for h in heads])
+    values = _and([f"{scores[h]:.2f}" for h in heads])
+    if len(heads) == 1:
+        return f"Head {names} is a previous-token head: {values} of its attention goes one position back"
+    return f"Heads {names} are previous-token heads: {values} of their attention goes one position back"
+
+
 # --------------------------------------------------------------------------- chapter 01
 
 
@@ -55,8 +80,11 @@ def hooks_findings(
     """Chapter 01's findings: predictions, the previous-token head and head ablations on ``attn-only-2l``
     (the code paragraph), the rank of an answer through a prompt, and the MLP hook shapes of ``gelu-4l``."""
     n_heads = prev_table.shape[1]
-    prev = divmod(int(prev_table.argmax()), n_heads)
-    runner_up = prev_table.flatten().topk(2).values[1].item()
+    prev_layer = int(prev_table.max(dim=1).values.argmax())
+    prev_heads, next_best = _previous_token_heads(prev_table[prev_layer])
+    next_best = max(
+        [next_best] + [prev_table[layer].max().item() for layer in range(len(prev_table)) if layer != prev_layer]
+    )
     worst = divmod(int(loss_increase.argmax()), n_heads)
     ranks = list(answer_ranks)
     widths = {name.rsplit(".", 1)[-1]: shape[-1] for name, shape in mlp_shapes.items()}
@@ -67,14 +95,18 @@ def hooks_findings(
             0 < n_correct < n_total,
         ),
         Finding(
-            f"Head {prev[0]}.{prev[1]} is a previous-token head: {prev_table[prev]:.2f} of its attention goes one "
-            f"position back (the next head: {runner_up:.2f}).",
-            prev_table[prev].item() >= 0.4 and prev_table[prev].item() > runner_up + 0.1,
+            _previous_token_sentence(prev_layer, prev_heads, prev_table[prev_layer], next_best)
+            + f" (the next head: {next_best:.2f}).",
+            prev_table[prev_layer, prev_heads].min().item() >= PREVIOUS_TOKEN_HEAD
+            and prev_table[prev_layer, prev_heads].min().item() > next_best + 0.1,
         ),
         Finding(
             f"Zero-ablating head {worst[0]}.{worst[1]} raises the loss most, from {clean_loss:.2f} to "
-            f"{clean_loss + loss_increase[worst].item():.2f} nats; ablating the previous-token head adds "
-            f"{loss_increase[prev]:.2f}.",
+            f"{clean_loss + loss_increase[worst].item():.2f} nats; ablating "
+            + _and(
+                [f"previous-token head {prev_layer}.{h} adds {loss_increase[prev_layer, h]:.2f}" for h in prev_heads]
+            )
+            + ".",
             loss_increase[worst].item() > 0.05,
         ),
         Finding(
@@ -170,15 +202,18 @@ def induction_findings(
     ``qk_parts``: the best induction head's stripe score split by query piece × key piece;
     ``top1_alone``: top-1 copying accuracy of each induction head (layer-1 heads scoring >= 0.4).
     """
-    prev = int(prev_scores[0].argmax())
+    prev_heads, next_best = _previous_token_heads(prev_scores[0])
+    prev = prev_heads[0]
     induction = [h for h in range(ind_scores.shape[1]) if ind_scores[1, h] >= 0.4]
     best = int(ind_scores[1].argmax())
-    clean, knocked = ind_scores[1, best].item(), ablated[prev, best].item()
-    others = [i for i in range(ablated.shape[0]) if i != prev]
+    clean = ind_scores[1, best].item()
+    knocked = [ablated[h, best].item() for h in prev_heads]
+    others = [i for i in range(ablated.shape[0]) if i not in prev_heads]
     worst_other = min(ablated[i, best].item() for i in others) if others else clean
     k_score = composition["K"][prev, best].item()
     q_score, v_score = composition["Q"][prev, best].item(), composition["V"][prev, best].item()
     q_piece, k_piece = divmod(int(qk_parts.argmax()), qk_parts.shape[1])
+    from_prev = {h: qk_parts[q_piece, list(piece_names).index(f"0.{h}")].item() for h in prev_heads}
     total = qk_parts.sum().item()
     return [
         Finding(
@@ -187,9 +222,9 @@ def induction_findings(
             second_copy_loss < 0.25 * first_copy_loss,
         ),
         Finding(
-            f"Head 0.{prev} is the previous-token head: {prev_scores[0, prev]:.2f} of its attention goes to the "
-            f"previous token (the next layer-0 head: {prev_scores[0].topk(2).values[1]:.2f}).",
-            prev_scores[0, prev].item() >= 0.4,
+            _previous_token_sentence(0, prev_heads, prev_scores[0], next_best)
+            + f" (the next layer-0 head: {next_best:.2f}).",
+            prev_scores[0, prev_heads].min().item() >= PREVIOUS_TOKEN_HEAD,
         ),
         Finding(
             f"Layer-1 heads {_heads(1, induction) or 'none'} are induction heads (scores "
@@ -198,9 +233,19 @@ def induction_findings(
             ind_scores[1].max().item() > 0.8 and ind_scores[0].max().item() < 0.2,
         ),
         Finding(
-            f"Zero-ablating head 0.{prev} drops the induction score of head 1.{best} from {clean:.2f} to {knocked:.2f}; "
-            f"ablating any other layer-0 head leaves it at {worst_other:.2f} or more.",
-            knocked < 0.5 * clean and worst_other > knocked,
+            "Zero-ablating "
+            + _and([f"head 0.{h}" for h in prev_heads])
+            + (" (one at a time)" if len(prev_heads) > 1 else "")
+            + f" drops the induction score of head 1.{best} from {clean:.2f} to "
+            + _and([f"{k:.2f}" for k in knocked])
+            + (" respectively" if len(prev_heads) > 1 else "")
+            + f"; ablating any other layer-0 head leaves it at {worst_other:.2f} or more."
+            + (
+                " The previous-token heads share the work: without one, the other still supplies part of the key."
+                if len(prev_heads) > 1
+                else ""
+            ),
+            min(knocked) < 0.6 * clean and worst_other > max(knocked),
         ),
         Finding(
             f"The weights wire them by K-composition: 0.{prev} -> 1.{best} scores {k_score:.3f}, "
@@ -211,9 +256,17 @@ def induction_findings(
         Finding(
             f"Of head 1.{best}'s attention score on the induction stripe ({total:.1f} in all, biases left out), "
             f"the largest part, {qk_parts.max():.1f}, is the query's {piece_names[q_piece]} against the key's "
-            f"{piece_names[k_piece]}: the query asks for the current token, and the key answers with the token "
-            f"before it, written there by head 0.{prev}.",
-            piece_names[k_piece] == f"0.{prev}" and qk_parts.max().item() > 0.5 * total,
+            f"{piece_names[k_piece]}"
+            + (
+                ", and with the key's "
+                + _and([f"0.{h} ({v:.1f})" for h, v in from_prev.items() if f"0.{h}" != piece_names[k_piece]])
+                + f" the previous-token heads give {sum(from_prev.values()):.1f}"
+                if len(prev_heads) > 1
+                else ""
+            )
+            + ": the query asks for the current token, and the key answers with the token before it, written "
+            f"there by {_and([f'head 0.{h}' for h in prev_heads])}.",
+            piece_names[k_piece] in {f"0.{h}" for h in prev_heads} and sum(from_prev.values()) > 0.5 * total,
         ),
         Finding(
             f"Each induction head alone copies {min(top1_alone):.0%} to {max(top1_alone):.0%} of the {d_vocab} tokens "

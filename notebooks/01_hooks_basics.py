@@ -109,8 +109,8 @@ pd.Series(
 # The course model `attn-only-2l` has two layers, each made of attention heads only (no MLPs),
 # with a LayerNorm before each attention layer and before the unembedding. The repository's own
 # scripts trained it on a CPU, on Python source code and on random-token sequences that repeat
-# themselves; `models/attn-only-2l/MODEL_CARD.md` says exactly how, and what it learned (a
-# previous-token head in layer 0 and induction heads in layer 1, which chapter 5 takes apart).
+# themselves; `models/attn-only-2l/MODEL_CARD.md` says exactly how, and what it learned
+# (previous-token heads in layer 0 and induction heads in layer 1, which chapter 5 takes apart).
 # It is a small model and a weak predictor of code, which suits this chapter: we are here to learn
 # the tools, and every number is checked against the model's own. Note that
 # `d_model = n_heads × d_head` here, as in most transformers.
@@ -895,11 +895,13 @@ heatmap(
 # shows a bright line just below the diagonal and a BOS-heavy head a bright first column; compare
 # what you see with the two tables of section 6.
 #
-# A limit of this small model, measured on held-out code (its model card has the table "behaviour
-# by position"): its previous-token head keeps its stripe only up to about position 70; further
-# into a long paragraph like this one it fades, although the model's induction heads work across
-# the whole 128-token context. The next cell prints the head's score in the first and the second
-# half of this paragraph.
+# The previous-token heads keep their stripe over the whole paragraph. That took some care in
+# training: the model's positional embeddings are a fixed table of sinusoids (as in the original
+# transformer), so position 100 stands to position 99 as position 10 to position 9. With learned
+# positional embeddings, an earlier version of this model lost the stripe after about position 70
+# (its model card has the measurements, per 16 positions, in the table "behaviour by position").
+# The next cell takes, at each position, the layer-0 head that attends most to the previous token,
+# and averages that attention over the first and over the second half of this paragraph.
 
 # %%
 all_patterns = torch.cat([cache["pattern", layer][0] for layer in range(cfg.n_layers)]).cpu()

@@ -127,5 +127,5 @@ def top_neurons(
 # Check-your-understanding answers.
 answer_hook_returns_none = "b"
 answer_n_loss_positions = 24
-answer_most_important_head = (1, 2)
+answer_most_important_head = (1, 1)
 answer_pattern_after_z_ablation = "b"

@@ -134,6 +134,11 @@ def _count_no_shift(model, text):
     return int((predictions[:-1] == tokens[:-1]).sum()), len(tokens) - 1
 
 
+def _count_no_shift_after_bos(model, text):
+    predictions, tokens = _predictions(model, text)
+    return int((predictions[1:] == tokens[1:]).sum()), len(tokens) - 1
+
+
 def _count_shift_backwards(model, text):
     predictions, tokens = _predictions(model, text)
     return int((predictions[1:] == tokens[:-1]).sum()), len(tokens) - 1
@@ -158,6 +163,8 @@ KNOWN_MISTAKES["count_correct_predictions"] = {
     "is BOS counted? It is never a target: a text of n tokens gives n predictions": _count_bos_as_target,
     "off by one: the logits at position i predict token i + 1 — compare "
     "logits[0, :-1].argmax(-1) with tokens[0, 1:]": _count_no_shift,
+    "off by one, past BOS: the logits at position i predict token i + 1 — compare "
+    "logits[0, :-1].argmax(-1) with tokens[0, 1:]": _count_no_shift_after_bos,
     "shifted the wrong way: the prediction at i is for token i + 1, not i - 1": _count_shift_backwards,
     "tokenised without BOS? Keep the default BOS: the prediction made at BOS "
     "is the one for the text's first token": _count_without_bos,

@@ -89,3 +89,33 @@ def periodic_sequences(
             row[1 : 1 + offset] = torch.randint(low, d_vocab, (offset,), generator=generator)
         row[1 + offset :] = block.repeat(seq_len // period + 1)[: seq_len - 1 - offset]
     return rows
+
+
+def markov_sequences(
+    batch: int,
+    seq_len: int,
+    d_vocab: int,
+    bos_id: int,
+    generator: torch.Generator,
+    low: int = 1,
+    min_alphabet: int = 12,
+    max_alphabet: int = 40,
+    p_follow: float = 0.6,
+) -> Int[torch.Tensor, "batch seq_len"]:
+    """BOS + a random walk over a row's own small alphabet of random tokens: each row draws an
+    alphabet and a successor for every letter; the next token is the current token's successor with
+    probability ``p_follow``, else a uniform letter. Predicting a successor needs the exact previous
+    token at every earlier occurrence (bigram induction), in every position of the row alike."""
+    _check(d_vocab, low)
+    rows = torch.full((batch, seq_len), bos_id, dtype=torch.long)
+    for row in rows:
+        k = int(torch.randint(min_alphabet, max_alphabet + 1, (1,), generator=generator))
+        alphabet = torch.randperm(d_vocab - low, generator=generator)[:k] + low
+        successor = torch.randint(0, k, (k,), generator=generator)
+        follow = torch.rand(seq_len, generator=generator) < p_follow
+        jump = torch.randint(0, k, (seq_len,), generator=generator)
+        state = int(jump[0])
+        for t in range(1, seq_len):
+            row[t] = alphabet[state]
+            state = int(successor[state]) if follow[t] else int(jump[t])
+    return rows

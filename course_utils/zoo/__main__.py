@@ -108,8 +108,8 @@ def retrain(
         model = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(recipe.config), tokenizer=tokenizer)
         if recipe.tie_embeddings:
             tie_embeddings(model)
-        if recipe.sinusoidal_positions:
-            freeze_sinusoidal_positions(model)
+        if recipe.sinusoidal_positions is not None:
+            freeze_sinusoidal_positions(model, recipe.sinusoidal_positions)
         log = recipe.fit(model, streams, tokenizer, steps_scale)
         metrics = entry.evaluate(model, streams)
         checks = entry.thresholds(metrics)

@@ -14,7 +14,7 @@ from jaxtyping import Int
 from transformers import PreTrainedTokenizerFast
 
 from course_utils.tasks import facts, ioi, recall
-from course_utils.tasks.repeated import periodic_sequences, random_copy_sequences
+from course_utils.tasks.repeated import markov_sequences, periodic_sequences, random_copy_sequences
 from course_utils.zoo.train import Batch
 
 Stream = Int[torch.Tensor, " n_tokens"]
@@ -115,6 +115,14 @@ def periodic_batches(
         yield periodic_sequences(
             batch, seq_len, d_vocab, bos_id, g, min_period=min_period, max_period=max_period, max_offset=max_offset
         )
+
+
+def markov_batches(d_vocab: int, bos_id: int, batch: int, seq_len: int, seed: int = 0) -> Iterator[Batch]:
+    """Random walks over small per-row alphabets (bigram induction at every position); see
+    :func:`course_utils.tasks.repeated.markov_sequences`."""
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        yield markov_sequences(batch, seq_len, d_vocab, bos_id, g)
 
 
 def _padded(

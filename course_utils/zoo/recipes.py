@@ -13,7 +13,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformers import PreTrainedTokenizerFast
 
 from course_utils.zoo import batches, corpus, evaluate, ioi_circuit
-from course_utils.zoo.train import Batch, TrainLog, train
+from course_utils.zoo.train import Batch, SinusoidalPositions, TrainLog, train
 
 HELDOUT_PLAY = "the-tempest"
 """Shakespeare play never trained on (used to measure held-out loss)."""
@@ -105,8 +105,9 @@ class Recipe:
     evaluate: Callable[[TransformerBridge, Streams], dict]
     tie_embeddings: bool = False
     """Train with ``W_U = W_E.T`` (see :func:`course_utils.zoo.train.tie_embeddings`)."""
-    sinusoidal_positions: bool = False
-    """Train with ``W_pos`` fixed (see :func:`course_utils.zoo.train.freeze_sinusoidal_positions`)."""
+    sinusoidal_positions: SinusoidalPositions | None = None
+    """Train with ``W_pos`` fixed at these sinusoids (see
+    :func:`course_utils.zoo.train.freeze_sinusoidal_positions`); None: a learned ``W_pos``."""
 
     @property
     def steps(self) -> int:
@@ -179,7 +180,7 @@ def _batches_2l(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) ->
     periodic = batches.periodic_batches(d_vocab, bos, 16, n_ctx, seed=1, min_period=5, max_period=60)
     mixed = batches.mix(
         [
-            periodic,
+            batches.markov_batches(d_vocab, bos, 16, n_ctx, seed=8),
             batches.periodic_batches(d_vocab, bos, 16, n_ctx, seed=5, min_period=5, max_period=30, max_offset=64),
             batches.copy_batches(d_vocab, bos, 16, n_ctx, seed=4, n_copies=4),
             batches.lm_batches(streams.code, 16, n_ctx, bos, seed=2),
@@ -217,20 +218,30 @@ ATTN_ONLY_2L = Recipe(
         f"Batches of 16 x 128 tokens. Steps 1-{INDUCTION_WARMUP_STEPS}: only (a) periodic random-token "
         "sequences (BOS + a block of 5-60 uniform tokens repeated to fill the row: the period varies, so "
         "only content-based copying predicts the repeats). Then each batch is drawn with probability 0.2 "
-        "from (a), 0.2 from (b) the same with 0-64 unrelated random tokens before a block of 5-30 tokens "
-        "(so the repeats also start late in the row), 0.2 from (c) random-token sequences in which 4 "
-        "segments of random length 8-32 are copied to random later positions, and 0.4 from (d) Python "
-        "source (standard library, torch, transformers; random windows). Objective: plain next-token "
-        "cross-entropy on every position. The unembedding is tied to the embedding during training "
-        "(W_U = W_E^T, as in GPT-2); with untied random matrices and 4096 tokens no induction head formed "
-        "within the CPU budget (best layer-1 induction score 0.01 after 500-1500 steps). Without (b) the "
-        "heads worked only in the first ~60 positions: with periods of at most 60 every later position is "
-        "already predicted once induction works, so late positional embeddings got little gradient and "
-        "decayed (previous-token score 0.99 before position 48, 0.02 after 64). The checkpoint stores both "
-        "matrices, equal."
+        "from (b) random walks over a small alphabet of random tokens (12-40 per row; each token has a "
+        "successor in the row, which comes next with probability 0.6), so predicting the next token needs "
+        "the exact previous token at every earlier occurrence, anywhere in the row, 0.2 from (c) periodic "
+        "sequences with 0-64 unrelated random tokens before a block of 5-30 tokens (the repeats start late "
+        "in the row), 0.2 from (d) random-token sequences in which 4 segments of random length 8-32 are "
+        "copied to random later positions, and 0.4 from (e) Python source (standard library, torch, "
+        "transformers; random windows). Objective: plain next-token cross-entropy on every position. "
+        "The positional embedding `W_pos` is fixed at sinusoids in the last 32 of the 64 dimensions, rows "
+        "of norm 1.5 (`course_utils.zoo.train.freeze_sinusoidal_positions`); the tokens' embeddings are "
+        "learned. "
+        "History: with a learned `W_pos` the previous-token head worked only up to about position 70 "
+        "(0.99 before position 48, 0.32 at 64-79, 0.00-0.01 after 80). Late queries attended to scattered "
+        "early positions, and no curriculum we tried moved that front past ~80 (late-placed repeats, the "
+        "random walks of (b), windows at random position offsets). Sinusoids across all 64 dimensions gave "
+        "a head that worked everywhere but less sharply (0.78-0.93 up to position 111, 0.20 after it); "
+        "in 32 dimensions with rows of norm 1 the last bin reached 0.85. With the fixed table two layer-0 heads "
+        "became previous-token heads, which share the work (chapters 01 and 05 measure both). "
+        "The unembedding is tied to the embedding during training (W_U = W_E^T, as in GPT-2); with untied "
+        "random matrices and 4096 tokens no induction head formed within the CPU budget (best layer-1 "
+        "induction score 0.01 after 500-1500 steps). The checkpoint stores both matrices, equal."
     ),
     evaluate=_evaluate_2l,
     tie_embeddings=True,
+    sinusoidal_positions=SinusoidalPositions(dims=32, norm=1.5),
 )
 
 
@@ -456,7 +467,7 @@ FACTS_4L = Recipe(
     ),
     evaluate=_evaluate_facts,
     tie_embeddings=True,
-    sinusoidal_positions=True,
+    sinusoidal_positions=SinusoidalPositions(dims=128),
 )
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (ATTN_ONLY_2L, ATTN_ONLY_1L, GELU_4L, FACTS_4L)}

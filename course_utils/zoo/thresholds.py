@@ -22,12 +22,6 @@ class Check:
         return {"<": operator.lt, ">=": operator.ge, ">": operator.gt}[self.op](self.value, self.limit)
 
 
-PREVIOUS_TOKEN_GATED_BELOW = 64
-"""attn-only-2l's previous-token head is gated on code only for query positions below this: past
-about 70 it still fails on code (see the card's position table, the README and chapter 01), although
-its induction heads now work across the whole context."""
-
-
 def attn_only_2l(m: dict) -> list[Check]:
     out = [
         Check("best layer-1 induction score", m["best_layer1_induction"], ">=", 0.6),
@@ -37,7 +31,6 @@ def attn_only_2l(m: dict) -> list[Check]:
     out += [
         Check(f"previous-token head on held-out code, positions {b}", v, ">=", 0.9)
         for b, v in m["previous_token_by_position"].items()
-        if int(b.split("-")[0]) < PREVIOUS_TOKEN_GATED_BELOW
     ]
     out += [
         Check(f"induction head on a repeat filling the context, queries {b}", v, ">=", 0.8)

@@ -76,28 +76,47 @@ def tie_embeddings(model: TransformerBridge) -> None:
     model.unembed.original_component.weight = model.embed.original_component.weight
 
 
-def sinusoidal_positions(n_ctx: int, d_model: int) -> Float[torch.Tensor, "n_ctx d_model"]:
-    """The fixed positional embedding of Vaswani et al. (2017), scaled to rows of norm 1:
-    dimensions ``2i`` and ``2i + 1`` hold ``sin`` and ``cos`` of ``pos / 10000 ** (2i / d_model)``."""
+@dataclass(frozen=True)
+class SinusoidalPositions:
+    """A fixed ``W_pos``: sinusoids in the last ``dims`` dimensions of the residual stream, rows of
+    norm ``norm`` (see :func:`freeze_sinusoidal_positions`)."""
+
+    dims: int
+    norm: float = 1.0
+
+
+def sinusoidal_positions(
+    n_ctx: int, d_model: int, dims: int | None = None, norm: float = 1.0
+) -> Float[torch.Tensor, "n_ctx d_model"]:
+    """The fixed positional embedding of Vaswani et al. (2017) in the last ``dims`` dimensions of the
+    residual stream (all ``d_model`` by default; the others stay 0), rows scaled to norm ``norm``:
+    dimensions ``2i`` and ``2i + 1`` of that block hold ``sin`` and ``cos`` of ``pos / 10000 ** (2i / dims)``."""
+    dims = d_model if dims is None else dims
+    if not 2 <= dims <= d_model or dims % 2:
+        raise ValueError(f"dims must be even and in [2, d_model={d_model}], got {dims}")
     pos = torch.arange(n_ctx, dtype=torch.float32)[:, None]
-    freq = torch.exp(-math.log(10000.0) * torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, dims, 2, dtype=torch.float32) / dims)
+    block = torch.zeros(n_ctx, dims)
+    block[:, 0::2] = torch.sin(pos * freq)
+    block[:, 1::2] = torch.cos(pos * freq)
     table = torch.zeros(n_ctx, d_model)
-    table[:, 0::2] = torch.sin(pos * freq)
-    table[:, 1::2] = torch.cos(pos * freq)
-    return table / math.sqrt(d_model / 2)
+    table[:, d_model - dims :] = block / math.sqrt(dims / 2) * norm
+    return table
 
 
-def freeze_sinusoidal_positions(model: TransformerBridge) -> None:
+def freeze_sinusoidal_positions(model: TransformerBridge, positions: SinusoidalPositions) -> None:
     """Set ``W_pos`` to :func:`sinusoidal_positions` and exclude it from training.
 
     With a learned ``W_pos`` the heads of our small models that read positions (previous-token
     heads, the heads that find a question's subject) failed late in the context (past position
-    ~64-100). A fixed table treats every position alike. The checkpoint stores the table like any
-    weight, so loading needs nothing special.
+    ~64-100). A fixed table treats every position alike. Confined to a block of the residual stream,
+    it leaves the other dimensions to the tokens alone, so a head can read positions with little
+    interference from the tokens. The checkpoint stores the table like any weight, so loading needs
+    nothing special.
     """
     weight = model.pos_embed.original_component.weight
     with torch.no_grad():
-        weight.copy_(sinusoidal_positions(*weight.shape))
+        weight.copy_(sinusoidal_positions(*weight.shape, positions.dims, positions.norm))
     weight.requires_grad_(False)
 
 
