@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Iterator
 
 import torch
@@ -315,7 +316,11 @@ def _batches_4l(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) ->
     return batches.chain([(periodic, GELU_WARMUP_STEPS), (ioi_prompts, GELU_IOI_STEPS), (mixed, 0)])
 
 
-def _batches_4l_long(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) -> Iterator[Batch]:
+def _batches_4l_long(
+    streams: Streams, tok: PreTrainedTokenizerFast, config: dict, seed: int = 27, preamble_skip: float = 0.2
+) -> Iterator[Batch]:
+    """gelu-4l's long-context mix: IOI prompts, most after a preamble, and 128-token windows of text
+    (five generators seeded ``seed`` … ``seed + 4``)."""
     bos, seq = tok.bos_token_id, config["n_ctx"]
     return batches.mix(
         [
@@ -323,43 +328,19 @@ def _batches_4l_long(streams: Streams, tok: PreTrainedTokenizerFast, config: dic
                 tok,
                 32,
                 IOI_ANSWER_WEIGHT,
-                seed=27,
+                seed=seed,
                 context_weight=IOI_CONTEXT_WEIGHT,
                 three_name_fraction=0.4,
                 preambles=(streams.stories, streams.shakespeare),
-                preamble_skip=0.2,
+                preamble_skip=preamble_skip,
                 seq_len=seq,
             ),
-            batches.lm_batches(streams.stories, 16, seq, bos, seed=28),
-            batches.lm_batches(streams.shakespeare, 16, seq, bos, seed=29),
-            batches.lm_batches(streams.code, 16, seq, bos, seed=30),
+            batches.lm_batches(streams.stories, 16, seq, bos, seed=seed + 1),
+            batches.lm_batches(streams.shakespeare, 16, seq, bos, seed=seed + 2),
+            batches.lm_batches(streams.code, 16, seq, bos, seed=seed + 3),
         ],
         [0.7, 0.1, 0.1, 0.1],
-        seed=31,
-    )
-
-
-def _batches_4l_late(streams: Streams, tok: PreTrainedTokenizerFast, config: dict) -> Iterator[Batch]:
-    bos, seq = tok.bos_token_id, config["n_ctx"]
-    return batches.mix(
-        [
-            batches.ioi_batches(
-                tok,
-                32,
-                IOI_ANSWER_WEIGHT,
-                seed=32,
-                context_weight=IOI_CONTEXT_WEIGHT,
-                three_name_fraction=0.4,
-                preambles=(streams.stories, streams.shakespeare),
-                preamble_skip=0.1,
-                seq_len=seq,
-            ),
-            batches.lm_batches(streams.stories, 16, seq, bos, seed=33),
-            batches.lm_batches(streams.shakespeare, 16, seq, bos, seed=34),
-            batches.lm_batches(streams.code, 16, seq, bos, seed=35),
-        ],
-        [0.7, 0.1, 0.1, 0.1],
-        seed=36,
+        seed=seed + 4,
     )
 
 
@@ -379,7 +360,7 @@ GELU_4L = Recipe(
     phases=(
         Phase(steps=2400, lr=3e-3, warmup=100, make_batches=_batches_4l),
         Phase(steps=900, lr=1e-3, warmup=50, make_batches=_batches_4l_long),
-        Phase(steps=500, lr=5e-4, warmup=25, make_batches=_batches_4l_late),
+        Phase(steps=500, lr=5e-4, warmup=25, make_batches=partial(_batches_4l_long, seed=32, preamble_skip=0.1)),
     ),
     data=(
         f"Three phases. Phase 1 (2400 steps, peak learning rate 3e-3) has three stages. Steps 1-{GELU_WARMUP_STEPS}: "
