@@ -245,7 +245,9 @@ def induction_findings(
                 if len(prev_heads) > 1
                 else ""
             ),
-            min(knocked) < 0.6 * clean and worst_other > max(knocked),
+            min(knocked) < 0.6 * clean
+            and worst_other > max(knocked)
+            and (len(prev_heads) == 1 or min(knocked) > 0.1 * clean),
         ),
         Finding(
             f"The weights wire them by K-composition: 0.{prev} -> 1.{best} scores {k_score:.3f}, "
