@@ -360,7 +360,7 @@ GELU_4L = Recipe(
     phases=(
         Phase(steps=2400, lr=3e-3, warmup=100, make_batches=_batches_4l),
         Phase(steps=900, lr=1e-3, warmup=50, make_batches=_batches_4l_long),
-        Phase(steps=500, lr=5e-4, warmup=25, make_batches=partial(_batches_4l_long, seed=32, preamble_skip=0.1)),
+        Phase(steps=250, lr=5e-4, warmup=25, make_batches=partial(_batches_4l_long, seed=32, preamble_skip=0.1)),
     ),
     data=(
         f"Three phases. Phase 1 (2400 steps, peak learning rate 3e-3) has three stages. Steps 1-{GELU_WARMUP_STEPS}: "
@@ -381,7 +381,7 @@ GELU_4L = Recipe(
         '"A, B and C met at the bank. C and A gave a cup to" -> B; 80 % preceded by 1-100 tokens of short '
         "stories or Shakespeare, which name other people) and 16 x 128-token windows of stories, Shakespeare "
         "and code (p=0.1 each). Before phase 2, IOI accuracy fell to chance after two sentences of ordinary "
-        "text (0.43 with a 109-token prompt). Phase 3 (500 steps, a fresh optimizer, peak learning rate 5e-4) "
+        "text (0.43 with a 109-token prompt). Phase 3 (250 steps, a fresh optimizer, peak learning rate 5e-4) "
         "is phase 2's mix with new draws and 90 % of the IOI prompts after a preamble: after phase 2 alone, "
         "IOI accuracy after 25 / 50 / 75 / 100 tokens of held-out stories was 0.905 / 0.925 / 0.88 / 0.91. "
         "The unembedding is tied to the embedding during training "
