@@ -105,4 +105,4 @@ def rank_components(attrs: Float[Tensor, "component batch pos"], labels: list[st
 answer_unscaled_sum_is_times = "scale"
 answer_prompt_independent_rows = {"ln_final.b", "b_U"}
 answer_scaling_changes_rank = False
-answer_top_ioi_head = "L2H2"  # on gelu-4l; the check recomputes it from the model
+answer_top_ioi_head = "L1H2"  # on gelu-4l; the check recomputes it from the model

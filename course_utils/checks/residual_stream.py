@@ -324,6 +324,7 @@ def _synthetic_attribution() -> tuple[torch.Tensor, list[str]]:
     attrs = torch.arange(60, dtype=torch.float32).reshape(3, 4, 5).remainder(7) - 3.0
     attrs[1, 2, 3] = 9.0
     attrs[2, 0, 0] = -12.0
+    attrs[0, 1] = 3.0  # the largest sum over positions (15 > 12), without the largest entry
     return attrs, ["embed", "0_attn_out", "0_mlp_out"]
 
 
