@@ -354,16 +354,18 @@ def _evaluate_4l(model: TransformerBridge, streams: Streams) -> dict:
     return {**out, **_lm_losses(model, streams)}
 
 
+_GELU_4L_PHASES = (
+    Phase(steps=2000, lr=3e-3, warmup=100, make_batches=_batches_4l),
+    Phase(steps=800, lr=1e-3, warmup=50, make_batches=_batches_4l_long),
+    Phase(steps=250, lr=5e-4, warmup=25, make_batches=partial(_batches_4l_long, seed=32, preamble_skip=0.1)),
+)
+
 GELU_4L = Recipe(
     name="gelu-4l",
     config=_base_config(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, attn_only=False),
-    phases=(
-        Phase(steps=2000, lr=3e-3, warmup=100, make_batches=_batches_4l),
-        Phase(steps=800, lr=1e-3, warmup=50, make_batches=_batches_4l_long),
-        Phase(steps=250, lr=5e-4, warmup=25, make_batches=partial(_batches_4l_long, seed=32, preamble_skip=0.1)),
-    ),
+    phases=_GELU_4L_PHASES,
     data=(
-        f"Three phases. Phase 1 (2000 steps, peak learning rate 3e-3) has three stages. Steps 1-{GELU_WARMUP_STEPS}: "
+        f"Three phases. Phase 1 ({_GELU_4L_PHASES[0].steps} steps, peak learning rate 3e-3) has three stages. Steps 1-{GELU_WARMUP_STEPS}: "
         "periodic random-token rows only (16 x 64: BOS + a block of 5-30 uniform tokens repeated), so "
         "attention learns to find earlier copies of a token. "
         f"Steps {GELU_WARMUP_STEPS + 1}-{GELU_WARMUP_STEPS + GELU_IOI_STEPS}: IOI prompts only (64 per "
@@ -376,12 +378,12 @@ GELU_4L = Recipe(
         f"elsewhere), and 16 x 64-token windows of Shakespeare (p=0.1, all plays but {HELDOUT_PLAY}), "
         "Python source (p=0.05) and generated English (p=0.1: short stories, IOI sentences of training "
         "pairs/templates, factual statements and Q/A lines) with plain next-token loss. "
-        "Phase 2 (800 steps, a fresh optimizer, peak learning rate 1e-3) uses the whole 128-token context: "
+        f"Phase 2 ({_GELU_4L_PHASES[1].steps} steps, a fresh optimizer, peak learning rate 1e-3) uses the whole 128-token context: "
         "IOI prompts (p=0.7; 32 per batch, as above, 40 % of them with three names of which two act again, "
         '"A, B and C met at the bank. C and A gave a cup to" -> B; 80 % preceded by 1-100 tokens of short '
         "stories or Shakespeare, which name other people) and 16 x 128-token windows of stories, Shakespeare "
         "and code (p=0.1 each). Before phase 2, IOI accuracy fell to chance after two sentences of ordinary "
-        "text (0.43 with a 109-token prompt). Phase 3 (250 steps, a fresh optimizer, peak learning rate 5e-4) "
+        f"text (0.43 with a 109-token prompt). Phase 3 ({_GELU_4L_PHASES[2].steps} steps, a fresh optimizer, peak learning rate 5e-4) "
         "is phase 2's mix with new draws and 90 % of the IOI prompts after a preamble: after phase 2 alone (then 900 steps), "
         "IOI accuracy after 25 / 50 / 75 / 100 tokens of held-out stories was 0.905 / 0.925 / 0.88 / 0.91. "
         "The unembedding is tied to the embedding during training "
