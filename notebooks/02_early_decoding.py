@@ -747,6 +747,7 @@ for label, trace in (("town", town_trace), ("capital", capital_trace)):
 # whole subject, so that row recovers everything; from "block 0 out" on, how much comes back?
 # On the town prompt, does restoring the *last* token of the town's name, at any depth, bring
 # the answer back? If not, where else could the final position be reading the town from?
+# (Section 7 puts one answer to the test.)
 
 # %% [markdown]
 # ## 5. Beyond the logit lens: a tuned lens
@@ -958,6 +959,10 @@ print(
     f"towns, causal tracing at the subject's last token ({found.n_traced} prompts), mean recovered share:",
     "  ".join(f"{row} {v:+.2f}" for row, v in zip(ROW_LABELS, found.tracing)),
 )
+print(
+    "towns, the same restoring every token of the name:",
+    "  ".join(f"{row} {v:+.2f}" for row, v in zip(ROW_LABELS, found.tracing_whole_subject)),
+)
 
 # %% [markdown]
 # What `facts-4l` does, read from the lines above:
@@ -978,6 +983,10 @@ print(
 #   town's last token, at any depth, recovers less than half of the answer's probability: the
 #   final position reads the town's tokens itself, rather than a last token enriched with the
 #   country (the picture Meng et al. found in GPT models).
+# - **The name is read in block 0.** Restoring *every* token of the town's name recovers nearly
+#   all of the answer at the embeddings (more than 0.9) and almost nothing from "block 0 out" on
+#   (less than 0.1): by the end of block 0 the final position has taken all it needs from the
+#   name, so the country's rise over the later blocks is computed at the final position.
 
 # %% [markdown]
 # ## Check your understanding
@@ -1011,7 +1020,8 @@ checks.test_answer_gpt2_medium_lens_rows(answer_gpt2_medium_lens_rows)
 #   answer comes back: it locates *where* (position and depth) the model reads what it needs.
 # - On `facts-4l`: capitals are resolved by block 0, towns of several tokens rise over the
 #   blocks, MLP 0 matters most (mostly through later blocks), and the answer is assembled at the
-#   final position rather than at the subject's last token (section 7).
+#   final position, which has read the whole name by the end of block 0, rather than at the
+#   subject's last token (section 7).
 # - A tuned lens replaces the identity with a per-layer affine translator, fitted here by least
 #   squares on the model's own text; compare its KL to the final distribution with the logit
 #   lens's, layer by layer, to see how much the plain lens misses.

@@ -65,6 +65,13 @@ def test_tracing_at_the_towns_last_token_recovers_little(found):
     assert max(found.tracing) < 0.5, found.tracing
 
 
+def test_the_name_is_read_in_block_0(found):
+    """ "Restoring every token of the town's name recovers nearly all of the answer at the embeddings
+    (more than 0.9) and almost nothing from 'block 0 out' on (less than 0.1)"."""
+    whole = found.tracing_whole_subject
+    assert whole[0] > 0.9 and max(whole[1:]) < 0.1, whole
+
+
 def test_the_chapters_example_rises_too():
     prompt = checks.town_prompt()
     ranks = checks.SOLUTION.answer_rank_per_layer(checks.lens(prompt.text), checks.answer_token(prompt))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,12 +100,15 @@ def tokens(text: str) -> Int[torch.Tensor, "1 pos"]:
 
 @dataclass(frozen=True)
 class SubjectSwap:
-    """A clean prompt, the same prompt with its subject swapped, and the subject's last position."""
+    """A clean prompt, the same prompt with its subject swapped, and the subject's positions."""
 
     clean: torch.Tensor
     corrupted: torch.Tensor
     other_subject: str
     subject_pos: int
+    """The subject's last position."""
+    subject_start: int
+    """The subject's first position."""
 
 
 def subject_swap(prompt: recall.RecallPrompt, on: TransformerBridge | None = None) -> SubjectSwap | None:
@@ -122,7 +125,7 @@ def subject_swap(prompt: recall.RecallPrompt, on: TransformerBridge | None = Non
         return None
     at = prompt.text.rindex(prompt.subject)
     other = corrupted_text[at : len(corrupted_text) - (len(prompt.text) - at - len(prompt.subject))]
-    return SubjectSwap(clean, corrupted, other, stop - 1)
+    return SubjectSwap(clean, corrupted, other, stop - 1, start)
 
 
 EXAMPLE_MIN_RANK = 3
@@ -1040,6 +1043,8 @@ class Findings:
     capitals_qa: GroupFindings
     tracing: list[float]
     """Mean recovered share per row when the clean residual is restored at the town's last token."""
+    tracing_whole_subject: list[float]
+    """The same when it is restored at every token of the town's name."""
     n_traced: int
 
 
@@ -1057,30 +1062,32 @@ def findings() -> Findings:
         _group('capitals, bare "The capital of X is"', recall.eval_prompts("capital", "bare")[:k]),
         _group("capitals, Q/A", recall.eval_prompts("capital", "qa")[:k]),
     )
-    traces = []
+    last, whole = [], []
     for prompt in towns:
-        if len(traces) == N_TRACED or int(run(prompt.text)[0][0, -1].argmax()) != answer_token(prompt):
+        if len(last) == N_TRACED or int(run(prompt.text)[0][0, -1].argmax()) != answer_token(prompt):
             continue
         swap = subject_swap(prompt)
         if swap is not None:
-            traces.append(batched_trace(swap, answer_token(prompt)))
-    return Findings(*groups, torch.stack(traces).mean(0).tolist(), len(traces))
+            last.append(batched_trace(swap, answer_token(prompt)))
+            whole.append(batched_trace(swap, answer_token(prompt), range(swap.subject_start, swap.subject_pos + 1)))
+    return Findings(*groups, torch.stack(last).mean(0).tolist(), torch.stack(whole).mean(0).tolist(), len(last))
 
 
 N_TRACED = 6
 
 
 @torch.no_grad()
-def batched_trace(swap: SubjectSwap, answer: int) -> torch.Tensor:
+def batched_trace(swap: SubjectSwap, answer: int, positions: Sequence[int] | None = None) -> torch.Tensor:
     """The reference ``causal_trace`` in one forward pass: row 0 of the batch is the clean run,
     row 1 the corrupted one, and row 2 + l the corrupted run with the clean residual restored at
-    the subject's last token at the l-th hook point (the hook copies it from row 0)."""
+    ``positions`` (default: the subject's last token) at the l-th hook point (the hook copies it from row 0)."""
     m, n = model(), model().cfg.n_layers
+    at = [swap.subject_pos] if positions is None else list(positions)
     names = [f"blocks.{layer}.hook_resid_pre" for layer in range(n)] + [f"blocks.{n - 1}.hook_resid_post"]
     batch = torch.cat([swap.clean, swap.corrupted.expand(n + 2, -1)])
 
     def restore(x, hook, row):
-        x[row, swap.subject_pos] = x[0, swap.subject_pos]
+        x[row, at] = x[0, at]
         return x
 
     hooks = [(name, functools.partial(restore, row=2 + i)) for i, name in enumerate(names)]

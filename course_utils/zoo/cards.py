@@ -53,6 +53,11 @@ def _position_tables(metrics: dict) -> list[str]:
     return ["## Behaviour by position", "", *lines] if lines else []
 
 
+def _shares(values: list[float]) -> list[str]:
+    """Recovered shares to three decimals (tiny negative values print as 0.000, not -0.000)."""
+    return [f"{round(v, 3) + 0.0:.3f}" for v in values]
+
+
 def _depth_tables(metrics: dict) -> list[str]:
     """Fact recall by depth: logit-lens rank, MLP removal and attribution, causal tracing."""
     keys = [k for k, v in metrics.items() if isinstance(v, dict) and "rank_by_layer" in v]
@@ -87,11 +92,17 @@ def _depth_tables(metrics: dict) -> list[str]:
         ),
         "Causal tracing: the subject swapped for another of the same token length; restoring the clean "
         "residual stream at the subject's last token, before block L, recovers this share of the answer's "
-        "probability:",
+        "probability (to three decimals):",
         "",
         *_table(
             ["prompts", *[f"L{i}" for i in range(n - 1)], "after last", "prompts traced"],
-            [[k, *metrics[k]["tracing"], metrics[k]["n_traced"]] for k in keys],
+            [[k, *_shares(metrics[k]["tracing"]), metrics[k]["n_traced"]] for k in keys],
+        ),
+        "The same, restoring the clean residual stream at every token of the subject:",
+        "",
+        *_table(
+            ["prompts", *[f"L{i}" for i in range(n - 1)], "after last", "prompts traced"],
+            [[k, *_shares(metrics[k]["tracing_subject"]), metrics[k]["n_traced"]] for k in keys],
         ),
     ]
     return lines

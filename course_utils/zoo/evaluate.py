@@ -260,8 +260,8 @@ def _zero_row(x: torch.Tensor, hook: object, row: int) -> torch.Tensor:
     return x
 
 
-def _restore_row(x: torch.Tensor, hook: object, row: int, pos: int, clean: torch.Tensor) -> torch.Tensor:
-    x[row, pos] = clean
+def _restore_row(x: torch.Tensor, hook: object, row: int, pos: slice, clean: torch.Tensor) -> torch.Tensor:
+    x[row, pos] = clean[pos]
     return x
 
 
@@ -281,13 +281,14 @@ def recall_depth(model: TransformerBridge, prompts: list[recall.RecallPrompt]) -
       of the same length, restoring the clean ``resid_pre`` of block L there recovers this mean
       fraction of the answer's probability (index L; the last entry restores ``resid_post`` of the
       last block);
+    - ``tracing_subject``: the same, restoring every token of the subject;
     - ``top1``: accuracy.
     """
     tok, n_layers = model.tokenizer, model.cfg.n_layers
     ranks, depths, top1 = [], [], []
     removal = torch.zeros(n_layers)
     dla = torch.zeros(n_layers)
-    tracing = torch.zeros(n_layers + 1)
+    tracing = torch.zeros(2, n_layers + 1)
     n_traced = 0
     resid_names = [f"blocks.{l}.hook_resid_pre" for l in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
     for prompt in prompts:
@@ -329,15 +330,18 @@ def recall_depth(model: TransformerBridge, prompts: list[recall.RecallPrompt]) -
         p_corrupt = model(corrupted)[0, -1].softmax(-1)[answer]
         if p_clean - p_corrupt < 0.1:
             continue
-        # One batched run: copy i of the corrupted prompt gets the clean state at ``resid_names[i]``.
+        # One batched run: copy i of the corrupted prompt gets the clean state at ``resid_names[i]``
+        # at the subject's last token, copy len(resid_names) + i at all of its tokens.
+        spans = (slice(stop - 1, stop), slice(start, stop))
         restored = model.run_with_hooks(
-            corrupted.expand(len(resid_names), -1),
+            corrupted.expand(2 * len(resid_names), -1),
             fwd_hooks=[
-                (name, functools.partial(_restore_row, row=i, pos=stop - 1, clean=cache[name][0, stop - 1]))
+                (name, functools.partial(_restore_row, row=k * len(resid_names) + i, pos=span, clean=cache[name][0]))
+                for k, span in enumerate(spans)
                 for i, name in enumerate(resid_names)
             ],
         )
-        p = restored[:, -1].softmax(-1)[:, answer]
+        p = restored[:, -1].softmax(-1)[:, answer].view(2, -1)
         tracing += (p - p_corrupt) / (p_clean - p_corrupt)
         n_traced += 1
     n = len(prompts)
@@ -347,7 +351,8 @@ def recall_depth(model: TransformerBridge, prompts: list[recall.RecallPrompt]) -
         "top1_depth": float(torch.tensor(depths).float().median()),
         "mlp_removal_nats": (removal / n).tolist(),
         "mlp_dla_fraction": (dla / n).tolist(),
-        "tracing": (tracing / max(n_traced, 1)).tolist(),
+        "tracing": (tracing[0] / max(n_traced, 1)).tolist(),
+        "tracing_subject": (tracing[1] / max(n_traced, 1)).tolist(),
         "n_traced": n_traced,
     }
 
