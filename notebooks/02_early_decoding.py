@@ -379,8 +379,8 @@ fig.show()
 # are the other candidates countries?
 #
 # The seed's own prompt, "The capital of Poland is", is a form `facts-4l` never saw in
-# training (it learned the capitals from other phrasings). A capital is one token and its
-# country is one token, and the lens tells a different story there:
+# training (it learned the capitals from other phrasings). A capital and its country are one
+# token each: does the lens tell the same story there?
 
 # %%
 capital_logits, capital_cache = model.run_with_cache(checks.CAPITAL_PROMPT.text)
@@ -395,8 +395,8 @@ print(
 
 # %% [markdown]
 # Compare the two tables at the row "block 0 out": after one block, how close to the top is
-# each answer, and what is above " Warsaw"? Section 7 checks over many capitals and many towns
-# that capitals are (nearly) resolved by block 0 while towns climb over the later blocks.
+# each answer, and what is above " Warsaw"? Section 7 measures over many capitals and many towns
+# how far from the top each answer is after block 0, and from which depth it stays on top.
 #
 # ### The lens at every position
 #
@@ -967,26 +967,24 @@ print(
 # %% [markdown]
 # What `facts-4l` does, read from the lines above:
 #
-# - **Capitals are resolved by block 0.** The capital is at or next to the top of the lens
-#   right after block 0 in both forms (median rank after block 0 at most 2), although the bare
-#   form was never trained; the seed's "The capital of Poland is" is one of them (section 2).
-# - **Towns rise over depth.** After block 0 the town's country is not yet on top (median rank
-#   above 0), and its median rank never rises again on the way to the top at the last row; the
-#   median row from which it stays top-1 is "block 1 out" or later, later than for either form
-#   of the capitals. A name of several tokens has to be put together before its country can
-#   appear.
-# - **MLP 0 does most of the work, mostly indirectly.** Zeroing MLP 0 and re-running costs more
-#   nats than zeroing any other MLP, for towns and capitals alike; for towns, removing MLP 0's
-#   output from the final residual alone costs less than half of that, so later blocks carry
-#   its effect to the output.
+# - **Every answer is built over depth.** For towns and for both forms of the capitals
+#   (although the bare form was never trained), the answer is far from the top after block 0
+#   (median rank 10 or more) and the median row from which it stays top-1 is "block 2 out" or
+#   later; the seed's "The capital of Poland is" rises the same way (section 2). For towns the
+#   median rank falls block after block, never rising again on the way to the top.
+# - **MLP 0 matters most, and MLP 3 promotes the towns' answers.** Zeroing MLP 0 and re-running
+#   costs more nats than zeroing any other MLP, for towns and capitals alike; for towns,
+#   removing MLP 0's output from the final residual alone costs less than half of that, so later
+#   blocks carry its effect to the output. Among the later MLPs, MLP 3 costs the towns' answer
+#   the most (more than 1 nat), and nearly all of that directly: it writes the country into the
+#   final residual, as the MLP in the seed's gpt2-medium experiment does.
 # - **The answer is assembled at the final position, not at the subject.** Restoring the
 #   town's last token, at any depth, recovers less than half of the answer's probability: the
 #   final position reads the town's tokens itself, rather than a last token enriched with the
 #   country (the picture Meng et al. found in GPT models).
-# - **The name is read in block 0.** Restoring *every* token of the town's name recovers nearly
-#   all of the answer at the embeddings (more than 0.9) and almost nothing from "block 0 out" on
-#   (less than 0.1): by the end of block 0 the final position has taken all it needs from the
-#   name, so the country's rise over the later blocks is computed at the final position.
+# - **The name is read over several blocks.** Restoring *every* token of the town's name after
+#   block 0 still brings back more than half of the answer, less after block 1 and less again
+#   after block 2: the final position keeps reading the name in blocks 1 to 3, not only in block 0.
 
 # %% [markdown]
 # ## Check your understanding
@@ -1018,10 +1016,10 @@ checks.test_answer_gpt2_medium_lens_rows(answer_gpt2_medium_lens_rows)
 #   and re-decoding measures its direct effect on the answer.
 # - Causal tracing restores one clean activation in a corrupted run and asks how much of the
 #   answer comes back: it locates *where* (position and depth) the model reads what it needs.
-# - On `facts-4l`: capitals are resolved by block 0, towns of several tokens rise over the
-#   blocks, MLP 0 matters most (mostly through later blocks), and the answer is assembled at the
-#   final position, which has read the whole name by the end of block 0, rather than at the
-#   subject's last token (section 7).
+# - On `facts-4l`: answers rise over the blocks for capitals and towns alike, MLP 0 matters most
+#   (mostly through later blocks) and MLP 3 writes the towns' countries, and the answer is
+#   assembled at the final position, which reads the town's name over blocks 0 to 3, rather than
+#   at the subject's last token (section 7).
 # - A tuned lens replaces the identity with a per-layer affine translator, fitted here by least
 #   squares on the model's own text; compare its KL to the final distribution with the logit
 #   lens's, layer by layer, to see how much the plain lens misses.

@@ -22,35 +22,27 @@ def test_the_model_answers_the_held_out_forms(found):
     assert found.towns.top1 >= 0.5
 
 
-def test_capitals_are_resolved_by_block_0(found):
-    """ "The capital is at or next to the top of the lens right after block 0 in both forms"."""
-    for group in (found.capitals_bare, found.capitals_qa):
-        assert group.median_rank[1] <= 2, group
+def test_every_answer_is_built_over_depth(found):
+    """ "For towns and for both forms of the capitals, the answer is far from the top after block 0
+    (median rank 10 or more) and the median row from which it stays top-1 is 'block 2 out' or later"."""
+    for group in (found.towns, found.capitals_bare, found.capitals_qa):
+        assert group.median_rank[1] >= 10 and group.top1_depth >= 3, group
 
 
-def test_the_seed_prompt_is_one_of_them():
+def test_the_seed_prompt_rises_the_same_way():
     lens = checks.lens(checks.CAPITAL_PROMPT.text)
     ranks = checks.SOLUTION.answer_rank_per_layer(lens, checks.answer_token(checks.CAPITAL_PROMPT))
-    assert ranks[-1] == 0 and ranks[1] <= 2
+    assert ranks[1] >= 10 and ranks[-1] == 0, ranks
 
 
-def test_towns_rise_over_depth(found):
-    """ "After block 0 the town's country is not yet on top, and its median rank never rises again
-    on the way to the top at the last row"."""
+def test_towns_fall_block_after_block(found):
+    """ "For towns the median rank falls block after block, never rising again on the way to the top"."""
     ranks = found.towns.median_rank
-    assert ranks[1] >= 1, ranks
     assert all(later <= earlier for earlier, later in zip(ranks[1:], ranks[2:])), ranks
     assert ranks[-1] == 0, ranks
 
 
-def test_towns_become_top1_later_than_capitals(found):
-    """ "The median row from which it stays top-1 is 'block 1 out' or later, later than for either
-    form of the capitals"."""
-    assert found.towns.top1_depth >= 2
-    assert found.towns.top1_depth > max(found.capitals_bare.top1_depth, found.capitals_qa.top1_depth)
-
-
-def test_mlp0_does_most_of_the_work_mostly_indirectly(found):
+def test_mlp0_matters_most_mostly_indirectly(found):
     """ "Zeroing MLP 0 costs more than any other MLP, for towns and capitals; for towns its direct
     removal costs less than half of that"."""
     for group in (found.towns, found.capitals_bare, found.capitals_qa):
@@ -59,17 +51,25 @@ def test_mlp0_does_most_of_the_work_mostly_indirectly(found):
     assert found.towns.mlp_direct_nats[0] < found.towns.mlp_zero_nats[0] / 2
 
 
+def test_mlp3_writes_the_towns_answer(found):
+    """ "Among the later MLPs, MLP 3 costs the towns' answer the most (more than 1 nat), and nearly
+    all of that directly"."""
+    zero, direct = found.towns.mlp_zero_nats, found.towns.mlp_direct_nats
+    assert zero[3] == max(zero[1:]) and zero[3] > 1, zero
+    assert direct[3] >= 0.8 * zero[3], (zero, direct)
+
+
 def test_tracing_at_the_towns_last_token_recovers_little(found):
     """ "Restoring the town's last token, at any depth, recovers less than half of the answer's probability"."""
     assert found.n_traced >= 4
     assert max(found.tracing) < 0.5, found.tracing
 
 
-def test_the_name_is_read_in_block_0(found):
-    """ "Restoring every token of the town's name recovers nearly all of the answer at the embeddings
-    (more than 0.9) and almost nothing from 'block 0 out' on (less than 0.1)"."""
+def test_the_name_is_read_over_several_blocks(found):
+    """ "Restoring every token of the town's name after block 0 still brings back more than half of
+    the answer, less after block 1 and less again after block 2"."""
     whole = found.tracing_whole_subject
-    assert whole[0] > 0.9 and max(whole[1:]) < 0.1, whole
+    assert whole[1] > 0.5 and whole[1] > whole[2] > whole[3], whole
 
 
 def test_the_chapters_example_rises_too():

@@ -421,7 +421,7 @@ def _evaluate_facts(model: TransformerBridge, streams: Streams) -> dict:
 FACTS_4L = Recipe(
     name="facts-4l",
     config=_base_config(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, attn_only=False),
-    phases=(Phase(steps=1600, lr=3e-3, warmup=100, make_batches=_batches_facts),),
+    phases=(Phase(steps=2100, lr=3e-3, warmup=100, make_batches=_batches_facts),),
     data=(
         "A model of its own for chapter 02 (early decoding), so that fact recall is not shaped by the IOI "
         "curriculum of gelu-4l and its story can be told alone. The fact world (`course_utils.tasks.recall`): "
@@ -435,7 +435,15 @@ FACTS_4L = Recipe(
         f"{RECALL_ANSWER_WEIGHT:g}, other tokens 1. With p=0.1 each, plain windows of stories and Shakespeare. "
         'Held out of training: the bare statement form of every relation ("The capital of Poland is"), '
         "and the Q/A form for a quarter of the subjects of each relation. The positional embedding `W_pos` is "
-        "fixed at sinusoids (`course_utils.zoo.train.freeze_sinusoidal_positions`). History: with a learned "
+        "fixed at sinusoids with rows of norm 0.3 (`course_utils.zoo.train.freeze_sinusoidal_positions`), "
+        "weaker than the tokens' embeddings, so that block 0 cannot find a subject's words at fixed offsets "
+        "from the question's end and look the answer up at once: with rows of norm 1 (the model shipped "
+        "before, 1600 steps) capitals and languages were resolved by block 0 (median rank 0 after it) and "
+        "towns nearly so (median rank 3), with MLP 0 doing the lookup. Norm 0 (no positions) or 0.3 at "
+        "1600 steps pushed the towns' answer later (median rank 22 / 13 after block 0) but answered only "
+        "0.10 / 0.61 of the held-out town questions; norm 0.5 at 1600 or 2000 steps answered them (0.92 / "
+        "0.97) but kept rank 4; norm 0.3 with 2100 steps (this model) answers 0.98 with rank 22, and all "
+        "three relations rise over depth (2400 steps: 0.99, rank 20). Older history: with a learned "
         "`W_pos`, a question ending after position ~100 was answered far less often (top-1 after 100 tokens of "
         "stories: capital 0.30, language 0.43, country 0.42; the same with other fact lines as the preamble, "
         "and training preambles up to 100 tokens did not help): the layer-0 heads that move the subject to "
@@ -450,7 +458,7 @@ FACTS_4L = Recipe(
     ),
     evaluate=_evaluate_facts,
     tie_embeddings=True,
-    sinusoidal_positions=SinusoidalPositions(dims=128),
+    sinusoidal_positions=SinusoidalPositions(dims=128, norm=0.3),
 )
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (ATTN_ONLY_2L, ATTN_ONLY_1L, GELU_4L, FACTS_4L)}
