@@ -1064,12 +1064,13 @@ def findings() -> Findings:
     )
     last, whole = [], []
     for prompt in towns:
-        if len(last) == N_TRACED or int(run(prompt.text)[0][0, -1].argmax()) != answer_token(prompt):
+        answer = answer_token(prompt)
+        if len(last) == N_TRACED or int(run(prompt.text)[0][0, -1].argmax()) != answer:
             continue
         swap = subject_swap(prompt)
         if swap is not None:
-            last.append(batched_trace(swap, answer_token(prompt)))
-            whole.append(batched_trace(swap, answer_token(prompt), range(swap.subject_start, swap.subject_pos + 1)))
+            last.append(batched_trace(swap, answer))
+            whole.append(batched_trace(swap, answer, range(swap.subject_start, swap.subject_pos + 1)))
     return Findings(*groups, torch.stack(last).mean(0).tolist(), torch.stack(whole).mean(0).tolist(), len(last))
 
 

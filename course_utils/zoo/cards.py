@@ -90,21 +90,22 @@ def _depth_tables(metrics: dict) -> list[str]:
                 for k in keys
             ],
         ),
-        "Causal tracing: the subject swapped for another of the same token length; restoring the clean "
+    ]
+    tracing_intros = {
+        "tracing": "Causal tracing: the subject swapped for another of the same token length; restoring the clean "
         "residual stream at the subject's last token, before block L, recovers this share of the answer's "
         "probability (to three decimals):",
-        "",
-        *_table(
-            ["prompts", *[f"L{i}" for i in range(n - 1)], "after last", "prompts traced"],
-            [[k, *_shares(metrics[k]["tracing"]), metrics[k]["n_traced"]] for k in keys],
-        ),
-        "The same, restoring the clean residual stream at every token of the subject:",
-        "",
-        *_table(
-            ["prompts", *[f"L{i}" for i in range(n - 1)], "after last", "prompts traced"],
-            [[k, *_shares(metrics[k]["tracing_subject"]), metrics[k]["n_traced"]] for k in keys],
-        ),
-    ]
+        "tracing_subject": "The same, restoring the clean residual stream at every token of the subject:",
+    }
+    for key, intro in tracing_intros.items():
+        lines += [
+            intro,
+            "",
+            *_table(
+                ["prompts", *[f"L{i}" for i in range(n - 1)], "after last", "prompts traced"],
+                [[k, *_shares(metrics[k][key]), metrics[k]["n_traced"]] for k in keys],
+            ),
+        ]
     return lines
 
 

@@ -359,7 +359,8 @@ def recall_depth(model: TransformerBridge, prompts: list[recall.RecallPrompt]) -
 
 def recall_metrics(model: TransformerBridge, stream: Int[torch.Tensor, " n"], max_prompts: int = 80) -> dict:
     """facts-4l's card: top-1 per relation and held-out form, with a preamble of ordinary text, and
-    :func:`recall_depth` on the Q/A and bare forms (at most ``max_prompts`` each)."""
+    :func:`recall_depth` on the held-out forms: Q/A about subjects never asked in training, and the bare
+    statement (at most ``max_prompts`` each)."""
     out: dict = {}
     tok = model.tokenizer
     for relation in recall.RELATIONS:
@@ -380,7 +381,7 @@ def recall_metrics(model: TransformerBridge, stream: Int[torch.Tensor, " n"], ma
             answers = torch.tensor([tok.encode(p.answer, add_special_tokens=False)[0] for p in prompts])
             by_pre[k] = (_last_logits(model, tokens, last).argmax(-1) == answers).float().mean().item()
         out[f"{relation}_qa_top1_by_preamble_tokens"] = by_pre
-        for form in ("qa", "bare"):
+        for form in ("qa_heldout", "bare"):
             prompts = recall.eval_prompts(relation, form)[:max_prompts]
             out[f"{relation}_{form}_depth"] = recall_depth(model, prompts)
     return out

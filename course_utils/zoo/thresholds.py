@@ -122,8 +122,15 @@ def facts_4l(m: dict) -> list[Check]:
             Check(f"{relation}: Q/A top-1 after {k} tokens of stories", pre[k], ">=", 0.9)
             for k in RECALL_PREAMBLE_TOKENS
         ]
-    for form in ("qa", "bare"):
+    for form in ("qa_heldout", "bare"):
         depth = m[f"country_{form}_depth"]
         out.append(Check(f"towns ({form}): median depth from which the answer is top-1", depth["top1_depth"], ">=", 2))
         out.append(Check(f"towns ({form}): median logit-lens rank after block 0", depth["rank_by_layer"][1], ">=", 10))
+    removal = m["country_qa_heldout_depth"]["mlp_removal_nats"]
+    layer = max(range(1, len(removal)), key=removal.__getitem__)
+    out.append(
+        Check(
+            f"towns (qa_heldout): zeroing MLP {layer}, the largest after block 0, costs (nats)", removal[layer], ">=", 2
+        )
+    )
     return out
