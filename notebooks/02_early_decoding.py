@@ -914,6 +914,9 @@ fig.show()
 #   that matters?
 # - Restore the clean residual at *every* position of the town's name at once, instead of its
 #   last token: what does the tracing curve look like then?
+# - Corrupt the way Meng et al. did: instead of swapping the town, add Gaussian noise (about three
+#   times the standard deviation of `model.W_E`) to the embeddings of the town's tokens with a hook
+#   on `hook_embed`, and trace again. Does the last token's curve change?
 # - **Online:** set `MODEL_NAME = "gpt2-medium"` in the parameters cell (the model of the
 #   original sheet) and run everything again: the lens gets one row per layer, plus one. The
 #   hub model does not know our invented towns; try it on the capital prompt and on real

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from course_utils.tasks import ternary
-from course_utils.zoo import checkpoint, determinism
+from course_utils.zoo import checkpoint, determinism, fingerprint
 from course_utils.zoo.__main__ import compare, main
 from course_utils.zoo.checkpoint import MODELS_DIR, CheckpointError
 
@@ -164,3 +164,13 @@ def test_the_two_capabilities_do_give_other_weights_unpinned():
         for env in MACHINES.values()
     }
     assert len(unpinned) == 2
+
+
+def test_fingerprint_logs_every_op_and_tells_last_bits_shapes_and_dtypes_apart():
+    a = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    with fingerprint.OpLog() as log:
+        (a * 2).sum()
+    assert [line.split()[1] for line in log.lines] == ["aten.mul.Tensor", "aten.sum.default"]
+    assert fingerprint.tensor_hash(a) == fingerprint.tensor_hash(a.clone())
+    others = (torch.nextafter(a, a + 1), a.reshape(3, 2), a.double(), a.t())
+    assert len({fingerprint.tensor_hash(t) for t in (a, *others)}) == 1 + len(others)

@@ -18,7 +18,7 @@ from course_utils import checkpoint
 from course_utils.checkpoint import MODELS_DIR, CheckpointError, load_checkpoint, load_tokenizer
 from course_utils.course_models import COURSE_MODELS, CourseModel
 from course_utils.tasks import facts, ioi, recall, repeated, ternary
-from course_utils.zoo import recipes
+from course_utils.zoo import evaluate, recipes
 from course_utils.zoo.checkpoint import record_files
 from course_utils.zoo.thresholds import Check
 
@@ -346,3 +346,10 @@ def test_a_model_added_to_the_registry_alone_reaches_the_zoo_the_loader_and_its_
     loaded = load_model(FAKE, device="cpu")
     assert loaded.cfg.d_model == 16 and not loaded.training
     assert "| fake score | 0.75 | >= 0.5 | PASS |" in entry.card(models_dir).read_text()
+
+
+def test_a_share_equal_to_its_bar_meets_it():
+    """180 hits of 200 is 0.9: a float32 mean (0.8999999762) would fail a >= 0.9 check."""
+    hits = torch.arange(200) < 180
+    assert Check("share", evaluate._share(hits), ">=", 0.9).passed
+    assert not Check("share", hits.float().mean().item(), ">=", 0.9).passed

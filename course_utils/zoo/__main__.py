@@ -6,13 +6,13 @@ default). ``--only`` reuses the shipped tokenizer so the other checkpoints stay 
 retrains into a temporary folder and compares every retrained file with the shipped one.
 
 The command restarts itself with pinned CPU numerics (:mod:`course_utils.zoo.determinism`), so
-the files are byte-identical on any x86-64 CPU with AVX2.
+the files are byte-identical on a machine like the one that trained them (not yet across CPU
+vendors: see the README).
 """
 
 from __future__ import annotations
 
 import argparse
-import random
 import re
 import subprocess
 import sys
@@ -20,18 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-import transformer_lens.model_bridge.sources  # noqa: F401 - registers TransformerBridge.boot_native
-from transformer_lens.config import TransformerBridgeConfig
-from transformer_lens.model_bridge import TransformerBridge
-
 from course_utils.course_models import COURSE_MODELS, course_model
 from course_utils.tasks import ternary
 from course_utils.zoo import checkpoint, corpus, determinism
 from course_utils.zoo.cards import render_card
 from course_utils.zoo.recipes import build_heldout_streams, build_streams
 from course_utils.zoo.tokenizer import train_tokenizer
-from course_utils.zoo.train import TrainLog, freeze_sinusoidal_positions, tie_embeddings
+from course_utils.zoo.train import TrainLog
 
 WALL_TIME_LINE = "- wall time:"
 """The one line of a model card that differs between identical retrains."""
@@ -103,13 +98,7 @@ def retrain(
     for name in names:
         entry = course_model(name)
         recipe = entry.recipe()
-        random.seed(0)
-        torch.manual_seed(0)
-        model = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(recipe.config), tokenizer=tokenizer)
-        if recipe.tie_embeddings:
-            tie_embeddings(model)
-        if recipe.sinusoidal_positions is not None:
-            freeze_sinusoidal_positions(model, recipe.sinusoidal_positions)
+        model = recipe.seeded_model(tokenizer)
         log = recipe.fit(model, streams, tokenizer, steps_scale)
         metrics = entry.evaluate(model, streams)
         checks = entry.thresholds(metrics)

@@ -164,7 +164,8 @@ def render_card(recipe: Recipe, log: TrainLog, metrics: dict, checks: list[Check
             "Trained from scratch by `python -m course_utils.zoo` (seeded, with pinned CPU numerics) for the course's "
             'offline model zoo. Load it with `course_utils.zoo.checkpoint.load_checkpoint("' + recipe.name + '")`. '
             "Reproducible: `python -m course_utils.zoo --verify` retrains it and checks that every file but this "
-            "card's wall time is byte-identical, which holds on any x86-64 CPU with AVX2 (see README).",
+            "card's wall time is byte-identical, which holds on a machine like the one that trained it, not yet "
+            "across CPU vendors (see README).",
             "",
             "## Architecture",
             "",

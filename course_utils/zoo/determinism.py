@@ -1,4 +1,10 @@
-"""Pinned CPU numerics for the zoo, so a retrain writes byte-identical files on any x86-64 CPU with AVX2.
+"""Pinned CPU numerics for the zoo, so a retrain writes byte-identical files on x86-64 CPUs with AVX2.
+
+Measured: identical files from retrains on AMD EPYC machines (with AVX-512 kernels switched off),
+and on one Intel Xeon for the model trained there; but an Intel Xeon retrain of the models trained
+on an AMD EPYC gives other weights (attn-only-1l, attn-only-2l, gelu-4l), although MKL runs its
+COMPATIBLE branch on one thread there too (``MKL_VERBOSE=1``) and no oneDNN kernel runs in the
+attention-only models' training (``ONEDNN_VERBOSE=1``). Which kernel still depends on the CPU is open.
 
 By default PyTorch picks kernels for the CPU at hand, and kernels of different vector widths or
 instruction sets add floating-point numbers in different orders. Measured on an AVX-512 EPYC

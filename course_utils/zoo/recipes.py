@@ -8,13 +8,22 @@ from functools import partial
 from typing import Callable, Iterator
 
 import torch
+import transformer_lens.model_bridge.sources  # noqa: F401 - registers TransformerBridge.boot_native
 from jaxtyping import Int
 from tqdm.auto import tqdm
+from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import PreTrainedTokenizerFast
 
 from course_utils.zoo import batches, corpus, evaluate, ioi_circuit
-from course_utils.zoo.train import Batch, SinusoidalPositions, TrainLog, train
+from course_utils.zoo.train import (
+    Batch,
+    SinusoidalPositions,
+    TrainLog,
+    freeze_sinusoidal_positions,
+    tie_embeddings,
+    train,
+)
 
 HELDOUT_PLAY = "the-tempest"
 """Shakespeare play never trained on (used to measure held-out loss)."""
@@ -122,6 +131,17 @@ class Recipe:
             0 if c["attn_only"] else 2 * c["d_model"] * c["d_mlp"]
         )
         return self.steps * (c["n_layers"] * per_layer + c["d_model"] * c["d_vocab"])
+
+    def seeded_model(self, tokenizer: PreTrainedTokenizerFast) -> TransformerBridge:
+        """The untrained model every retrain starts from (seeded; embeddings tied and ``W_pos`` fixed as the recipe says)."""
+        random.seed(0)
+        torch.manual_seed(0)
+        model = TransformerBridge.boot_native(TransformerBridgeConfig.from_dict(self.config), tokenizer=tokenizer)
+        if self.tie_embeddings:
+            tie_embeddings(model)
+        if self.sinusoidal_positions is not None:
+            freeze_sinusoidal_positions(model, self.sinusoidal_positions)
+        return model
 
     def fit(
         self, model: TransformerBridge, streams: Streams, tokenizer: PreTrainedTokenizerFast, steps_scale: float = 1.0
