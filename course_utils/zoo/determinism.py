@@ -4,14 +4,19 @@ Measured: identical files from retrains on AMD EPYC machines (with AVX-512 kerne
 and on one Intel Xeon for the model trained there; but an Intel Xeon retrain of the models trained
 on an AMD EPYC gives other weights (attn-only-1l, attn-only-2l, gelu-4l), although MKL runs its
 COMPATIBLE branch on one thread there too (``MKL_VERBOSE=1``) and no oneDNN kernel runs in the
-attention-only models' training (``ONEDNN_VERBOSE=1``). Which kernel still depends on the CPU is open.
+attention-only models' training (``ONEDNN_VERBOSE=1``). Which kernel still depends on the CPU is open;
+``python -m course_utils.zoo.fingerprint`` finds it from two machines' outputs. The suspects are the
+ops whose bits depend on MKL's code branch (measured by switching ``MKL_CBWR`` between COMPATIBLE and
+AVX2): matrix products (mm, bmm) and ATen's sqrt, exp, log, erf and fractional powers, which go
+through MKL's vector math library (under COMPATIBLE its sqrt is not even correctly rounded: 790 of
+4096 values differ from IEEE sqrt); softmax, log-softmax, layer norm, GELU, sin, cos and sums do not.
 
 By default PyTorch picks kernels for the CPU at hand, and kernels of different vector widths or
 instruction sets add floating-point numbers in different orders. Measured on an AVX-512 EPYC
 (20 training steps of a gelu-4l-shaped model): ATen's AVX-512 kernels (the default here), its AVX2
 kernels and oneDNN's AVX-512 GELU each give other weights. MKL picks its matrix-product code by
-CPU vendor and model; ``MKL_CBWR=COMPATIBLE`` is the only code branch MKL reproduces on Intel and
-AMD CPUs alike (it also changes the weights). Training amplifies any last-bit difference.
+CPU vendor and model; ``MKL_CBWR=COMPATIBLE`` is the code branch MKL documents as the same on Intel
+and AMD CPUs (it also changes the weights; see above for what was measured across vendors). Training amplifies any last-bit difference.
 
 These variables act only if set before torch is imported, so ``python -m course_utils.zoo``
 restarts itself with them (:func:`reexec_pinned`). The thread count (1) is part of the pin: MKL
