@@ -16,7 +16,8 @@ instruction sets add floating-point numbers in different orders. Measured on an 
 (20 training steps of a gelu-4l-shaped model): ATen's AVX-512 kernels (the default here), its AVX2
 kernels and oneDNN's AVX-512 GELU each give other weights. MKL picks its matrix-product code by
 CPU vendor and model; ``MKL_CBWR=COMPATIBLE`` is the code branch MKL documents as the same on Intel
-and AMD CPUs (it also changes the weights; see above for what was measured across vendors). Training amplifies any last-bit difference.
+and AMD CPUs (it also changes the weights; see above for what was measured across vendors).
+Training amplifies any last-bit difference.
 
 These variables act only if set before torch is imported, so ``python -m course_utils.zoo``
 restarts itself with them (:func:`reexec_pinned`). The thread count (1) is part of the pin: MKL

@@ -15,7 +15,7 @@ from course_utils.tasks import facts, ioi, recall, ternary
 from course_utils.tasks.repeated import repeated_tokens
 
 
-def _share(hits: torch.Tensor) -> float:
+def share(hits: torch.Tensor) -> float:
     """Fraction of true entries, in float64: 180 hits of 200 meet a 0.9 bar (a float32 mean gives 0.8999999762)."""
     return hits.double().mean().item()
 
@@ -86,7 +86,7 @@ def ternary_metrics(model: TransformerBridge, n_random: int = 400, seed: int = 0
         ]
         tokens, last = _right_pad(rows, tok.pad_token_id)
         probs = _last_logits(model, tokens, last).softmax(-1)
-        out[f"{kind}_top1"] = _share(probs.argmax(-1) == else_id)
+        out[f"{kind}_top1"] = share(probs.argmax(-1) == else_id)
         out[f"{kind}_p_else"] = probs[:, else_id].mean().item()
         ablated = []
         for row in rows:
@@ -110,8 +110,8 @@ def ioi_metrics(model: TransformerBridge, split: ioi.Split, n: int = 400, seed: 
     rows = torch.arange(len(final))
     diff = final[rows, batch.io_ids] - final[rows, batch.s_ids]
     return {
-        "accuracy": _share(diff > 0),
-        "top1": _share(final.argmax(-1) == batch.io_ids),
+        "accuracy": share(diff > 0),
+        "top1": share(final.argmax(-1) == batch.io_ids),
         "logit_diff": diff.mean().item(),
     }
 
@@ -137,7 +137,7 @@ def fact_metrics(model: TransformerBridge, relation: str, n_shots: int = 2, seed
     ranks = (lens > answer_logit[..., None]).sum(-1).float()
     final = logits[rows_idx, last]
     return {
-        "top1": _share(final.argmax(-1) == answers),
+        "top1": share(final.argmax(-1) == answers),
         "rank_by_layer": ranks.mean(-1).tolist(),
         "n_prompts": len(prompts),
     }
@@ -233,7 +233,7 @@ def ioi_by_preamble(
         final = _last_logits(model, tokens, last)
         diff = final[torch.arange(n), io] - final[torch.arange(n), s]
         out[k] = {
-            "accuracy": _share(diff > 0),
+            "accuracy": share(diff > 0),
             "logit_diff": diff.mean().item(),
             "tokens": float(tokens.shape[1]),
         }
@@ -374,7 +374,7 @@ def recall_metrics(model: TransformerBridge, stream: Int[torch.Tensor, " n"], ma
             rows = [[tok.bos_token_id, *tok.encode(p.text, add_special_tokens=False)] for p in prompts]
             tokens, last = _right_pad(rows, tok.pad_token_id)
             answers = torch.tensor([tok.encode(p.answer, add_special_tokens=False)[0] for p in prompts])
-            out[f"{relation}_{form}_top1"] = _share(_last_logits(model, tokens, last).argmax(-1) == answers)
+            out[f"{relation}_{form}_top1"] = share(_last_logits(model, tokens, last).argmax(-1) == answers)
         prompts = recall.eval_prompts(relation, "qa")
         starts = torch.linspace(0, len(stream) - 101, len(prompts)).long().tolist()
         by_pre = {}
@@ -382,7 +382,7 @@ def recall_metrics(model: TransformerBridge, stream: Int[torch.Tensor, " n"], ma
             rows = [_with_preamble(tok, p.text, stream[a : a + k].tolist()) for p, a in zip(prompts, starts)]
             tokens, last = _right_pad(rows, tok.pad_token_id)
             answers = torch.tensor([tok.encode(p.answer, add_special_tokens=False)[0] for p in prompts])
-            by_pre[k] = _share(_last_logits(model, tokens, last).argmax(-1) == answers)
+            by_pre[k] = share(_last_logits(model, tokens, last).argmax(-1) == answers)
         out[f"{relation}_qa_top1_by_preamble_tokens"] = by_pre
         for form in ("qa_heldout", "bare"):
             prompts = recall.eval_prompts(relation, form)[:max_prompts]

@@ -2,8 +2,8 @@
 
 ``python -m course_utils.zoo.fingerprint NAME [--steps N] [--out FILE]`` runs the first N optimizer
 steps (default 1) of NAME's recipe (later phases scaled alike, at least one step each), from the
-seeded model the zoo starts from, under the zoo's pinned numerics, and
-writes one line per ATen operation: its index, name, output shape and a hash of its output bytes.
+seeded model the zoo starts from, under the zoo's pinned numerics, and writes one line per ATen
+operation: its index, name, output shape and a hash of its output bytes.
 Run it on two machines and diff the files: the first line that differs names the first operation
 whose result depends on the CPU (the README's "Across CPU vendors" says why this is needed).
 """
@@ -69,16 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=1, help="steps of the first phase (default 1)")
     parser.add_argument("--out", type=Path, help="write the lines here (default: standard output)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    determinism.apply_in_process(determinism.THREADS)
-    print(determinism.describe(determinism.THREADS), file=sys.stderr)
     if args.steps < 1:
         parser.error("--steps must be >= 1")
-    lines = "\n".join(fingerprint(args.name, args.steps)) + "\n"
+    determinism.apply_in_process(determinism.THREADS)
+    print(determinism.describe(determinism.THREADS), file=sys.stderr)
+    lines = list(fingerprint(args.name, args.steps))
+    text = "\n".join(lines) + "\n"
     if args.out is None:
-        sys.stdout.write(lines)
+        sys.stdout.write(text)
     else:
-        args.out.write_text(lines)
-        print(f"{lines.count(chr(10))} lines written to {args.out}", file=sys.stderr)
+        args.out.write_text(text)
+        print(f"{len(lines)} lines written to {args.out}", file=sys.stderr)
     return 0
 
 

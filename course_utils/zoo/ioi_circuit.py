@@ -14,6 +14,7 @@ from jaxtyping import Float, Int
 from transformer_lens.model_bridge import TransformerBridge
 
 from course_utils.tasks import ioi
+from course_utils.zoo.evaluate import share
 
 Head = tuple[int, int]
 
@@ -98,7 +99,7 @@ def ov_name_copying(model: TransformerBridge, layer: int, head: int) -> float:
     emb = emb - emb.mean(-1, keepdim=True)
     emb = emb / emb.pow(2).mean(-1, keepdim=True).sqrt()
     logits = emb @ model.W_V[layer, head] @ model.W_O[layer, head] @ model.W_U[:, ids]
-    return (logits.argmax(-1) == torch.arange(len(ids))).float().mean().item()
+    return share(logits.argmax(-1) == torch.arange(len(ids)))
 
 
 @torch.no_grad()
