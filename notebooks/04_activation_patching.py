@@ -1512,6 +1512,12 @@ checks.test_answer_path_patch_values(answer_path_patch_values)
 #   Identification in GPT-2 small* (2022), and compare its heads with what you found here:
 #   does section 8 find the paper's name movers, S-inhibition and duplicate-token heads? (Its
 #   role limits were set for the course model; a larger model may need other limits.)
+# - Why has the course model no name movers? Its card (`models/gelu-4l/MODEL_CARD.md`,
+#   section "Data and objective") records one attempt to grow them, by teaching the model to
+#   copy a name before it sees IOI, and what the model did instead. Which training data would
+#   make END read IO directly? The recipe is `GELU_4L` in `course_utils/zoo/recipes.py`;
+#   `python -m course_utils.zoo --only gelu-4l --out DIR` retrains it into `DIR` (about 45
+#   minutes on one CPU core).
 # - S. Heimersheim and N. Nanda, *How to use and interpret activation patching* (2024), and
 #   F. Zhang and N. Nanda, *Towards Best Practices of Activation and Patching in Language
 #   Models* (2023): metrics, corruptions, and the pitfalls of each.

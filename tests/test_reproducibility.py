@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -174,3 +175,42 @@ def test_fingerprint_logs_every_op_and_tells_last_bits_shapes_and_dtypes_apart()
     assert fingerprint.tensor_hash(a) == fingerprint.tensor_hash(a.clone())
     others = (torch.nextafter(a, a + 1), a.reshape(3, 2), a.double(), a.t())
     assert len({fingerprint.tensor_hash(t) for t in (a, *others)}) == 1 + len(others)
+
+
+def test_pinned_sqrt_is_correctly_rounded_and_keeps_torch_sqrt_dtypes():
+    x = torch.rand(4096, generator=torch.Generator().manual_seed(0)) * 10 + 1e-3
+    ieee = torch.from_numpy(np.sqrt(x.numpy()))  # the CPU's own square-root instruction
+    assert torch.equal(determinism.ieee_sqrt(x), ieee)
+    assert torch.equal(determinism.ieee_sqrt(x.double()), torch.from_numpy(np.sqrt(x.double().numpy())))
+    assert determinism.ieee_sqrt(torch.tensor([4, 9])).dtype == torch.get_default_dtype()
+    assert torch.equal(determinism.ieee_sqrt(x.view(64, 64).t()), ieee.view(64, 64).t())
+    with pytest.raises(TypeError, match="real tensors"):
+        determinism.ieee_sqrt(torch.ones(2, dtype=torch.complex64))
+
+
+PINNED_SQRT_RUN = """
+import numpy as np, torch
+from course_utils.zoo import determinism
+x = (torch.rand(4096, generator=torch.Generator().manual_seed(0)) * 10 + 1e-3).requires_grad_()
+determinism.pin_sqrt()
+determinism.pin_sqrt()  # a second call changes nothing
+ieee = torch.from_numpy(np.sqrt(x.detach().numpy()))
+y = x.sqrt()
+y.sum().backward()
+z = x.detach().clone().sqrt_()
+print(torch.equal(y.detach(), ieee), torch.equal(z, ieee), torch.allclose(x.grad, 0.5 / ieee))
+"""
+
+
+def test_pin_sqrt_makes_torch_sqrt_correctly_rounded_with_its_gradient():
+    """In a subprocess: the pin replaces ATen's sqrt kernel for the whole process."""
+    run = subprocess.run(
+        [sys.executable, "-c", PINNED_SQRT_RUN],
+        cwd=ROOT,
+        env=_environ({}),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.stdout.split() == ["True", "True", "True"], run.stderr[-2000:]

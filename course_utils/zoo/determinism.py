@@ -1,15 +1,20 @@
 """Pinned CPU numerics for the zoo, so a retrain writes byte-identical files on x86-64 CPUs with AVX2.
 
-Measured: identical files from retrains on AMD EPYC machines (with AVX-512 kernels switched off),
-and on one Intel Xeon for the model trained there; but an Intel Xeon retrain of the models trained
-on an AMD EPYC gives other weights (attn-only-1l, attn-only-2l, gelu-4l), although MKL runs its
-COMPATIBLE branch on one thread there too (``MKL_VERBOSE=1``) and no oneDNN kernel runs in the
-attention-only models' training (``ONEDNN_VERBOSE=1``). Which kernel still depends on the CPU is open;
-``python -m course_utils.zoo.fingerprint`` finds it from two machines' outputs. The suspects are the
-ops whose bits depend on MKL's code branch (measured by switching ``MKL_CBWR`` between COMPATIBLE and
-AVX2): matrix products (mm, bmm) and ATen's sqrt, exp, log, erf and fractional powers, which go
-through MKL's vector math library (under COMPATIBLE its sqrt is not even correctly rounded: 790 of
-4096 values differ from IEEE sqrt); softmax, log-softmax, layer norm, GELU, sin, cos and sums do not.
+Across CPU vendors: an Intel Xeon retrain of the models trained on an AMD EPYC gave other weights.
+The fingerprints of one attn-only-1l step on the two machines (``python -m
+course_utils.zoo.fingerprint``) agree up to operation 32 and first differ there: the LayerNorm's
+``aten.sqrt``. ATen sends ``torch.sqrt`` (like exp, log, erf and fractional powers) to MKL's vector
+math library, whose results are not correctly rounded and depend on the CPU: on the AMD EPYC 16 % of
+a million float32 square roots differ from IEEE's under every ``MKL_CBWR`` branch, on the Intel Xeon
+790 of 4096 under COMPATIBLE and none under AVX2. ``sqrt`` is the only such function in the zoo's
+training (its other ops are matrix products, softmax, log-softmax, GELU, powers of 2, reciprocals and
+sums; switching ``MKL_CBWR`` between COMPATIBLE and AVX2 changed only the matrix products among them).
+:func:`pin_sqrt` computes it correctly rounded. It is not in the pin yet: a full retrain with it on the
+AMD EPYC (71 min) gave attention-only models whose card figures moved by at most 2e-4, but gelu-4l and
+facts-4l each failed one bar after 100 tokens of stories (IOI 0.885, capitals 0.875; bar 0.9), so
+those recipes need wider margins before the zoo can be retrained under it. Whether the matrix products
+under ``MKL_CBWR=COMPATIBLE`` also depend on the vendor is open: diff an Intel machine's
+``fingerprint --pin-sqrt`` against the AMD EPYC's in ``benchmarks/fingerprints/``.
 
 By default PyTorch picks kernels for the CPU at hand, and kernels of different vector widths or
 instruction sets add floating-point numbers in different orders. Measured on an AVX-512 EPYC
@@ -59,6 +64,46 @@ def reexec_pinned(module: str, argv: list[str]) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-m", module, *argv], pinned_environ())
+
+
+def ieee_sqrt(x):
+    """``torch.sqrt`` rounded correctly (IEEE 754), as the CPU's own square-root instruction gives it on
+    every x86-64 machine: numpy's ``sqrt`` (ATen sends ``torch.sqrt`` to MKL's vector math instead,
+    whose results depend on the CPU vendor). Same dtype rules as ``torch.sqrt``."""
+    import numpy as np
+    import torch
+
+    if x.is_complex():
+        raise TypeError("the zoo's pinned sqrt takes real tensors only")
+    dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
+    wide = torch.float64 if dtype == torch.float64 else torch.float32
+    return torch.from_numpy(np.sqrt(x.detach().to(wide).numpy())).to(dtype)
+
+
+_PINNED_KERNELS: list = []
+"""The library that holds the pinned ``aten::sqrt`` CPU kernel (kept alive: dropping it unregisters it)."""
+
+
+def pin_sqrt() -> None:
+    """Replace ATen's CPU kernel of ``torch.sqrt`` (and its in-place form) by :func:`ieee_sqrt`, once per
+    process (the LayerNorm takes a ``sqrt``, and AdamW one of every parameter's second moment). Not part
+    of the zoo's pin yet (see this module's docstring); ``python -m course_utils.zoo.fingerprint
+    --pin-sqrt`` applies it."""
+    if _PINNED_KERNELS:
+        return
+    import warnings
+
+    import torch
+
+    def sqrt_(x):
+        return x.copy_(ieee_sqrt(x))
+
+    library = torch.library.Library("aten", "IMPL")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Warning only once for all operators")
+        library.impl("sqrt", ieee_sqrt, "CPU")
+        library.impl("sqrt_", sqrt_, "CPU")
+    _PINNED_KERNELS.append(library)
 
 
 def apply_in_process(threads: int) -> None:

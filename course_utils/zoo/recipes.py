@@ -409,7 +409,16 @@ GELU_4L = Recipe(
         "The unembedding is tied to the embedding during training "
         "(W_U = W_E^T): with untied matrices the model stayed at chance on IOI (train accuracy 0.50 after "
         "1000 steps), since moving a name to the output first needs W_E and W_U aligned name by name. "
-        "Without the IOI-only stage the circuit had not formed 1000 steps into the mix."
+        "Without the IOI-only stage the circuit had not formed 1000 steps into the mix. "
+        "Name movers (heads that attend from END to IO and copy it) were looked for by teaching the model to "
+        "copy a name first (two exploratory runs): phase 1 with 300 steps of one-name prompts "
+        '("Then, Mary went to the bank. Later the clerk gave a cup to" -> Mary) before the IOI stage, or '
+        "with such prompts as half of it. "
+        "Layer-0 heads then attended from END to the names and copied them (to IO 0.42-0.44, to S 0.40-0.41, "
+        "OV copying 0.59-0.75), but to both names alike; held-out IOI accuracy was still at chance at step 1250 "
+        "(0.485 and 0.46) and 0.70 and 0.745 at the end of phase 1, reached again through layer-3 heads that read "
+        "S2 (mean-ablating them removed 97 % and 103 % of the logit difference), not by steering those copying "
+        "heads away from S."
     ),
     evaluate=_evaluate_4l,
     tie_embeddings=True,
