@@ -34,7 +34,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:  # torch is imported only after the environment is pinned
+    import torch
 
 PINNED_ENV: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",  # ATen's own kernels (sums, softmax, layer norm, AdamW): 8-float vectors
@@ -66,7 +69,7 @@ def reexec_pinned(module: str, argv: list[str]) -> NoReturn:
     os.execve(sys.executable, [sys.executable, "-m", module, *argv], pinned_environ())
 
 
-def ieee_sqrt(x):
+def ieee_sqrt(x: torch.Tensor) -> torch.Tensor:
     """``torch.sqrt`` rounded correctly (IEEE 754), as the CPU's own square-root instruction gives it on
     every x86-64 machine: numpy's ``sqrt`` (ATen sends ``torch.sqrt`` to MKL's vector math instead,
     whose results depend on the CPU vendor). Same dtype rules as ``torch.sqrt``."""
@@ -95,7 +98,7 @@ def pin_sqrt() -> None:
 
     import torch
 
-    def sqrt_(x):
+    def sqrt_(x: torch.Tensor) -> torch.Tensor:
         return x.copy_(ieee_sqrt(x))
 
     library = torch.library.Library("aten", "IMPL")
