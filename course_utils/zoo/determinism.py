@@ -13,8 +13,8 @@ sums; switching ``MKL_CBWR`` between COMPATIBLE and AVX2 changed only the matrix
 AMD EPYC (71 min) gave attention-only models whose card figures moved by at most 2e-4, but gelu-4l and
 facts-4l each failed one bar after 100 tokens of stories (IOI 0.885, capitals 0.875; bar 0.9), so
 those recipes need wider margins before the zoo can be retrained under it. Whether the matrix products
-under ``MKL_CBWR=COMPATIBLE`` also depend on the vendor is open: diff an Intel machine's
-``fingerprint --pin-sqrt`` against the AMD EPYC's in ``benchmarks/fingerprints/``.
+under ``MKL_CBWR=COMPATIBLE`` or oneDNN's GELU also depend on the vendor is open: diff an Intel
+machine's ``fingerprint --pin-sqrt`` against the AMD EPYC's in ``benchmarks/fingerprints/``.
 
 By default PyTorch picks kernels for the CPU at hand, and kernels of different vector widths or
 instruction sets add floating-point numbers in different orders. Measured on an AVX-512 EPYC
