@@ -34,6 +34,15 @@ def _environ(machine: dict[str, str]) -> dict[str, str]:
     return {**env, **machine, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
 
 
+def _python(code: str, machine: dict[str, str]) -> str:
+    """Standard output of ``python -c code`` in a fresh process on the stand-in ``machine``."""
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=_environ(machine), capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout
+
+
 def test_shipped_ternary_eval_names_package_relative_sources():
     sources = [p.source for p in ternary.load_ternary_eval()]
     assert len(sources) == 800
@@ -152,18 +161,7 @@ print(hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parame
 def test_the_two_capabilities_do_give_other_weights_unpinned():
     """Without the pin the two stand-in machines disagree, so the test above can fail (that the pin
     makes them agree is the test above's, on the zoo itself)."""
-    unpinned = {
-        subprocess.run(
-            [sys.executable, "-c", TINY_RUN],
-            cwd=ROOT,
-            env=_environ(env),
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        ).stdout.strip()
-        for env in MACHINES.values()
-    }
+    unpinned = {_python(TINY_RUN, env).strip() for env in MACHINES.values()}
     assert len(unpinned) == 2
 
 
@@ -204,13 +202,4 @@ print(torch.equal(y.detach(), ieee), torch.equal(z, ieee), torch.allclose(x.grad
 
 def test_pin_sqrt_makes_torch_sqrt_correctly_rounded_with_its_gradient():
     """In a subprocess: the pin replaces ATen's sqrt kernel for the whole process."""
-    run = subprocess.run(
-        [sys.executable, "-c", PINNED_SQRT_RUN],
-        cwd=ROOT,
-        env=_environ({}),
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.stdout.split() == ["True", "True", "True"], run.stderr[-2000:]
+    assert _python(PINNED_SQRT_RUN, {}).split() == ["True", "True", "True"]
