@@ -1516,7 +1516,7 @@ checks.test_answer_path_patch_values(answer_path_patch_values)
 #   section "Data and objective") records one attempt to grow them, by teaching the model to
 #   copy a name before it sees IOI, and what the model did instead. Which training data would
 #   make END read IO directly? The recipe is `GELU_4L` in `course_utils/zoo/recipes.py`;
-#   `python -m course_utils.zoo --only gelu-4l --out DIR` retrains it into `DIR` (45 to 70
+#   `python -m course_utils.zoo --only gelu-4l --out DIR` retrains it into `DIR` (about 40
 #   minutes on one CPU core, by our runs).
 # - S. Heimersheim and N. Nanda, *How to use and interpret activation patching* (2024), and
 #   F. Zhang and N. Nanda, *Towards Best Practices of Activation and Patching in Language

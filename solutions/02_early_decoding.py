@@ -166,4 +166,4 @@ def fit_affine_translator(
 answer_ln_twice_detectable_with_fresh_ln = False
 answer_gpt2_medium_lens_rows = 25  # 24 layers: 24 resid_pre rows + the final residual
 answer_biggest_block = "mlp 0"  # measured on the shipped facts-4l (see checks.block_gains)
-answer_most_important_mlp = 3  # measured on the shipped facts-4l (see checks.most_important_mlp)
+answer_most_important_mlp = 0  # measured on the shipped facts-4l (see checks.most_important_mlp)

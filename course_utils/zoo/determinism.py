@@ -1,28 +1,26 @@
 """Pinned CPU numerics for the zoo, so a retrain writes byte-identical files on x86-64 CPUs with AVX2.
 
-Across CPU vendors: an Intel Xeon retrain of the models trained on an AMD EPYC gave other weights.
-The fingerprints of one attn-only-1l step on the two machines (``python -m
-course_utils.zoo.fingerprint``) agree up to operation 32 and first differ there: the LayerNorm's
-``aten.sqrt``. ATen sends ``torch.sqrt`` (like exp, log, erf and fractional powers) to MKL's vector
-math library, whose results are not correctly rounded and depend on the CPU: on the AMD EPYC 16 % of
-a million float32 square roots differ from IEEE's under every ``MKL_CBWR`` branch, on the Intel Xeon
-790 of 4096 under COMPATIBLE and none under AVX2. ``sqrt`` is the only such function in the zoo's
-training (its other ops are matrix products, softmax, log-softmax, GELU, powers of 2, reciprocals and
-sums; switching ``MKL_CBWR`` between COMPATIBLE and AVX2 changed only the matrix products among them).
-:func:`pin_sqrt` computes it correctly rounded. It is not in the pin yet: a full retrain with it on the
-AMD EPYC (71 min) gave attention-only models whose card figures moved by at most 2e-4, but gelu-4l and
-facts-4l each failed one bar after 100 tokens of stories (IOI 0.885, capitals 0.875; bar 0.9), so
-those recipes need wider margins before the zoo can be retrained under it. Whether the matrix products
-under ``MKL_CBWR=COMPATIBLE`` or oneDNN's GELU also depend on the vendor is open: diff an Intel
-machine's ``fingerprint --pin-sqrt`` against the AMD EPYC's in ``benchmarks/fingerprints/``.
-
 By default PyTorch picks kernels for the CPU at hand, and kernels of different vector widths or
 instruction sets add floating-point numbers in different orders. Measured on an AVX-512 EPYC
 (20 training steps of a gelu-4l-shaped model): ATen's AVX-512 kernels (the default here), its AVX2
-kernels and oneDNN's AVX-512 GELU each give other weights. MKL picks its matrix-product code by
-CPU vendor and model; ``MKL_CBWR=COMPATIBLE`` is the code branch MKL documents as the same on Intel
-and AMD CPUs (it also changes the weights; see above for what was measured across vendors).
-Training amplifies any last-bit difference.
+kernels and oneDNN's AVX-512 GELU each give other weights. Training amplifies any last-bit difference.
+So the pin fixes ATen's and oneDNN's kernels at AVX2, and MKL's matrix products at its AVX2 branch of
+conditional numerical reproducibility (``MKL_CBWR=AVX2``: fixed cache sizes, deterministic reductions,
+static scheduling). Until December 2026 the pin used MKL's ``COMPATIBLE`` (SSE2) branch instead, which
+made a gelu-4l step of 32 x 128 tokens take 1.4 s instead of 0.7 s on an AMD EPYC.
+
+Across CPU vendors: an Intel Xeon retrain of models trained on an AMD EPYC (under the old pin) gave
+other weights. The fingerprints of one attn-only-1l step on the two machines (``python -m
+course_utils.zoo.fingerprint``; ``benchmarks/fingerprints/mkl-compatible/``) agree up to operation 32
+and first differ there: the LayerNorm's ``aten.sqrt``. ATen sends ``torch.sqrt`` (like exp, log, erf and
+fractional powers) to MKL's vector math library, whose results are not correctly rounded and depend on
+the CPU: on the AMD EPYC 16 % of a million float32 square roots differ from IEEE's under every
+``MKL_CBWR`` branch, on the Intel Xeon 790 of 4096 under COMPATIBLE and none under AVX2. ``sqrt`` is the
+only such function in the zoo's training (its other ops are matrix products, softmax, log-softmax, GELU,
+powers of 2, reciprocals and sums), so the pin computes it correctly rounded (:func:`pin_sqrt`). MKL
+documents its AVX2 branch as giving the same results on every Intel CPU with AVX2; whether AMD CPUs
+run the same code is not documented, and whether oneDNN's GELU differs between vendors is open: diff
+an Intel machine's fingerprint against the AMD EPYC's in ``benchmarks/fingerprints/``.
 
 These variables act only if set before torch is imported, so ``python -m course_utils.zoo``
 restarts itself with them (:func:`reexec_pinned`). The thread count (1) is part of the pin: MKL
@@ -42,7 +40,7 @@ if TYPE_CHECKING:  # torch is imported only after the environment is pinned
 PINNED_ENV: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",  # ATen's own kernels (sums, softmax, layer norm, AdamW): 8-float vectors
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN kernels (the GELU forward)
-    "MKL_CBWR": "COMPATIBLE",  # MKL matrix products: the same code on Intel and AMD CPUs
+    "MKL_CBWR": "AVX2",  # MKL matrix products: its AVX2 branch, with fixed blocking and reductions
     "MKL_DYNAMIC": "FALSE",  # MKL and OpenMP use exactly the requested number of threads
     "OMP_DYNAMIC": "FALSE",
     "PYTHONHASHSEED": "0",  # set and dict order of strings
@@ -89,9 +87,8 @@ _PINNED_KERNELS: list = []
 
 def pin_sqrt() -> None:
     """Replace ATen's CPU kernel of ``torch.sqrt`` (and its in-place form) by :func:`ieee_sqrt`, once per
-    process (the LayerNorm takes a ``sqrt``, and AdamW one of every parameter's second moment). Not part
-    of the zoo's pin yet (see this module's docstring); ``python -m course_utils.zoo.fingerprint
-    --pin-sqrt`` applies it."""
+    process (the LayerNorm takes a ``sqrt``, and AdamW one of every parameter's second moment); part of
+    :func:`apply_in_process`."""
     if _PINNED_KERNELS:
         return
     import warnings
@@ -110,11 +107,13 @@ def pin_sqrt() -> None:
 
 
 def apply_in_process(threads: int) -> None:
-    """The in-process part of the pin: thread count, and an error for any nondeterministic op."""
+    """The in-process part of the pin: thread count, an error for any nondeterministic op, and a
+    correctly rounded ``sqrt``."""
     import torch
 
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
+    pin_sqrt()
 
 
 def describe(threads: int) -> str:
@@ -123,7 +122,8 @@ def describe(threads: int) -> str:
 
     capability = torch.backends.cpu.get_cpu_capability()
     pins = " ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in PINNED_ENV)
-    return f"numerics: {pins}; torch {torch.__version__}, CPU capability {capability}, {threads} thread(s)"
+    sqrt = "correctly rounded sqrt" if _PINNED_KERNELS else "MKL's sqrt"
+    return f"numerics: {pins}; {sqrt}; torch {torch.__version__}, CPU capability {capability}, {threads} thread(s)"
 
 
 def problems(threads: int) -> list[str]:

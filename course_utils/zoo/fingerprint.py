@@ -6,8 +6,6 @@ seeded model the zoo starts from, under the zoo's pinned numerics, and writes on
 operation: its index, name, output shape and a hash of its output bytes.
 Run it on two machines and diff the files: the first line that differs names the first operation
 whose result depends on the CPU (the README's "Across CPU vendors" says why this is needed).
-``--pin-sqrt`` also computes ``torch.sqrt`` correctly rounded (:func:`course_utils.zoo.determinism.pin_sqrt`),
-to see whether anything else still differs.
 """
 
 from __future__ import annotations
@@ -70,17 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=list(COURSE_MODELS))
     parser.add_argument("--steps", type=int, default=1, help="steps of the first phase (default 1)")
     parser.add_argument("--out", type=Path, help="write the lines here (default: standard output)")
-    parser.add_argument("--pin-sqrt", action="store_true", help="compute torch.sqrt correctly rounded")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.steps < 1:
         parser.error("--steps must be >= 1")
     determinism.apply_in_process(determinism.THREADS)
-    if args.pin_sqrt:
-        determinism.pin_sqrt()
-    print(
-        determinism.describe(determinism.THREADS) + ("; correctly rounded sqrt" if args.pin_sqrt else ""),
-        file=sys.stderr,
-    )
+    print(determinism.describe(determinism.THREADS), file=sys.stderr)
     lines = list(fingerprint(args.name, args.steps))
     text = "\n".join(lines) + "\n"
     if args.out is None:

@@ -376,8 +376,8 @@ def _evaluate_4l(model: TransformerBridge, streams: Streams) -> dict:
 
 _GELU_4L_PHASES = (
     Phase(steps=2000, lr=3e-3, warmup=100, make_batches=_batches_4l),
-    Phase(steps=800, lr=1e-3, warmup=50, make_batches=_batches_4l_long),
-    Phase(steps=250, lr=5e-4, warmup=25, make_batches=partial(_batches_4l_long, seed=32, preamble_skip=0.1)),
+    Phase(steps=1200, lr=1e-3, warmup=50, make_batches=_batches_4l_long),
+    Phase(steps=500, lr=5e-4, warmup=25, make_batches=partial(_batches_4l_long, seed=32, preamble_skip=0.1)),
 )
 
 GELU_4L = Recipe(
@@ -406,6 +406,10 @@ GELU_4L = Recipe(
         f"text (0.43 with a 109-token prompt). Phase 3 ({_GELU_4L_PHASES[2].steps} steps, a fresh optimizer, peak learning rate 5e-4) "
         "is phase 2's mix with new draws and 90 % of the IOI prompts after a preamble: after phase 2 alone (then 900 steps), "
         "IOI accuracy after 25 / 50 / 75 / 100 tokens of held-out stories was 0.905 / 0.925 / 0.88 / 0.91. "
+        "Those figures, like the runs below, are from the zoo's earlier numerics (MKL's SSE2 branch, its own "
+        "square root); under the current pin, 800 steps of phase 2 and 500 of phase 3 gave 0.88 / 0.905 / "
+        "0.915 / 0.915 (under the bar after 25 tokens), 800 and 1000 gave 0.96 / 0.915 / 0.945 / 0.905, and "
+        "this model's 1200 and 500 give the card's figures below. "
         "The unembedding is tied to the embedding during training "
         "(W_U = W_E^T): with untied matrices the model stayed at chance on IOI (train accuracy 0.50 after "
         "1000 steps), since moving a name to the output first needs W_E and W_U aligned name by name. "
@@ -450,7 +454,7 @@ def _evaluate_facts(model: TransformerBridge, streams: Streams) -> dict:
 FACTS_4L = Recipe(
     name="facts-4l",
     config=_base_config(n_layers=4, d_model=128, n_heads=4, d_head=32, d_mlp=512, attn_only=False),
-    phases=(Phase(steps=2100, lr=3e-3, warmup=100, make_batches=_batches_facts),),
+    phases=(Phase(steps=2400, lr=3e-3, warmup=100, make_batches=_batches_facts),),
     data=(
         "A model of its own for chapter 02 (early decoding), so that fact recall is not shaped by the IOI "
         "curriculum of gelu-4l and its story can be told alone. The fact world (`course_utils.tasks.recall`): "
@@ -471,9 +475,12 @@ FACTS_4L = Recipe(
         "towns nearly so (median rank 3), with MLP 0 doing the lookup. Norm 0 (no positions) or 0.3 at "
         "1600 steps pushed the towns' answer later (median rank 22 / 13 after block 0) but answered only "
         "0.10 / 0.61 of the held-out town questions; norm 0.5 at 1600 or 2000 steps answered them (0.92 / "
-        "0.97) but kept rank 4; norm 0.3 with 2100 steps (this model) answers 0.98 with rank 22, and all "
-        "three relations rise over depth (2400 steps: 0.99, rank 20); the ranks in these sentences are on Q/A "
-        "prompts about every town, the card's tables below use towns never asked in training. Statements in "
+        "0.97) but kept rank 4; norm 0.3 with 2100 steps answered 0.98 with rank 22, and all three relations "
+        "rose over depth (2400 steps: 0.99, rank 20); the ranks in these sentences are on Q/A prompts about "
+        "every town, the card's tables below use towns never asked in training. The runs this paragraph describes "
+        "were trained under the zoo's earlier numerics (MKL's SSE2 branch and its own square root); this model has 2400 steps "
+        "because under the current pin the 2100-step recipe can land under a bar after 100 tokens of stories "
+        "(capitals 0.875 with only the square root pinned). Statements in "
         'which the country directly follows the name ("Address: Selby Alden Poland.", 2 or 5 of the towns\' 7 or '
         "10 phrasings) taught the model to predict the country at the name's last token (1.00 on 100 towns) but "
         "not to read it from there: causal tracing at that token stayed at most 0.01 at every depth, the towns' "
