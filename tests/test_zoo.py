@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -346,6 +347,19 @@ def test_a_model_added_to_the_registry_alone_reaches_the_zoo_the_loader_and_its_
     loaded = load_model(FAKE, device="cpu")
     assert loaded.cfg.d_model == 16 and not loaded.training
     assert "| fake score | 0.75 | >= 0.5 | PASS |" in entry.card(models_dir).read_text()
+
+
+def test_a_recipes_exploratory_runs_become_a_table_of_its_card_and_ragged_rows_are_refused():
+    from course_utils.zoo.cards import render_card
+    from course_utils.zoo.train import TrainLog
+
+    runs = recipes.ExploratoryRuns("Tried:", ("run", "score"), (("wider", 0.5),))
+    recipe = dataclasses.replace(FAKE_RECIPE, exploratory=(runs,))
+    card = render_card(recipe, TrainLog(1, 16, 1.0, [2.0]), {"fake_score": 0.75}, [], threads=1)
+    assert "## Exploratory runs (not shipped)\n\nTried:\n\n| run | score |\n| --- | --- |\n| wider | 0.5 |" in card
+    assert "Exploratory" not in render_card(FAKE_RECIPE, TrainLog(1, 16, 1.0, [2.0]), {}, [], threads=1)
+    with pytest.raises(ValueError, match="needs 2 cells"):
+        recipes.ExploratoryRuns("Tried:", ("run", "score"), (("wider",),))
 
 
 def test_a_share_equal_to_its_bar_meets_it():

@@ -150,6 +150,16 @@ def _circuit_table(metrics: dict) -> list[str]:
     ]
 
 
+def _exploratory_tables(recipe: Recipe) -> list[str]:
+    """ "Exploratory runs": the recipe's unshipped variants, one table per study."""
+    if not recipe.exploratory:
+        return []
+    out = ["## Exploratory runs (not shipped)", ""]
+    for runs in recipe.exploratory:
+        out += [runs.title, "", *_table(list(runs.columns), [list(row) for row in runs.rows])]
+    return out
+
+
 def render_card(recipe: Recipe, log: TrainLog, metrics: dict, checks: list[Check], threads: int) -> str:
     """Markdown card; every figure in it comes from ``log``, ``metrics`` or ``checks``."""
     config_rows = [f"| `{k}` | {v} |" for k, v in sorted(recipe.config.items())]
@@ -180,6 +190,7 @@ def render_card(recipe: Recipe, log: TrainLog, metrics: dict, checks: list[Check
             "",
             recipe.data,
             "",
+            *_exploratory_tables(recipe),
             "## Training",
             "",
             "AdamW (betas 0.9/0.98, weight decay 0.01 on matrices), gradient clipping at 1.0; per phase, linear "

@@ -104,6 +104,20 @@ class Phase:
 
 
 @dataclass(frozen=True)
+class ExploratoryRuns:
+    """Variants of a recipe that were trained and measured but not shipped, as one table of the card:
+    what each changed and what it measured (figures from the run's own card)."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[object, ...], ...]
+
+    def __post_init__(self) -> None:
+        if any(len(row) != len(self.columns) for row in self.rows):
+            raise ValueError(f"every row of {self.title!r} needs {len(self.columns)} cells, one per column")
+
+
+@dataclass(frozen=True)
 class Recipe:
     """Everything needed to train and evaluate one course model."""
 
@@ -118,6 +132,8 @@ class Recipe:
     sinusoidal_positions: SinusoidalPositions | None = None
     """Train with ``W_pos`` fixed at these sinusoids (see
     :func:`course_utils.zoo.train.freeze_sinusoidal_positions`); None: a learned ``W_pos``."""
+    exploratory: tuple[ExploratoryRuns, ...] = ()
+    """Unshipped variants, for the card's "Exploratory runs" section."""
 
     @property
     def steps(self) -> int:
@@ -495,7 +511,8 @@ FACTS_4L = Recipe(
         "1 line in 5) answered 0.83 of the held-out town questions (MLP 3: 1.55 nats) and 0.32 of the emblem "
         "ones, and tracing at the name's last token stayed at most 0.02 for towns (0.15 for emblems); adding a "
         "trade partner (a second country per town) left 0.14 of the town questions answered, tracing at most "
-        "0.13 for towns (0.34 for emblems, at the embeddings). Older history: with a learned "
+        "0.13 for towns (0.34 for emblems, at the embeddings). The attempts after these are in the table "
+        '"Exploratory runs" below. Older history: with a learned '
         "`W_pos`, a question ending after position ~100 was answered far less often (top-1 after 100 tokens of "
         "stories: capital 0.30, language 0.43, country 0.42; the same with other fact lines as the preamble, "
         "and training preambles up to 100 tokens did not help): the layer-0 heads that move the subject to "
@@ -511,6 +528,120 @@ FACTS_4L = Recipe(
     evaluate=_evaluate_facts,
     tie_embeddings=True,
     sinusoidal_positions=SinusoidalPositions(dims=128, norm=0.3),
+    exploratory=(
+        ExploratoryRuns(
+            title=(
+                "Aimed at a causal-tracing peak at the town's last token (issue 15): each run is this recipe with "
+                "one change, trained by `python -m course_utils.zoo --only facts-4l --out DIR`; every figure is "
+                "on the held-out town questions (country_qa_heldout), as in this card's tables. Tracing: before "
+                "block 0, 1, ... and after the last block. \u2013: not recorded."
+            ),
+            columns=(
+                "run",
+                "change",
+                "layers",
+                "held-out town Q/A top-1",
+                "towns' median rank after block 0",
+                "zeroing the largest MLP after block 0 (nats)",
+                "tracing at the name's last token",
+                "restoring the whole name before block 1",
+                "failed checks",
+            ),
+            rows=(
+                (
+                    "asides-0.5",
+                    "a random aside of a few words after the name in half of the town lines",
+                    4,
+                    0.8991,
+                    "\u2013",
+                    "\u2013",
+                    "0.057 / 0.046 / 0.033 / 0.001 / 0.000",
+                    "\u2013",
+                    1,
+                ),
+                (
+                    "asides-0.8",
+                    "the same in 80 % of the town lines",
+                    4,
+                    0.8716,
+                    "\u2013",
+                    "\u2013",
+                    "0.011 / 0.011 / 0.001 / 0.002 / 0.000",
+                    0.65,
+                    ">= 1",
+                ),
+                (
+                    "deep",
+                    "6 layers (1479 s of training)",
+                    6,
+                    0.9908,
+                    27,
+                    "MLP 5: 0.98 (MLP 0: 7.97)",
+                    "0.022 / 0.022 / 0.020 / 0.001 / 0.001 / 0.000 / 0.000",
+                    0.998,
+                    1,
+                ),
+                (
+                    "deep-address",
+                    '6 layers; two more town phrasings put the country right after the name ("Address: Selby '
+                    'Alden Poland.", "Letters to Selby Alden Poland go by train.")',
+                    6,
+                    1,
+                    32,
+                    "MLP 5: 1.34 (MLP 0: 9.45)",
+                    "0.000 / 0.000 / 0.000 / 0.000 / 0.000 / 0.000 / 0.000",
+                    0.976,
+                    1,
+                ),
+                (
+                    "local-positions",
+                    "`W_pos` sinusoids in the last 32 dimensions only, rows of norm 1.5 (fixed offsets cheap to read, "
+                    "as in attn-only-2l), with deep-address's two phrasings",
+                    4,
+                    0.9817,
+                    4,
+                    "MLP 3: 0.26 (MLP 0: 6.94)",
+                    "0.003 / 0.000 / 0.000 / 0.000 / 0.000",
+                    0.003,
+                    3,
+                ),
+                (
+                    "local-positions-address",
+                    "local-positions' `W_pos`; all 5 town phrasings put the country right after the name",
+                    4,
+                    0.4679,
+                    5,
+                    "MLP 2: 0.71 (MLP 0: 4.92)",
+                    "0.034 / 0.000 / 0.000 / 0.000 / 0.000",
+                    0.005,
+                    6,
+                ),
+                (
+                    "local-positions-asides",
+                    'local-positions, and an aside of 1-4 words after the name ("Ivel Selby, mill by green hill, '
+                    'lies in Spain.") in 80 % of the other town lines',
+                    4,
+                    1,
+                    6,
+                    "MLP 3: 0.22 (MLP 0: 7.37)",
+                    "0.019 / 0.000 / 0.000 / 0.000 / 0.000",
+                    0.045,
+                    3,
+                ),
+                (
+                    "deep-local-positions-asides",
+                    "the same with 6 layers (1568 s of training)",
+                    6,
+                    0.9817,
+                    7,
+                    "MLP 4: 0.27 (MLP 0: 10.79)",
+                    "0.023 / 0.000 / 0.000 / 0.000 / 0.000 / 0.000 / 0.000",
+                    0.070,
+                    3,
+                ),
+            ),
+        ),
+    ),
 )
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (ATTN_ONLY_2L, ATTN_ONLY_1L, GELU_4L, FACTS_4L)}
