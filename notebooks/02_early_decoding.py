@@ -984,7 +984,9 @@ print(
 # - **The answer is assembled at the final position, not at the subject.** Restoring the
 #   town's last token, at any depth, recovers less than half of the answer's probability: the
 #   final position reads the town's tokens itself, rather than a last token enriched with the
-#   country (the picture Meng et al. found in GPT models).
+#   country (the picture Meng et al. found in GPT models). The "Exploratory runs" table of
+#   `models/facts-4l/MODEL_CARD.md` lists the training variants that tried to give this model such
+#   a hub (more layers, other phrasings, other positional embeddings); none did.
 # - **The name is read over several blocks.** Restoring *every* token of the town's name after
 #   block 0 still brings back more than half of the answer, less after block 1 and less again
 #   after block 2: the final position keeps reading the name in blocks 1 to 3, not only in block 0.
