@@ -532,7 +532,7 @@ FACTS_4L = Recipe(
         ExploratoryRuns(
             title=(
                 "Aimed at a causal-tracing peak at the town's last token (issue 15): each run is this recipe with "
-                "one change, trained by `python -m course_utils.zoo --only facts-4l --out DIR`; every figure is "
+                "the changes named, trained by `python -m course_utils.zoo --only facts-4l --out DIR`; every figure is "
                 "on the held-out town questions (country_qa_heldout), as in this card's tables. Tracing: before "
                 "block 0, 1, ... and after the last block. \u2013: not recorded."
             ),
