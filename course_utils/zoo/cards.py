@@ -161,7 +161,8 @@ def _exploratory_tables(recipe: Recipe) -> list[str]:
 
 
 def render_card(recipe: Recipe, log: TrainLog, metrics: dict, checks: list[Check], threads: int) -> str:
-    """Markdown card; every figure in it comes from ``log``, ``metrics`` or ``checks``."""
+    """Markdown card; every figure about this model comes from ``log``, ``metrics`` or ``checks`` (the
+    recipe's ``data`` and ``exploratory`` tables give figures of other, unshipped runs)."""
     config_rows = [f"| `{k}` | {v} |" for k, v in sorted(recipe.config.items())]
     scalar_rows = [f"| `{k}` | {_fmt(v)} |" for k, v in metrics.items() if isinstance(v, (int, float))]
     check_rows = [
